@@ -1,0 +1,40 @@
+# Quick start: `make demo` (install, build, search, retrain, analyze) and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+EXT := $(wildcard das/_C*.so)
+DEMO_OUT ?= results/demo
+
+.PHONY: install build demo test bench clean
+
+$(VENV)/.installed: requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q -r requirements.txt
+	touch $@
+
+install: $(VENV)/.installed
+
+build: install
+	$(PY) setup.py -q build_ext --inplace 2>&1 | grep -v -i "deprecat\|^\s*$$\|!!\|\*\*\*\*\|setup.py\|See https\|standards-based\|Please avoid\|This deprecation\|calls to avoid" || true
+	$(PY) -c "import das._C" && echo "extension das._C built"
+
+# A small default run of the main job: 2 seeds of DAS and of a random architecture
+# (sequential space, blur, all ops, 10 epochs), then the table and the scatter plot.
+demo: build
+	for seed in 0 1; do \
+	  $(PY) search.py --space seq --data blur --ops all --seed $$seed --epochs 10 --out $(DEMO_OUT) --resume --quiet && \
+	  $(PY) retrain.py --genotype $(DEMO_OUT)/seq/blur/all/das/H1/seed$$seed/genotype.json --epochs 10 --resume --quiet && \
+	  $(PY) retrain.py --arch random --space seq --data blur --ops all --seed $$seed --epochs 10 --out $(DEMO_OUT) --resume --quiet \
+	  || exit 1; \
+	done
+	$(PY) analyze.py $(DEMO_OUT)
+
+test: build
+	$(PY) -m pytest -q tests
+
+bench: build
+	$(PY) benchmarks/bench_ops.py
+	$(PY) benchmarks/bench_search.py
+
+clean:
+	rm -rf build das/_C*.so

@@ -1,0 +1,1 @@
+"""Differentiable architecture search for 1-D inverse problems."""

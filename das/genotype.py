@@ -1,0 +1,114 @@
+"""Genotypes: the derived architecture as data (SPEC 4), one JSON format for every script.
+
+    {"space": "seq", "ops": "all", "data": "blur", "width": 16,
+     "layers": ["grad", "net", ...],            # seq: the op of each of the 10 layers
+     "edges": [[0, 1, "grad"], ...],            # cell: (from, to, op) per edge, zero allowed
+     "alphas": [[...], ...]}                    # softmax(alpha) the choice came from, if searched
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from das.ops import OP_SETS
+from das.utils import UserError, read_json, write_json
+
+SPACES = ("seq", "cell")
+SEQ_LAYERS = 10
+CELL_STATES = 5
+FIX = "write it with search.py or follow the format in das/genotype.py"
+
+
+@dataclass
+class Genotype:
+    space: str
+    ops: str
+    data: str = "blur"
+    width: int = 16
+    layers: list = field(default_factory=list)
+    edges: list = field(default_factory=list)
+    alphas: list | None = None
+
+    def to_dict(self) -> dict:
+        d = {"space": self.space, "ops": self.ops, "data": self.data, "width": self.width}
+        if self.space == "seq":
+            d["layers"] = list(self.layers)
+        else:
+            d["edges"] = [[int(i), int(j), op] for i, j, op in self.edges]
+        if self.alphas is not None:
+            d["alphas"] = self.alphas
+        return d
+
+    def to_json(self, path) -> None:
+        write_json(path, self.to_dict())
+
+    @classmethod
+    def from_dict(cls, d: dict, source: str = "genotype") -> "Genotype":
+        """Validate and build; raises UserError naming `source` and the problem."""
+        def bad(msg):
+            return UserError(f"{source}: malformed genotype: {msg}; {FIX}")
+
+        if not isinstance(d, dict):
+            raise bad("not a JSON object")
+        space, ops = d.get("space"), d.get("ops")
+        if space not in SPACES:
+            raise bad(f"space is {space!r}, expected one of {list(SPACES)}")
+        if ops not in OP_SETS:
+            raise bad(f"ops is {ops!r}, expected one of {sorted(OP_SETS)}")
+        data = d.get("data", "blur")
+        if data not in ("blur", "downsample"):
+            raise bad(f"data is {data!r}, expected blur or downsample")
+        width = d.get("width", 16)
+        if not isinstance(width, int) or width < 1:
+            raise bad(f"width is {width!r}, expected a positive integer")
+        allowed = OP_SETS[ops] + (["zero"] if space == "cell" else [])
+        g = cls(space=space, ops=ops, data=data, width=width, alphas=d.get("alphas"))
+        if space == "seq":
+            layers = d.get("layers")
+            if not isinstance(layers, list) or len(layers) != SEQ_LAYERS:
+                raise bad(f"a seq genotype needs 'layers', a list of {SEQ_LAYERS} op names, got {layers!r}")
+            for k, op in enumerate(layers):
+                if op not in allowed:
+                    raise bad(f"layer {k} has op {op!r}, not in the {ops!r} op set {allowed}")
+            g.layers = list(layers)
+        else:
+            edges = d.get("edges")
+            if not isinstance(edges, list) or not edges:
+                raise bad("a cell genotype needs 'edges', a list of [from, to, op]")
+            seen = set()
+            for e in edges:
+                if not (isinstance(e, (list, tuple)) and len(e) == 3 and all(isinstance(v, int) for v in e[:2])):
+                    raise bad(f"edge {e!r} is not [from, to, op]")
+                i, j, op = e
+                if not (0 <= i <= CELL_STATES and 1 <= j <= CELL_STATES):
+                    raise bad(f"edge {e!r} names a node outside 0..{CELL_STATES}")
+                if i >= j:
+                    raise bad(f"edge {e!r} goes backward or loops (from must be < to): cells are acyclic")
+                if (i, j) in seen:
+                    raise bad(f"edge ({i}, {j}) appears twice")
+                if op not in allowed:
+                    raise bad(f"edge {e!r} has op {op!r}, not in {allowed}")
+                seen.add((i, j))
+            g.edges = sorted(((i, j, op) for i, j, op in edges), key=lambda e: (e[1], e[0]))
+        if g.alphas is not None:
+            rows = SEQ_LAYERS if space == "seq" else CELL_STATES * (CELL_STATES + 1) // 2
+            if not (isinstance(g.alphas, list) and len(g.alphas) == rows
+                    and all(isinstance(r, list) and len(r) == len(allowed) for r in g.alphas)):
+                raise bad(f"alphas must be {rows} rows of {len(allowed)} numbers")
+        return g
+
+    @classmethod
+    def from_json(cls, path) -> "Genotype":
+        return cls.from_dict(read_json(path, "genotype file", FIX), str(path))
+
+    def describe(self) -> str:
+        if self.space == "seq":
+            return " ".join(self.layers)
+        return " ".join(f"{i}->{j}:{op}" for i, j, op in self.edges if op != "zero") or "(all zero)"
+
+
+def load_genotype(path) -> Genotype:
+    return Genotype.from_json(Path(path))
+
+
+__all__ = ["Genotype", "load_genotype"]

@@ -1,0 +1,75 @@
+"""DAS hyperparameters (SPEC 5): one JSON dict, presets from the paper's Tables 6-8 in configs/."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from das.utils import UserError, read_json
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+ALPHA_OPTIMIZERS = ("Adam", "GradientDescent")
+ALPHA_SCHEDULERS = (None, "Linear")
+WARMUP_EPOCHS = 5
+
+
+@dataclass
+class HParams:
+    name: str = "H1"
+    param_lr: float = 1e-3
+    param_wd: float = 1e-8
+    param_warmup: bool = False
+    alpha_lr: float = 1e-3
+    alpha_wd: float = 1e-3
+    alpha_warmup: bool = True
+    alpha_scheduler: str | None = "Linear"
+    alpha_optimizer: str = "GradientDescent"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict, name: str, source: str = "hparams") -> "HParams":
+        fields = set(cls.__dataclass_fields__) - {"name"}
+        unknown = set(d) - fields - {"name"}
+        if unknown:
+            raise UserError(f"{source}: unknown hyperparameters {sorted(unknown)}; allowed: {sorted(fields)}")
+        missing = fields - set(d)
+        if missing:
+            raise UserError(f"{source}: missing hyperparameters {sorted(missing)}")
+        for k in ("param_lr", "param_wd", "alpha_lr", "alpha_wd"):
+            v = d[k]
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
+                raise UserError(f"{source}: {k} must be a number >= 0, got {v!r}")
+        for k in ("param_warmup", "alpha_warmup"):
+            if not isinstance(d[k], bool):
+                raise UserError(f"{source}: {k} must be true or false, got {d[k]!r}")
+        sched = d["alpha_scheduler"]
+        if sched in ("None", "none"):
+            sched = None
+        if sched not in ALPHA_SCHEDULERS:
+            raise UserError(f"{source}: alpha_scheduler must be null or \"Linear\", got {sched!r}")
+        if d["alpha_optimizer"] not in ALPHA_OPTIMIZERS:
+            raise UserError(f"{source}: alpha_optimizer must be one of {list(ALPHA_OPTIMIZERS)}, got {d['alpha_optimizer']!r}")
+        vals = {k: d[k] for k in fields}
+        vals["alpha_scheduler"] = sched
+        for k in ("param_lr", "param_wd", "alpha_lr", "alpha_wd"):
+            vals[k] = float(vals[k])
+        return cls(name=name, **vals)
+
+
+def presets() -> list[str]:
+    return sorted(p.stem for p in CONFIG_DIR.glob("*.json"))
+
+
+def load_hparams(name_or_path: str) -> HParams:
+    """A preset name (configs/<name>.json) or a path to a user's JSON file."""
+    path = Path(name_or_path)
+    if path.suffix == ".json" or path.exists():
+        d = read_json(path, "hyperparameter file", "pass a preset name or a JSON file like configs/H1.json")
+        return HParams.from_dict(d, d.get("name", path.stem), str(path))
+    preset = CONFIG_DIR / f"{name_or_path}.json"
+    if not preset.is_file():
+        raise UserError(f"unknown hyperparameter preset {name_or_path!r}; choose one of {presets()} "
+                        "or pass a path to a JSON file")
+    d = read_json(preset, "preset")
+    return HParams.from_dict(d, name_or_path, str(preset))

@@ -1,0 +1,194 @@
+"""Search spaces (SPEC 4): the sequential 10-layer space and the DARTS-like cell space.
+
+A network is built either as a supernet (every layer/edge a MixedOp over all candidates,
+with architecture parameters alpha) or as a discrete network from a genotype (one op each).
+Both take the measurement y (B,1,Lo) and return the reconstruction (B,1,L).
+"""
+from __future__ import annotations
+
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from das import operators
+from das.genotype import CELL_STATES, SEQ_LAYERS, Genotype
+from das.ops import WIDTH, NOISE_SIGMA, MixedOp, op_names
+
+CELLS = 2
+
+
+def cell_edges(states: int = CELL_STATES) -> list[tuple[int, int]]:
+    """All forward edges (i, j), 0 <= i < j <= states, ordered by target then source: 15 for 5 states."""
+    return [(i, j) for j in range(1, states + 1) for i in range(j)]
+
+
+class _Network(nn.Module):
+    """Shared plumbing: the operator A as a buffer, and the residual output u0 + body(u0)."""
+
+    def __init__(self, data: str):
+        super().__init__()
+        A = operators.Operator(data)
+        self.data, self.stride, self.length = data, A.stride, A.length
+        self.register_buffer("kernel", A.kernel, persistent=False)
+
+    def mixed_ops(self):
+        return [m for m in self.modules() if isinstance(m, MixedOp)]
+
+    def _bind(self):
+        for m in self._mixed:
+            m.kernel, m.stride = self.kernel, self.stride
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        """y (B,1,Lo) -> x_hat (B,1,L)."""
+        self._bind()
+        u0 = operators.blur_adjoint(y, self.kernel, self.stride, self.length)
+        return u0 + self.body(u0, y, self.op_weights())
+
+    def op_weights(self):
+        return None
+
+    def weights(self):
+        """The operation parameters theta (everything but alpha)."""
+        return [p for n, p in self.named_parameters() if n != "alphas"]
+
+
+class SeqNetwork(_Network):
+    """Sequential space: u0 = A^T y, u_{j+1} = o_j(u_j) for j < 10, output u0 + u_10."""
+
+    space = "seq"
+
+    def __init__(self, data: str, layer_ops: list[list[str]], width: int = WIDTH, noise_sigma: float = NOISE_SIGMA):
+        super().__init__(data)
+        self.layers = nn.ModuleList(MixedOp(ops, width, noise_sigma) for ops in layer_ops)
+        self._mixed = self.mixed_ops()
+
+    def body(self, u, y, weights):
+        for j, layer in enumerate(self.layers):
+            u = layer(u, y, None if weights is None else weights[j])
+        return u
+
+
+class _Cell(nn.Module):
+    """One cell: s_j = sum_{i<j} o_ij(s_i); output = conv1x1(concat(s4, s5))."""
+
+    def __init__(self, edge_ops: dict, width: int, noise_sigma: float, states: int = CELL_STATES):
+        super().__init__()
+        self.states = states
+        self.edges = [e for e in cell_edges(states) if e in edge_ops]
+        self.ops = nn.ModuleDict({f"{i}_{j}": MixedOp(edge_ops[(i, j)], width, noise_sigma) for i, j in self.edges})
+        self.out = nn.Conv1d(2, 1, kernel_size=1)
+        self.index = {e: k for k, e in enumerate(cell_edges(states))}
+
+    def forward(self, s0, y, weights):
+        s = [s0] + [None] * self.states
+        for i, j in self.edges:
+            if s[i] is None:  # a state with no non-zero input is zero, and so is what it feeds
+                continue
+            w = None if weights is None else weights[self.index[(i, j)]]
+            v = self.ops[f"{i}_{j}"](s[i], y, w)
+            s[j] = v if s[j] is None else s[j] + v
+        last = [t if t is not None else torch.zeros_like(s0) for t in s[-2:]]
+        return self.out(torch.cat(last, dim=1))
+
+
+class CellNetwork(_Network):
+    """Cell space: output = u0 + cell2(cell1(u0)); both cells share one set of alphas."""
+
+    space = "cell"
+
+    def __init__(self, data: str, edge_ops: dict, width: int = WIDTH, noise_sigma: float = NOISE_SIGMA,
+                 cells: int = CELLS):
+        super().__init__(data)
+        self.cells = nn.ModuleList(_Cell(edge_ops, width, noise_sigma) for _ in range(cells))
+        self._mixed = self.mixed_ops()
+
+    def body(self, u, y, weights):
+        for cell in self.cells:
+            u = cell(u, y, weights)
+        return u
+
+
+class _Supernet:
+    """Mixin: alphas, their softmax, and derivation by argmax (DARTS' Network API)."""
+
+    def _init_alphas(self, rows: int, names: list[str]):
+        self.op_names = names
+        self.alphas = nn.Parameter(1e-3 * torch.randn(rows, len(names)))
+
+    def op_weights(self):
+        return F.softmax(self.alphas, dim=-1)
+
+    def arch_parameters(self):
+        return [self.alphas]
+
+    def softmax_alphas(self) -> list[list[float]]:
+        return F.softmax(self.alphas.detach().double(), dim=-1).tolist()
+
+
+class SeqSupernet(_Supernet, SeqNetwork):
+    def __init__(self, data: str, ops: str, width: int = WIDTH, noise_sigma: float = NOISE_SIGMA,
+                 layers: int = SEQ_LAYERS):
+        names = op_names(ops, "seq")
+        SeqNetwork.__init__(self, data, [names] * layers, width, noise_sigma)
+        self._init_alphas(layers, names)
+        self.ops_name, self.width = ops, width
+
+    def genotype(self) -> Genotype:
+        choice = self.alphas.detach().argmax(dim=-1).tolist()
+        return Genotype(space="seq", ops=self.ops_name, data=self.data, width=self.width,
+                        layers=[self.op_names[c] for c in choice], alphas=self.softmax_alphas())
+
+
+class CellSupernet(_Supernet, CellNetwork):
+    def __init__(self, data: str, ops: str, width: int = WIDTH, noise_sigma: float = NOISE_SIGMA):
+        names = op_names(ops, "cell")
+        edges = cell_edges()
+        CellNetwork.__init__(self, data, {e: names for e in edges}, width, noise_sigma)
+        self._init_alphas(len(edges), names)
+        self.ops_name, self.width = ops, width
+
+    def genotype(self) -> Genotype:
+        choice = self.alphas.detach().argmax(dim=-1).tolist()
+        edges = [(i, j, self.op_names[c]) for (i, j), c in zip(cell_edges(), choice)]
+        return Genotype(space="cell", ops=self.ops_name, data=self.data, width=self.width,
+                        edges=edges, alphas=self.softmax_alphas())
+
+
+def build_supernet(space: str, data: str, ops: str, width: int = WIDTH, noise_sigma: float = NOISE_SIGMA):
+    if space == "seq":
+        return SeqSupernet(data, ops, width, noise_sigma)
+    if space == "cell":
+        return CellSupernet(data, ops, width, noise_sigma)
+    raise ValueError(f"unknown space {space!r}; choose seq or cell")
+
+
+def build_network(genotype: Genotype, data: str | None = None, noise_sigma: float = NOISE_SIGMA):
+    """The discrete network of a genotype, freshly initialised."""
+    data = data or genotype.data
+    if genotype.space == "seq":
+        return SeqNetwork(data, [[op] for op in genotype.layers], genotype.width, noise_sigma)
+    edge_ops = {(i, j): [op] for i, j, op in genotype.edges if op != "zero"}
+    return CellNetwork(data, edge_ops, genotype.width, noise_sigma)
+
+
+def uniform_genotype(space: str, data: str, ops: str, op: str, width: int = WIDTH) -> Genotype:
+    """Every layer/edge the same op: the grad-only and net-only baselines."""
+    if space == "seq":
+        return Genotype(space="seq", ops=ops, data=data, width=width, layers=[op] * SEQ_LAYERS)
+    return Genotype(space="cell", ops=ops, data=data, width=width, edges=[(i, j, op) for i, j in cell_edges()])
+
+
+def random_genotype(space: str, data: str, ops: str, generator: torch.Generator, width: int = WIDTH) -> Genotype:
+    """One architecture drawn uniformly per layer/edge from the candidates (zero included for cells)."""
+    names = op_names(ops, space)
+    rows = SEQ_LAYERS if space == "seq" else len(cell_edges())
+    pick = torch.randint(len(names), (rows,), generator=generator).tolist()
+    if space == "seq":
+        return Genotype(space="seq", ops=ops, data=data, width=width, layers=[names[p] for p in pick])
+    return Genotype(space="cell", ops=ops, data=data, width=width,
+                    edges=[(i, j, names[p]) for (i, j), p in zip(cell_edges(), pick)])
+
+
+__all__ = ["SeqNetwork", "CellNetwork", "SeqSupernet", "CellSupernet", "build_supernet", "build_network",
+           "cell_edges", "uniform_genotype", "random_genotype", "SEQ_LAYERS"]

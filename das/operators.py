@@ -1,0 +1,255 @@
+"""The measurement operator A (blur, blur + subsampling), its adjoint, the fused gradient step
+of the paper's Eq. 6 and the CNN bank n(u; theta), each with a pure-PyTorch ``*_ref`` twin.
+
+The fast path runs the C++/CUDA kernels of ``das._C`` (registered as ``torch.ops.das.*``);
+without the extension a one-time warning names the fix and every call takes the ``_ref`` path.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import warnings
+
+import torch
+import torch.nn.functional as F
+
+try:
+    from das import _C  # noqa: F401  (loading the library registers torch.ops.das)
+
+    HAS_EXTENSION = True
+except ImportError as exc:  # pragma: no cover - exercised only on a machine without the build
+    HAS_EXTENSION = False
+    warnings.warn(
+        f"das: the C++ extension das._C is not built ({exc}); falling back to the slower pure-PyTorch "
+        "path. Build it with `make build` (or `python setup.py build_ext --inplace`).",
+        stacklevel=2,
+    )
+
+_use_extension = HAS_EXTENSION
+
+LENGTH = 50
+TAPS = 7
+SIGMA_BLUR = 0.2
+STRIDES = {"blur": 1, "downsample": 4}
+
+
+def extension_enabled() -> bool:
+    """True when calls go to the C++/CUDA kernels."""
+    return _use_extension
+
+
+@contextlib.contextmanager
+def use_extension(enabled: bool):
+    """Route every operator in this block to the extension (True) or the ``_ref`` twins (False)."""
+    global _use_extension
+    old = _use_extension
+    _use_extension = bool(enabled) and HAS_EXTENSION
+    try:
+        yield
+    finally:
+        _use_extension = old
+
+
+def blurred_length(length: int, stride: int) -> int:
+    """Length of A x for x of ``length`` samples: every stride-th sample from index 0."""
+    return (length - 1) // stride + 1
+
+
+def gaussian_kernel(taps: int = TAPS, sigma: float = SIGMA_BLUR, spacing: float = math.pi / (LENGTH - 1),
+                    dtype=torch.float32, device=None) -> torch.Tensor:
+    """(taps,) Gaussian weights exp(-(t h)^2 / (2 sigma^2)) at offsets t = -taps//2..taps//2, sum 1."""
+    t = torch.arange(taps, dtype=torch.float64) - taps // 2
+    w = torch.exp(-((t * spacing) ** 2) / (2 * sigma**2))
+    return (w / w.sum()).to(dtype=dtype, device=device)
+
+
+# --------------------------------------------------------------------------- reference twins
+def blur_ref(x: torch.Tensor, kernel: torch.Tensor, stride: int) -> torch.Tensor:
+    """A x with zero padding: x (B,1,L) -> (B,1,(L-1)//stride+1)."""
+    return F.conv1d(x, kernel.view(1, 1, -1), stride=stride, padding=kernel.numel() // 2)
+
+
+def blur_adjoint_ref(v: torch.Tensor, kernel: torch.Tensor, stride: int, length: int) -> torch.Tensor:
+    """A^T v (zero-filled upsampling, then the blur's adjoint): v (B,1,Lo) -> (B,1,length)."""
+    k = kernel.numel()
+    pad = k // 2
+    extra = length - ((v.shape[-1] - 1) * stride - 2 * pad + k)
+    return F.conv_transpose1d(v, kernel.view(1, 1, -1), stride=stride, padding=pad, output_padding=extra)
+
+
+def grad_step_ref(u, y, tau, r, kernel, stride):
+    """u - tau (A^T (A u - y) + r): u, r (B,1,L), y (B,1,Lo), tau a 1-element tensor."""
+    residual = blur_ref(u, kernel, stride) - y
+    return u - tau.reshape(()) * (blur_adjoint_ref(residual, kernel, stride, u.shape[-1]) + r)
+
+
+def cnn_bank_ref(u, w1, b1, gamma, beta, w2, b2, running_mean, running_var, training, momentum=0.1, eps=1e-5):
+    """K CNNs conv(k1) -> BatchNorm -> ReLU -> conv(k2) on one input u (B,1,L) -> (K,B,1,L).
+
+    w1 (K,C,k1); b1, gamma, beta, running_* (K,C); w2 (K,C,k2); b2 (K,). In training the
+    running statistics are updated in place, as nn.BatchNorm1d does.
+    """
+    K, C, k1 = w1.shape
+    k2 = w2.shape[-1]
+    h = F.conv1d(u, w1.reshape(K * C, 1, k1), b1.reshape(K * C), padding=k1 // 2)
+    h = F.batch_norm(h, running_mean.view(-1), running_var.view(-1), gamma.reshape(-1), beta.reshape(-1),
+                     training, momentum, eps)
+    out = F.conv1d(F.relu(h), w2.reshape(K, C, k2), b2, padding=k2 // 2, groups=K)
+    return out.transpose(0, 1).unsqueeze(2)
+
+
+# --------------------------------------------------------------------------- extension wrappers
+def blur(x: torch.Tensor, kernel: torch.Tensor, stride: int) -> torch.Tensor:
+    """A x: x (B,1,L) -> (B,1,(L-1)//stride+1)."""
+    if _use_extension:
+        return torch.ops.das.blur(x, kernel, stride)
+    return blur_ref(x, kernel, stride)
+
+
+def blur_adjoint(v: torch.Tensor, kernel: torch.Tensor, stride: int, length: int) -> torch.Tensor:
+    """A^T v: v (B,1,Lo) -> (B,1,length)."""
+    if _use_extension:
+        return torch.ops.das.blur_adjoint(v, kernel, stride, length)
+    return blur_adjoint_ref(v, kernel, stride, length)
+
+
+def grad_step(u, y, tau, r, kernel, stride):
+    """The fused learnable gradient step u - tau (A^T (A u - y) + r) (paper Eq. 6): (B,1,L)."""
+    if _use_extension:
+        return torch.ops.das.grad_step(u, y, tau, r, kernel, stride)
+    return grad_step_ref(u, y, tau, r, kernel, stride)
+
+
+def cnn_bank(u, w1, b1, gamma, beta, w2, b2, running_mean, running_var, training, momentum=0.1, eps=1e-5):
+    """K CNNs n(u; theta_k) on one input u (B,1,L) -> (K,B,1,L); see ``cnn_bank_ref``.
+
+    On the GPU this runs the ``_ref`` composition (cuDNN), which has no custom kernel.
+    """
+    if not _use_extension or u.is_cuda:
+        return cnn_bank_ref(u, w1, b1, gamma, beta, w2, b2, running_mean, running_var, training, momentum, eps)
+    out, _, mean, var, _ = torch.ops.das.cnn_forward(u, w1, b1, gamma, beta, w2, b2, running_mean, running_var,
+                                                     training, eps)
+    if training:
+        with torch.no_grad():
+            n = u.shape[0] * u.shape[-1]
+            running_mean.lerp_(mean, momentum)
+            running_var.lerp_(var * (n / max(n - 1, 1)), momentum)
+    return out
+
+
+# --------------------------------------------------------------------------- autograd and fake kernels
+if HAS_EXTENSION:
+
+    @torch.library.register_fake("das::blur")
+    def _blur_fake(x, kernel, stride):
+        return x.new_empty(x.shape[0], 1, blurred_length(x.shape[-1], stride))
+
+    @torch.library.register_fake("das::blur_adjoint")
+    def _blur_adjoint_fake(v, kernel, stride, length):
+        return v.new_empty(v.shape[0], 1, length)
+
+    @torch.library.register_fake("das::grad_step")
+    def _grad_step_fake(u, y, tau, r, kernel, stride):
+        return torch.empty_like(u)
+
+    @torch.library.register_fake("das::grad_step_backward")
+    def _grad_step_backward_fake(grad_out, u, y, tau, r, kernel, stride):
+        return torch.empty_like(u), torch.empty_like(y), torch.empty_like(tau), torch.empty_like(r)
+
+    @torch.library.register_fake("das::cnn_forward")
+    def _cnn_forward_fake(u, w1, b1, gamma, beta, w2, b2, running_mean, running_var, training, eps):
+        K, C, _ = w1.shape
+        B, _, L = u.shape
+        stat = u.new_empty(K, C)
+        return u.new_empty(K, B, 1, L), u.new_empty(K, B, C, L), stat, torch.empty_like(stat), torch.empty_like(stat)
+
+    @torch.library.register_fake("das::cnn_backward")
+    def _cnn_backward_fake(grad_out, u, xhat, rstd, w1, gamma, beta, w2, training):
+        K, C, _ = w1.shape
+        return (torch.empty_like(u), torch.empty_like(w1), u.new_empty(K, C), u.new_empty(K, C),
+                u.new_empty(K, C), torch.empty_like(w2), u.new_empty(K))
+
+    # The blur's backward is its adjoint and vice versa.
+    def _blur_setup(ctx, inputs, output):
+        x, kernel, stride = inputs
+        ctx.save_for_backward(kernel)
+        ctx.stride, ctx.length = stride, x.shape[-1]
+
+    def _blur_backward(ctx, grad):
+        (kernel,) = ctx.saved_tensors
+        return torch.ops.das.blur_adjoint(grad.contiguous(), kernel, ctx.stride, ctx.length), None, None
+
+    torch.library.register_autograd("das::blur", _blur_backward, setup_context=_blur_setup)
+
+    def _adjoint_setup(ctx, inputs, output):
+        _, kernel, stride, _ = inputs
+        ctx.save_for_backward(kernel)
+        ctx.stride = stride
+
+    def _adjoint_backward(ctx, grad):
+        (kernel,) = ctx.saved_tensors
+        return torch.ops.das.blur(grad.contiguous(), kernel, ctx.stride), None, None, None
+
+    torch.library.register_autograd("das::blur_adjoint", _adjoint_backward, setup_context=_adjoint_setup)
+
+    def _grad_step_setup(ctx, inputs, output):
+        u, y, tau, r, kernel, stride = inputs
+        ctx.save_for_backward(u, y, tau, r, kernel)
+        ctx.stride = stride
+
+    def _grad_step_backward(ctx, grad):
+        u, y, tau, r, kernel = ctx.saved_tensors
+        gu, gy, gtau, gr = torch.ops.das.grad_step_backward(grad, u, y, tau, r, kernel, ctx.stride)
+        return gu, gy, gtau, gr, None, None
+
+    torch.library.register_autograd("das::grad_step", _grad_step_backward, setup_context=_grad_step_setup)
+
+    def _cnn_setup(ctx, inputs, output):
+        u, w1, b1, gamma, beta, w2, b2, _, _, training, _ = inputs
+        _, xhat, mean, var, rstd = output
+        ctx.save_for_backward(u, xhat, rstd, w1, gamma, beta, w2)
+        # only `out` carries a gradient; not materialising zeros for the rest saves a memset per call
+        ctx.mark_non_differentiable(xhat, mean, var, rstd)
+        ctx.set_materialize_grads(False)
+        ctx.training = training
+
+    def _cnn_backward(ctx, grad_out, *unused_grads):
+        u, xhat, rstd, w1, gamma, beta, w2 = ctx.saved_tensors
+        if grad_out is None:
+            return (None,) * 11
+        grads = torch.ops.das.cnn_backward(grad_out, u, xhat, rstd, w1, gamma, beta, w2, ctx.training)
+        return (*grads, None, None, None, None)
+
+    torch.library.register_autograd("das::cnn_forward", _cnn_backward, setup_context=_cnn_setup)
+
+
+class Operator:
+    """The forward operator A of one data formation ('blur' or 'downsample') on signals of LENGTH."""
+
+    def __init__(self, data: str, dtype=torch.float32, device=None, length: int = LENGTH):
+        if data not in STRIDES:
+            raise ValueError(f"unknown data formation {data!r}; choose one of {sorted(STRIDES)}")
+        self.data = data
+        self.stride = STRIDES[data]
+        self.length = length
+        self.kernel = gaussian_kernel(dtype=dtype, device=device)
+
+    @property
+    def measured_length(self) -> int:
+        return blurred_length(self.length, self.stride)
+
+    def to(self, dtype=None, device=None) -> "Operator":
+        self.kernel = self.kernel.to(dtype=dtype or self.kernel.dtype, device=device)
+        return self
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """A x: (B,1,L) -> (B,1,Lo)."""
+        return blur(x, self.kernel, self.stride)
+
+    def adjoint(self, v: torch.Tensor) -> torch.Tensor:
+        """A^T v: (B,1,Lo) -> (B,1,L)."""
+        return blur_adjoint(v, self.kernel, self.stride, self.length)
+
+    def grad_step(self, u, y, tau, r):
+        """u - tau (A^T(A u - y) + r): (B,1,L)."""
+        return grad_step(u, y, tau, r, self.kernel, self.stride)
