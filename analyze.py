@@ -46,12 +46,24 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 # ----------------------------------------------------------------------------- loading
+def _result_files(root: Path):
+    """result.json files under root, following links (a linked copy is caught as a duplicate)."""
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        here = os.path.realpath(dirpath)
+
+        def loops(d):  # a link to this folder or one above it would never end
+            target = os.path.realpath(os.path.join(dirpath, d))
+            return os.path.islink(os.path.join(dirpath, d)) and (here + os.sep).startswith(target + os.sep)
+
+        dirnames[:] = sorted(d for d in dirnames if d != "analysis" and not loops(d))
+        if "result.json" in filenames:
+            yield Path(dirpath) / "result.json"
+
+
 def load_trials(root: Path):
     """Every usable trial under root, and a list of (reason, path) for the files skipped."""
     trials, skipped, seen_keys, seen_paths = [], [], {}, set()
-    for path in sorted(root.rglob("result.json")):
-        if "analysis" in path.relative_to(root).parts[:-1]:
-            continue
+    for path in _result_files(root):
         real = os.path.realpath(path)
         if real in seen_paths:
             skipped.append(("duplicate", path))
