@@ -1,0 +1,327 @@
+"""BOHB hyperparameter optimisation of the DAS search (paper 5.1, Tables 7-8) with hpbandster.
+
+    python bohb.py --objective one-shot --data blur --ops all --iterations 4 --workers 2
+    python bohb.py --objective final --iterations 128 --max-budget 50 --out results/bohb/final
+    python bohb.py --worker --nameserver HOST:PORT --run-id ID --objective one-shot   # join from another machine
+
+The budget is the number of search epochs (--min-budget .. --max-budget, --eta). Objectives:
+`one-shot` maximises the search's one-shot PSNR, `final` searches, derives and retrains at the
+same budget and maximises the architecture PSNR, `das-single` maximises the one-shot PSNR of a
+DAS-single search over networks pretrained once at the max budget. Each evaluation reuses
+search.py's and retrain.py's code (das/trial.py). Writes hpbandster's configs.json/results.json
+(warm start with --previous DIR), summary.csv of every evaluation, and incumbent.json, a preset
+that `search.py --hparams incumbent.json` takes as it is.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import logging
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+from das.hparams import HParams
+from das.trial import DATA, OPS, SPACES, check_choice, run_search, train_genotype
+from das.utils import UserError, run_main, set_threads, write_json
+
+OBJECTIVES = ("one-shot", "final", "das-single")
+CONNECT_TIMEOUT = 10.0
+
+
+def get_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--objective", default="one-shot", help=f"{' | '.join(OBJECTIVES)} (default one-shot)")
+    p.add_argument("--space", default="seq", help="seq or cell (default seq)")
+    p.add_argument("--data", default="blur", help="blur or downsample (default blur)")
+    p.add_argument("--ops", default="all", help="good or all (default all)")
+    p.add_argument("--iterations", type=int, default=128, help="hyperband iterations (paper: 128)")
+    p.add_argument("--min-budget", type=float, default=5, help="smallest budget in search epochs (default 5)")
+    p.add_argument("--max-budget", type=float, default=50, help="largest budget in search epochs (paper: 50)")
+    p.add_argument("--eta", type=float, default=3, help="hyperband's eta (default 3)")
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="local worker processes (default: cores)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads per worker (default 1)")
+    p.add_argument("--worker-threads", action="store_true",
+                   help="run the local workers as threads of this process (one GPU, or debugging)")
+    p.add_argument("--seed", type=int, default=0, help="seed of every evaluated search (default 0)")
+    p.add_argument("--batches-per-epoch", type=int, default=19, help="batches per epoch (default 19)")
+    p.add_argument("--out", default=None, help="run folder (default results/bohb/<space>_<data>_<ops>_<objective>)")
+    p.add_argument("--previous", default=None, help="folder of an earlier run's results.json to warm-start from")
+    p.add_argument("--host", default="127.0.0.1", help="interface the nameserver binds to (default loopback)")
+    p.add_argument("--port", type=int, default=0, help="nameserver port (default: any free port)")
+    p.add_argument("--worker", action="store_true", help="run as a worker that joins a running optimisation")
+    p.add_argument("--nameserver", default=None, help="worker: HOST:PORT printed by the master")
+    p.add_argument("--run-id", default=None, help="worker: the run id printed by the master")
+    p.add_argument("--device", default="cpu", help="device of the evaluations (default cpu)")
+    p.add_argument("--quiet", action="store_true", help="less output")
+    return p
+
+
+def get_configspace(seed: int | None = None):
+    """The paper's Table 7 ranges: learning rates and decays log-uniform, the rest categorical."""
+    import ConfigSpace as CS
+    import ConfigSpace.hyperparameters as CSH
+
+    cs = CS.ConfigurationSpace(seed=seed)
+    cs.add_hyperparameters([
+        CSH.UniformFloatHyperparameter("param_lr", 1e-5, 1.0, log=True),
+        CSH.UniformFloatHyperparameter("param_wd", 1e-8, 0.1, log=True),
+        CSH.CategoricalHyperparameter("param_warmup", ["True", "False"]),
+        CSH.UniformFloatHyperparameter("alpha_lr", 1e-5, 0.1, log=True),
+        CSH.UniformFloatHyperparameter("alpha_wd", 1e-5, 0.1, log=True),
+        CSH.CategoricalHyperparameter("alpha_warmup", ["True", "False"]),
+        CSH.CategoricalHyperparameter("alpha_scheduler", ["None", "Linear"]),
+        CSH.CategoricalHyperparameter("alpha_optimizer", ["Adam", "GradientDescent"]),
+    ])
+    return cs
+
+
+def config_to_hparams(config: dict, name: str) -> HParams:
+    """Plain Python values only: numpy scalars break hpbandster's Pyro4/serpent transport."""
+    as_bool = lambda v: v if isinstance(v, bool) else str(v) == "True"
+    d = {
+        "param_lr": float(config["param_lr"]), "param_wd": float(config["param_wd"]),
+        "param_warmup": as_bool(config["param_warmup"]),
+        "alpha_lr": float(config["alpha_lr"]), "alpha_wd": float(config["alpha_wd"]),
+        "alpha_warmup": as_bool(config["alpha_warmup"]),
+        "alpha_scheduler": None if str(config["alpha_scheduler"]) == "None" else str(config["alpha_scheduler"]),
+        "alpha_optimizer": str(config["alpha_optimizer"]),
+    }
+    return HParams.from_dict(d, name)
+
+
+def default_out(a) -> Path:
+    return Path(a.out) if a.out else Path("results") / "bohb" / f"{a.space}_{a.data}_{a.ops}_{a.objective}"
+
+
+def evaluate_config(a, config: dict, budget: float, name: str) -> dict:
+    """One BOHB evaluation: loss = -PSNR of the objective; inf for a diverged or crashed run."""
+    out = default_out(a) / "evals" / name
+    hp = config_to_hparams(config, name)
+    epochs = max(1, int(round(float(budget))))
+    method = "das-single" if a.objective == "das-single" else "das"
+    pretrained = (None, None)
+    if method == "das-single":
+        pre = default_out(a) / "pretrained"
+        pretrained = (str(pre / "grad-only.pt"), str(pre / "net-only.pt"))
+    t0 = time.perf_counter()
+    try:
+        r = run_search(out, space=a.space, data=a.data, ops=a.ops, hp=hp, seed=a.seed, epochs=epochs,
+                       method=method, device=a.device, batches_per_epoch=a.batches_per_epoch, overwrite=True,
+                       pretrained=pretrained, quiet=True)
+        info = {"status": r["status"], "one_shot_psnr": r.get("one_shot_psnr"),
+                "genotype": (r.get("genotype") or {}).get("layers") or (r.get("genotype") or {}).get("edges")}
+        score = r.get("one_shot_psnr") if r["status"] == "searched" else None
+        if a.objective == "final" and score is not None:
+            from das.genotype import Genotype
+            t = train_genotype(out, Genotype.from_dict(r["genotype"]), hp=hp, seed=a.seed, epochs=epochs,
+                               device=a.device, batches_per_epoch=a.batches_per_epoch, quiet=True)
+            info["architecture_psnr"] = t["architecture_psnr"]
+            score = t["architecture_psnr"]
+    except Exception as exc:  # a crashed evaluation is a failed one; the optimisation goes on
+        info, score = {"status": "crashed", "error": f"{type(exc).__name__}: {exc}"}, None
+    info["seconds"] = time.perf_counter() - t0
+    ok = score is not None and score == score and abs(score) != float("inf")
+    return {"loss": -float(score) if ok else float("inf"), "info": info}
+
+
+def _worker_class():
+    from hpbandster.core.worker import Worker
+
+    class DASWorker(Worker):
+        def __init__(self, a, **kwargs):
+            super().__init__(**kwargs)
+            self.a = a
+
+        def compute(self, config_id, config, budget, working_directory):
+            name = "-".join(str(int(i)) for i in config_id) + f"-b{int(round(float(budget)))}"
+            return evaluate_config(self.a, dict(config), float(budget), name)
+
+    return DASWorker
+
+
+def parse_nameserver(text: str | None):
+    if not text or ":" not in text:
+        raise UserError(f"--nameserver must be HOST:PORT as printed by the master, got {text!r}")
+    host, port = text.rsplit(":", 1)
+    try:
+        return host, int(port)
+    except ValueError:
+        raise UserError(f"--nameserver port must be a number, got {port!r}") from None
+
+
+def check_reachable(host: str, port: int, timeout: float = CONNECT_TIMEOUT) -> None:
+    """Fail within `timeout` seconds, not hang, when the nameserver cannot be reached."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            pass
+    except OSError as exc:
+        raise UserError(f"cannot reach the nameserver at {host}:{port} within {timeout:.0f}s ({exc.strerror or exc}); "
+                        "start the master first (bohb.py without --worker) and pass the HOST:PORT it prints") from None
+
+
+def run_worker(a) -> dict:
+    host, port = parse_nameserver(a.nameserver)
+    if not a.run_id:
+        raise UserError("--worker needs --run-id, as printed by the master")
+    check_reachable(host, port)
+    import Pyro4
+
+    Pyro4.config.COMMTIMEOUT = 0  # evaluations are long; only the first contact is bounded (above)
+    logger = logging.getLogger("das.bohb.worker")
+    logger.setLevel(logging.WARNING)
+    w = _worker_class()(a, run_id=a.run_id, nameserver=host, nameserver_port=port, logger=logger,
+                        host=a.host if a.host != "0.0.0.0" else None)
+    w.run(background=False)
+    return {"worker": w.worker_id}
+
+
+def _validate(a):
+    check_choice(a.objective, OBJECTIVES, "objective")
+    check_choice(a.space, SPACES, "space")
+    check_choice(a.data, DATA, "data formation")
+    check_choice(a.ops, OPS, "op set")
+    if a.min_budget <= 0 or a.max_budget <= 0:
+        raise UserError("--min-budget and --max-budget must be > 0 (they are search epochs)")
+    if a.min_budget > a.max_budget:
+        raise UserError(f"--min-budget {a.min_budget:g} is above --max-budget {a.max_budget:g}; swap them")
+    if a.iterations < 1 or a.workers < 1:
+        raise UserError("--iterations and --workers must be >= 1")
+    if a.eta <= 1:
+        raise UserError(f"--eta must be > 1, got {a.eta:g}")
+    if a.objective == "das-single" and a.space != "seq":
+        raise UserError("the das-single objective is defined for the sequential space; use --space seq")
+
+
+def _pretrain(a, out: Path):
+    """das-single: one grad-only and one net-only network at the max budget, shared by all evaluations."""
+    from das.hparams import load_hparams
+    from das.model import uniform_genotype
+    import shutil
+
+    pre = out / "pretrained"
+    for op in ("grad", "net"):
+        target = pre / f"{op}-only.pt"
+        if target.exists():
+            continue
+        work = pre / f"{op}-only"
+        work.mkdir(parents=True, exist_ok=True)
+        train_genotype(work, uniform_genotype(a.space, a.data, a.ops, op), hp=load_hparams("BOHB-DAS-single"),
+                       seed=a.seed, epochs=int(a.max_budget), device=a.device,
+                       batches_per_epoch=a.batches_per_epoch, quiet=True)
+        shutil.copy(work / "network.pt", target)
+
+
+def run_master(a) -> dict:
+    import hpbandster.core.nameserver as hpns
+    import hpbandster.core.result as hpres
+    from hpbandster.optimizers import BOHB as BOHBOptimizer
+
+    out = default_out(a)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "args.json", vars(a))
+    if a.objective == "das-single":
+        _pretrain(a, out)
+    previous = None
+    if a.previous:
+        prev = Path(a.previous)
+        if not (prev / "results.json").is_file() or not (prev / "configs.json").is_file():
+            raise UserError(f"{prev}: no hpbandster log (configs.json, results.json) to warm-start from; "
+                            "pass the folder of an earlier bohb.py run")
+        previous = hpres.logged_results_to_HBS_result(str(prev))
+    run_id = a.run_id or f"das-{uuid.uuid4().hex[:8]}"
+    logging.getLogger("hpbandster").setLevel(logging.WARNING)
+    ns = hpns.NameServer(run_id=run_id, host=a.host, port=a.port)
+    ns_host, ns_port = ns.start()
+    print(f"nameserver {ns_host}:{ns_port} run id {run_id}: join with "
+          f"`python bohb.py --worker --nameserver {ns_host}:{ns_port} --run-id {run_id} --objective {a.objective} "
+          f"--space {a.space} --data {a.data} --ops {a.ops} --out {out}`", flush=True)
+    worker_cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", "--nameserver", f"{ns_host}:{ns_port}",
+                  "--run-id", run_id, "--objective", a.objective, "--space", a.space, "--data", a.data,
+                  "--ops", a.ops, "--seed", str(a.seed), "--batches-per-epoch", str(a.batches_per_epoch),
+                  "--out", str(out), "--threads", str(a.threads), "--device", a.device, "--host", a.host]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent)}
+    logs, procs = [], []
+    if a.worker_threads:
+        quiet = logging.getLogger("das.bohb.worker")
+        quiet.setLevel(logging.WARNING)
+        for k in range(a.workers):
+            _worker_class()(a, run_id=run_id, nameserver=ns_host, nameserver_port=ns_port, id=k,
+                            logger=quiet).run(background=True)
+    else:
+        logs = [open(out / f"worker{k}.log", "w") for k in range(a.workers)]
+        procs = [subprocess.Popen(worker_cmd, stdout=logs[k], stderr=subprocess.STDOUT, env=env)
+                 for k in range(a.workers)]
+    logger = logging.getLogger("das.bohb.master")
+    logger.setLevel(logging.WARNING)
+    t0 = time.perf_counter()
+    optimizer = None
+    try:
+        optimizer = BOHBOptimizer(configspace=get_configspace(a.seed), run_id=run_id, nameserver=ns_host,
+                                  nameserver_port=ns_port, min_budget=a.min_budget, max_budget=a.max_budget,
+                                  eta=a.eta, result_logger=hpres.json_result_logger(str(out), overwrite=True),
+                                  previous_result=previous, logger=logger)
+        res = optimizer.run(n_iterations=a.iterations, min_n_workers=a.workers)
+    finally:
+        if optimizer is not None:
+            optimizer.shutdown(shutdown_workers=True)
+        ns.shutdown()
+        for p in procs:
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        for f in logs:
+            f.close()
+    seconds = time.perf_counter() - t0
+    return _report(a, out, res, seconds)
+
+
+def _report(a, out: Path, res, seconds: float) -> dict:
+    id2conf = res.get_id2config_mapping()
+    runs = res.get_all_runs()
+    rows = []
+    for r in runs:
+        cfg = id2conf[r.config_id]["config"]
+        info = r.info if isinstance(r.info, dict) else {}
+        loss = r.loss if r.loss is not None else float("inf")
+        rows.append({"config_id": "-".join(map(str, r.config_id)), "budget": r.budget, "loss": loss,
+                     "psnr": -loss if loss != float("inf") else None, "status": info.get("status", "crashed"),
+                     **{k: cfg[k] for k in sorted(cfg)}})
+    with open(out / "summary.csv", "w", newline="") as f:
+        if rows:
+            w = csv.DictWriter(f, fieldnames=list(rows[0].keys()))
+            w.writeheader()
+            w.writerows(rows)
+    incumbent = res.get_incumbent_id()
+    summary = {"objective": a.objective, "evaluations": len(runs), "seconds": seconds,
+               "failed": sum(1 for r in rows if r["loss"] == float("inf"))}
+    if incumbent is None:
+        summary["incumbent"] = None
+        write_json(out / "bohb_summary.json", summary)
+        raise UserError(f"{out}: no evaluation finished, so there is no incumbent; see {out}/worker*.log")
+    name = f"BOHB-{a.objective}-{a.space}-{a.data}-{a.ops}"
+    hp = config_to_hparams(id2conf[incumbent]["config"], name)
+    inc_runs = [r for r in runs if r.config_id == incumbent and r.loss is not None]
+    best = max(inc_runs, key=lambda r: r.budget)
+    write_json(out / "incumbent.json", hp.to_dict())
+    summary.update(incumbent=hp.to_dict(), incumbent_budget=best.budget, incumbent_psnr=-best.loss,
+                   incumbent_file=str(out / "incumbent.json"))
+    write_json(out / "bohb_summary.json", summary)
+    print(f"{len(runs)} evaluations ({summary['failed']} failed) in {seconds:.0f}s; incumbent PSNR "
+          f"{-best.loss:.2f} dB at budget {best.budget:g}: {out / 'incumbent.json'}")
+    return summary
+
+
+def main(a) -> dict:
+    set_threads(a.threads)
+    _validate(a)
+    return run_worker(a) if a.worker else run_master(a)
+
+
+if __name__ == "__main__":
+    run_main(main, get_parser())
