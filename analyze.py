@@ -434,6 +434,30 @@ def op_frequency_plots(stats, out: Path) -> list[Path]:
     return files
 
 
+def best_genotype_plots(stats, out: Path) -> list[Path]:
+    """The best architecture of each DAS group, drawn as in the paper's Figure 9."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from das.genotype import Genotype
+    from das.plot import plot_genotype
+    from das.utils import UserError
+
+    files = []
+    for key, s in stats.items():
+        scored = [t for t in s["trials"] if t.get("architecture_psnr") is not None and t.get("genotype")]
+        if key[3] not in ("das", "das-single") or not scored:
+            continue
+        best = max(scored, key=lambda t: t["architecture_psnr"])
+        try:
+            g = Genotype.from_dict(best["genotype"], str(best["_path"]))
+        except UserError:
+            continue
+        f = out / f"genotype_best_{'_'.join(key)}.png"
+        plot_genotype(g, f, title=f"best of {s['n']}: {'/'.join(key)} seed {best['seed']}, "
+                                  f"{best['architecture_psnr']:.2f} dB")
+        files.append(f)
+    return files
+
+
 def alpha_trajectory_plots(stats, out: Path) -> list[Path]:
     plt = _plt()
     files = []
@@ -493,7 +517,7 @@ def main(args) -> dict:
     report += ["### Claims (SPEC 8)", ""] + [f"- {c}" for c in claims]
     (out / "report.md").write_text("\n".join(report) + "\n")
     figures = [] if args.no_plots else (scatter_plots(stats, corr, out) + op_frequency_plots(stats, out)
-                                         + alpha_trajectory_plots(stats, out))
+                                         + alpha_trajectory_plots(stats, out) + best_genotype_plots(stats, out))
     for n in notes:
         print(n)
     for t in tables[:-1] if corr else tables:

@@ -40,6 +40,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     p.add_argument("--resume", action="store_true", help="continue a killed run from its last epoch")
     p.add_argument("--overwrite", action="store_true", help="delete an existing run folder and start again")
+    p.add_argument("--no-plot", action="store_true", help="do not draw genotype.png")
     p.add_argument("--quiet", action="store_true", help="no log lines on stderr")
     return p
 
@@ -69,6 +70,11 @@ def main(args) -> dict:
                         overwrite=args.overwrite, pretrained=pretrained, quiet=args.quiet,
                         args={**vars(args), "hparams_values": hp.to_dict()})
     result["dir"] = str(out_dir)
+    if result["status"] == "searched" and not args.no_plot and not (out_dir / "genotype.png").exists():
+        from das.genotype import Genotype
+        from das.plot import plot_genotype
+
+        plot_genotype(Genotype.from_dict(result["genotype"]), out_dir / "genotype.png")
     if not args.quiet:
         print(f"{out_dir}: status {result['status']}, one-shot PSNR {result.get('one_shot_psnr')}", file=sys.stderr)
     return result
