@@ -105,3 +105,15 @@ def test_unreachable_nameserver_fails_fast(tmp_path):
 def test_bad_input(tmp_path, extra, match):
     with pytest.raises(UserError, match=match):
         bohb.main(args(tmp_path, *extra))
+
+
+@pytest.mark.parametrize("objective", ["final", "das-single"])
+def test_other_objectives(tmp_path, objective):
+    r = bohb.main(args(tmp_path, "--objective", objective, "--workers", "1", "--worker-threads"))
+    assert r["evaluations"] == 4 and r["failed"] == 0 and r["incumbent"] is not None
+    evals = sorted((tmp_path / "bohb" / "evals").iterdir())
+    res = json.loads((evals[0] / "result.json").read_text())
+    if objective == "final":
+        assert res["status"] == "searched" and (evals[0] / "network.pt").is_file()  # searched, then retrained
+    else:
+        assert res["method"] == "das-single" and (tmp_path / "bohb" / "pretrained" / "grad-only.pt").is_file()
