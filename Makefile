@@ -14,9 +14,13 @@ $(VENV)/.installed: requirements.txt
 
 install: $(VENV)/.installed
 
+# The library is built under build/ and then renamed into das/ in one step, so rebuilding while
+# a sweep runs never hands a running trial a half-written file.
 build: install
-	$(PY) setup.py -q build_ext --inplace 2>&1 | grep -v -i "deprecat\|^\s*$$\|!!\|\*\*\*\*\|setup.py\|See https\|standards-based\|Please avoid\|This deprecation\|calls to avoid" || true
-	$(PY) -c "import das._C" && echo "extension das._C built"
+	$(PY) setup.py -q build_ext --build-lib build/lib > build.log 2>&1 || (cat build.log; exit 1)
+	so=$$($(PY) -c "import sysconfig; print('_C' + sysconfig.get_config_var('EXT_SUFFIX'))"); \
+	  cp build/lib/das/$$so das/.$$so.tmp && mv das/.$$so.tmp das/$$so
+	$(PY) -c "import torch, das._C" && echo "extension das._C built"
 
 # A small default run of the main job: 2 seeds of DAS and of a random architecture
 # (sequential space, blur, all ops, 10 epochs), then the table and the scatter plot.

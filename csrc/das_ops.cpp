@@ -107,6 +107,79 @@ inline scalar_t row_dot(const scalar_t* __restrict__ a, const scalar_t* __restri
   return s;
 }
 
+// Signals of a batch as one flat row: each sample padded by p zeros on both sides, so a
+// convolution over the whole batch is a few long, vectorised multiply-adds.
+template <typename scalar_t>
+struct Rows {
+  int64_t B, L, p, P, n;  // samples, length, padding, padded length, flat length B * P
+  Rows(int64_t B_, int64_t L_, int64_t p_) : B(B_), L(L_), p(p_), P(L_ + 2 * p_), n(B_ * (L_ + 2 * p_)) {}
+
+  void zero_pads(scalar_t* x) const {
+    for (int64_t b = 0; b < B; ++b) {
+      for (int64_t q = 0; q < p; ++q) x[b * P + q] = 0;
+      for (int64_t q = p + L; q < P; ++q) x[b * P + q] = 0;
+    }
+  }
+  void fill_pads(scalar_t* x, scalar_t v) const {
+    for (int64_t b = 0; b < B; ++b) {
+      for (int64_t q = 0; q < p; ++q) x[b * P + q] = v;
+      for (int64_t q = p + L; q < P; ++q) x[b * P + q] = v;
+    }
+  }
+  void pad(const scalar_t* src, scalar_t* dst) const {  // (B, L) -> padded rows
+    for (int64_t b = 0; b < B; ++b) {
+      for (int64_t q = 0; q < p; ++q) dst[b * P + q] = 0;
+      for (int64_t l = 0; l < L; ++l) dst[b * P + p + l] = src[b * L + l];
+      for (int64_t q = p + L; q < P; ++q) dst[b * P + q] = 0;
+    }
+  }
+  void unpad(const scalar_t* src, scalar_t* dst) const {
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t l = 0; l < L; ++l) dst[b * L + l] = src[b * P + p + l];
+  }
+  // out[i] (+)= sum_t w[t] x[i + t - kk/2] over the inner flat range (kk/2 <= p)
+  void conv(const scalar_t* __restrict__ x, const scalar_t* __restrict__ w, int64_t kk, scalar_t* __restrict__ out,
+            bool accumulate, scalar_t bias = 0) const {
+    const int64_t h = kk / 2, lo = p, hi = n - p;
+    if (!accumulate)
+      for (int64_t i = 0; i < n; ++i) out[i] = bias;
+    for (int64_t t = 0; t < kk; ++t) {
+      const scalar_t wt = w[t];
+      const scalar_t* __restrict__ xs = x + (t - h);
+      for (int64_t i = lo; i < hi; ++i) out[i] += wt * xs[i];
+    }
+  }
+  // the transpose: out[i + t - kk/2] += w[t] x[i]
+  void conv_transpose(const scalar_t* __restrict__ x, const scalar_t* __restrict__ w, int64_t kk,
+                      scalar_t* __restrict__ out) const {
+    const int64_t h = kk / 2, lo = p, hi = n - p;
+    for (int64_t t = 0; t < kk; ++t) {
+      const scalar_t wt = w[t];
+      scalar_t* __restrict__ os = out + (t - h);
+      for (int64_t i = lo; i < hi; ++i) os[i] += wt * x[i];
+    }
+  }
+  // dw[t] = sum_i g[i] x[i + t - kk/2]; g must be zero on the pads
+  template <typename acc_t>
+  void weight_grad(const scalar_t* __restrict__ g, const scalar_t* __restrict__ x, int64_t kk, acc_t* dw) const {
+    const int64_t h = kk / 2;
+    for (int64_t t = 0; t < kk; ++t) dw[t] = blocked_dot<acc_t>(g + p, x + p + (t - h), n - 2 * p);
+  }
+  // sums in chunks of 64 in the element type (vectorised), the chunks in the accumulate type
+  template <typename acc_t>
+  static acc_t blocked_dot(const scalar_t* __restrict__ a, const scalar_t* __restrict__ b, int64_t m) {
+    acc_t s = 0;
+    for (int64_t i = 0; i < m; i += 64) s += row_dot(a + i, b + i, std::min<int64_t>(64, m - i));
+    return s;
+  }
+  template <typename acc_t>
+  static acc_t blocked_sum(const scalar_t* __restrict__ a, int64_t m) {
+    acc_t s = 0;
+    for (int64_t i = 0; i < m; i += 64) s += row_sum(a + i, std::min<int64_t>(64, m - i));
+    return s;
+  }
+};
+
 }  // namespace
 
 at::Tensor blur_cpu(const at::Tensor& x_, const at::Tensor& kernel_, int64_t stride) {
@@ -169,7 +242,22 @@ void check_grad_step(const at::Tensor& u, const at::Tensor& y, const at::Tensor&
 }
 }  // namespace
 
-// u - tau * (A^T (A u - y) + r): Eq. 6 with r = n(u; theta).
+// u - tau * (A^T (A u - y) + r): Eq. 6 with r = n(u; theta). The batch is small (B x 50), so
+// one thread works through it as flat padded rows rather than waking a thread pool.
+namespace {
+template <typename scalar_t>
+void residual_adjoint(const Rows<scalar_t>& R, const scalar_t* upad, const scalar_t* y, const scalar_t* k,
+                      int64_t K, int64_t stride, int64_t Lo, scalar_t* full, scalar_t* z, scalar_t* g) {
+  // g = A^T (A u - y) on padded rows; z holds the zero-filled residual
+  R.conv(upad, k, K, full, false);
+  for (int64_t i = 0; i < R.n; ++i) z[i] = 0;
+  for (int64_t b = 0; b < R.B; ++b)
+    for (int64_t i = 0; i < Lo; ++i) z[b * R.P + R.p + i * stride] = full[b * R.P + R.p + i * stride] - y[b * Lo + i];
+  for (int64_t i = 0; i < R.n; ++i) g[i] = 0;
+  R.conv_transpose(z, k, K, g);
+}
+}  // namespace
+
 at::Tensor grad_step_cpu(const at::Tensor& u_, const at::Tensor& y_, const at::Tensor& tau_, const at::Tensor& r_,
                          const at::Tensor& kernel_, int64_t stride) {
   check_grad_step(u_, y_, tau_, r_, kernel_, stride);
@@ -179,18 +267,17 @@ at::Tensor grad_step_cpu(const at::Tensor& u_, const at::Tensor& y_, const at::T
   auto out = at::empty_like(u);
   AT_DISPATCH_FLOATING_TYPES(u.scalar_type(), "das_grad_step", [&] {
     const scalar_t tau = tau_.item<scalar_t>();
-    const scalar_t *up = u.data_ptr<scalar_t>(), *yp = y.data_ptr<scalar_t>(), *rp = r.data_ptr<scalar_t>();
-    const scalar_t* kp = kernel.data_ptr<scalar_t>();
+    const Rows<scalar_t> R(B, L, K / 2);
+    std::vector<scalar_t> upad(R.n), full(R.n), z(R.n), g(R.n);
+    R.pad(u.data_ptr<scalar_t>(), upad.data());
+    residual_adjoint(R, upad.data(), y.data_ptr<scalar_t>(), kernel.data_ptr<scalar_t>(), K, stride, Lo, full.data(),
+                     z.data(), g.data());
+    const scalar_t *up = u.data_ptr<scalar_t>(), *rp = r.data_ptr<scalar_t>();
     scalar_t* op = out.data_ptr<scalar_t>();
-    at::parallel_for(0, B, 64, [&](int64_t b0, int64_t b1) {
-      std::vector<scalar_t> res(Lo), g(L);
-      for (int64_t b = b0; b < b1; ++b) {
-        blur_row(up + b * L, kp, K, L, stride, Lo, res.data());
-        for (int64_t i = 0; i < Lo; ++i) res[i] -= yp[b * Lo + i];
-        adjoint_row(res.data(), kp, K, L, stride, Lo, g.data());
-        for (int64_t j = 0; j < L; ++j) op[b * L + j] = up[b * L + j] - tau * (g[j] + rp[b * L + j]);
-      }
-    });
+    for (int64_t b = 0; b < B; ++b) {
+      const scalar_t* gb = g.data() + b * R.P + R.p;
+      for (int64_t l = 0; l < L; ++l) op[b * L + l] = up[b * L + l] - tau * (gb[l] + rp[b * L + l]);
+    }
   });
   return out;
 }
@@ -206,36 +293,45 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> grad_step_backward_cp
   auto kernel = kernel_.contiguous();
   const int64_t B = u.size(0), L = u.size(2), Lo = y.size(2), K = kernel.size(0);
   auto gu = at::empty_like(u), gy = at::empty_like(y), gr = at::empty_like(r);
-  auto partial = at::empty({B}, u.options().dtype(at::kDouble));
+  auto gtau = at::empty_like(tau_);
   AT_DISPATCH_FLOATING_TYPES(u.scalar_type(), "das_grad_step_backward", [&] {
+    using acc_t = at::acc_type<scalar_t, false>;
     const scalar_t tau = tau_.item<scalar_t>();
-    const scalar_t *gop = go.data_ptr<scalar_t>(), *up = u.data_ptr<scalar_t>(), *yp = y.data_ptr<scalar_t>();
-    const scalar_t *rp = r.data_ptr<scalar_t>(), *kp = kernel.data_ptr<scalar_t>();
-    scalar_t *gup = gu.data_ptr<scalar_t>(), *gyp = gy.data_ptr<scalar_t>(), *grp = gr.data_ptr<scalar_t>();
-    double* pp = partial.data_ptr<double>();
-    at::parallel_for(0, B, 64, [&](int64_t b0, int64_t b1) {
-      std::vector<scalar_t> ag(Lo), atag(L), res(Lo), g(L);
-      for (int64_t b = b0; b < b1; ++b) {
-        const scalar_t* gb = gop + b * L;
-        blur_row(gb, kp, K, L, stride, Lo, ag.data());
-        adjoint_row(ag.data(), kp, K, L, stride, Lo, atag.data());
-        blur_row(up + b * L, kp, K, L, stride, Lo, res.data());
-        for (int64_t i = 0; i < Lo; ++i) {
-          res[i] -= yp[b * Lo + i];
-          gyp[b * Lo + i] = tau * ag[i];
-        }
-        adjoint_row(res.data(), kp, K, L, stride, Lo, g.data());
-        double acc = 0;
-        for (int64_t j = 0; j < L; ++j) {
-          gup[b * L + j] = gb[j] - tau * atag[j];
-          grp[b * L + j] = -tau * gb[j];
-          acc += static_cast<double>(gb[j]) * static_cast<double>(g[j] + rp[b * L + j]);
-        }
-        pp[b] = -acc;
+    const scalar_t* kp = kernel.data_ptr<scalar_t>();
+    const Rows<scalar_t> R(B, L, K / 2);
+    std::vector<scalar_t> gpad(R.n), full(R.n), z(R.n), atag(R.n), upad(R.n), g(R.n);
+    // A^T A g for u's gradient, tau A g for y's
+    R.pad(go.data_ptr<scalar_t>(), gpad.data());
+    R.conv(gpad.data(), kp, K, full.data(), false);
+    for (int64_t i = 0; i < R.n; ++i) z[i] = 0;
+    scalar_t* gyp = gy.data_ptr<scalar_t>();
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t i = 0; i < Lo; ++i) {
+        const int64_t q = b * R.P + R.p + i * stride;
+        z[q] = full[q];
+        gyp[b * Lo + i] = tau * full[q];
       }
-    });
+    for (int64_t i = 0; i < R.n; ++i) atag[i] = 0;
+    R.conv_transpose(z.data(), kp, K, atag.data());
+    // tau's gradient needs A^T (A u - y) + r again
+    R.pad(u.data_ptr<scalar_t>(), upad.data());
+    residual_adjoint(R, upad.data(), y.data_ptr<scalar_t>(), kp, K, stride, Lo, full.data(), z.data(), g.data());
+    const scalar_t *gop = go.data_ptr<scalar_t>(), *rp = r.data_ptr<scalar_t>();
+    scalar_t *gup = gu.data_ptr<scalar_t>(), *grp = gr.data_ptr<scalar_t>();
+    acc_t acc = 0;
+    for (int64_t b = 0; b < B; ++b) {
+      const scalar_t *ab = atag.data() + b * R.P + R.p, *gb = g.data() + b * R.P + R.p;
+      scalar_t row = 0;
+      for (int64_t l = 0; l < L; ++l) {
+        const scalar_t gv = gop[b * L + l];
+        gup[b * L + l] = gv - tau * ab[l];
+        grp[b * L + l] = -tau * gv;
+        row += gv * (gb[l] + rp[b * L + l]);
+      }
+      acc += row;
+    }
+    gtau.fill_(static_cast<scalar_t>(-acc));
   });
-  auto gtau = partial.sum().to(u.scalar_type()).reshape(tau_.sizes());
   return {gu, gy, gtau, gr};
 }
 
@@ -243,12 +339,19 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> grad_step_backward_cp
 // A bank of K CNNs on one input: out[k] = conv2_k(relu(bn_k(conv1_k(u)))).
 // u (B,1,L); w1 (K,C,k1); b1, gamma, beta (K,C); w2 (K,C,k2); b2 (K,);
 // running_mean, running_var (K,C) are read in eval mode only (the wrapper updates them).
-// Returns out (K,B,1,L), xhat (K,B,C,L) (the normalised pre-activation, saved for backward),
-// mean (K,C), var (K,C) (batch statistics in training, biased var; the running ones in eval),
-// rstd (K,C).
+// Returns out (K,B,1,L), mean (K,C), var (K,C) (batch statistics in training, biased var; the
+// running ones in eval) and rstd (K,C).
+//
+// Layout: one channel (k, c) at a time over the whole batch, as a flat row of B samples each
+// padded by p zeros on both sides (B * (L + 2p) values, ~26 KB for B=128). The convolutions
+// become shifted multiply-adds over that long row, which vectorise well, and BatchNorm's
+// statistics are sums over the same row, so forward and backward are each one pass per channel.
+// Nothing of size (K,B,C,L) is stored: the backward recomputes a channel's activations from u.
+// Channels are processed in fixed blocks with their own partial sums, reduced in block order,
+// so the results do not depend on the number of threads.
 namespace {
 void check_cnn(const at::Tensor& u, const at::Tensor& w1, const at::Tensor& b1, const at::Tensor& gamma,
-               const at::Tensor& beta, const at::Tensor& w2, const at::Tensor& b2) {
+               const at::Tensor& beta, const at::Tensor& w2, const at::Tensor* b2) {
   check_signal(u, "u");
   TORCH_CHECK(w1.dim() == 3 && w1.size(2) % 2 == 1, "das: cnn w1 must be (K, C, k) with k odd, got ", w1.sizes());
   const int64_t K = w1.size(0), C = w1.size(1);
@@ -257,25 +360,27 @@ void check_cnn(const at::Tensor& u, const at::Tensor& w1, const at::Tensor& b1, 
   for (auto* t : {&b1, &gamma, &beta})
     TORCH_CHECK(t->dim() == 2 && t->size(0) == K && t->size(1) == C, "das: cnn b1, gamma and beta must be (", K,
                 ", ", C, "), got ", t->sizes());
-  TORCH_CHECK(b2.dim() == 1 && b2.size(0) == K, "das: cnn b2 must be (", K, ",), got ", b2.sizes());
-  for (auto* t : {&w1, &b1, &gamma, &beta, &w2, &b2}) check_same(u, *t, "u", "a cnn parameter");
+  if (b2) TORCH_CHECK(b2->dim() == 1 && b2->size(0) == K, "das: cnn b2 must be (", K, ",), got ", b2->sizes());
+  for (auto* t : {&w1, &b1, &gamma, &beta, &w2}) check_same(u, *t, "u", "a cnn parameter");
   check_cpu(u, "u");
 }
+
+constexpr int64_t kBlock = 4;  // channels per block of partial sums
+
 }  // namespace
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> cnn_forward_cpu(
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> cnn_forward_cpu(
     const at::Tensor& u_, const at::Tensor& w1_, const at::Tensor& b1_, const at::Tensor& gamma_,
     const at::Tensor& beta_, const at::Tensor& w2_, const at::Tensor& b2_, const at::Tensor& running_mean,
     const at::Tensor& running_var, bool training, double eps) {
-  check_cnn(u_, w1_, b1_, gamma_, beta_, w2_, b2_);
+  check_cnn(u_, w1_, b1_, gamma_, beta_, w2_, &b2_);
   auto u = u_.contiguous(), w1 = w1_.contiguous(), b1 = b1_.contiguous(), gamma = gamma_.contiguous();
   auto beta = beta_.contiguous(), w2 = w2_.contiguous(), b2 = b2_.contiguous();
   const int64_t B = u.size(0), L = u.size(2), K = w1.size(0), C = w1.size(1);
-  const int64_t k1 = w1.size(2), k2 = w2.size(2), p1 = k1 / 2, p2 = k2 / 2;
+  const int64_t k1 = w1.size(2), k2 = w2.size(2);
   TORCH_CHECK(training || (running_mean.sizes() == gamma.sizes() && running_var.sizes() == gamma.sizes()),
               "das: cnn in eval mode needs running_mean and running_var of shape (K, C)");
   auto out = at::empty({K, B, 1, L}, u.options());
-  auto xhat = at::empty({K, B, C, L}, u.options());
   at::Tensor mean, var;
   if (training) {
     mean = at::empty({K, C}, u.options());
@@ -287,223 +392,149 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> cnn_forwa
   auto rstd = at::empty({K, C}, u.options());
   AT_DISPATCH_FLOATING_TYPES(u.scalar_type(), "das_cnn_forward", [&] {
     using acc_t = at::acc_type<scalar_t, false>;
-    const scalar_t *up = u.data_ptr<scalar_t>(), *w1p = w1.data_ptr<scalar_t>(), *b1p = b1.data_ptr<scalar_t>();
-    const scalar_t *gp = gamma.data_ptr<scalar_t>(), *bp = beta.data_ptr<scalar_t>();
-    const scalar_t *w2p = w2.data_ptr<scalar_t>(), *b2p = b2.data_ptr<scalar_t>();
-    scalar_t *op = out.data_ptr<scalar_t>(), *hp = xhat.data_ptr<scalar_t>();
+    const Rows<scalar_t> R(B, L, std::max(k1, k2) / 2);
+    const scalar_t *w1p = w1.data_ptr<scalar_t>(), *b1p = b1.data_ptr<scalar_t>(), *gp = gamma.data_ptr<scalar_t>();
+    const scalar_t *bp = beta.data_ptr<scalar_t>(), *w2p = w2.data_ptr<scalar_t>(), *b2p = b2.data_ptr<scalar_t>();
     scalar_t *mp = mean.data_ptr<scalar_t>(), *vp = var.data_ptr<scalar_t>(), *rp = rstd.data_ptr<scalar_t>();
-    // conv1 into xhat's storage: h[k,b,c,l] = b1 + sum_t w1[t] u[l+t-p1]
-    at::parallel_for(0, K * B, 16, [&](int64_t i0, int64_t i1) {
-      for (int64_t i = i0; i < i1; ++i) {
-        const int64_t k = i / B, b = i % B;
-        const scalar_t* __restrict__ ub = up + b * L;
-        for (int64_t c = 0; c < C; ++c) {
-          scalar_t* __restrict__ h = hp + (i * C + c) * L;
-          const scalar_t bias = b1p[k * C + c];
-          for (int64_t l = 0; l < L; ++l) h[l] = bias;
-          for (int64_t t = 0; t < k1; ++t) {
-            const scalar_t w = w1p[(k * C + c) * k1 + t];
-            const int64_t off = t - p1, l0 = std::max<int64_t>(0, -off), l1 = std::min<int64_t>(L, L - off);
-            for (int64_t l = l0; l < l1; ++l) h[l] += w * ub[l + off];
+    std::vector<scalar_t> upad(R.n);
+    R.pad(u.data_ptr<scalar_t>(), upad.data());
+    const int64_t blocks_per_k = (C + kBlock - 1) / kBlock, nblocks = K * blocks_per_k;
+    std::vector<scalar_t> partial(nblocks * R.n);
+    const acc_t cnt = static_cast<acc_t>(B * L);
+    at::parallel_for(0, nblocks, 1, [&](int64_t q0, int64_t q1) {
+      std::vector<scalar_t> h(R.n);
+      for (int64_t q = q0; q < q1; ++q) {
+        const int64_t k = q / blocks_per_k, c0 = (q % blocks_per_k) * kBlock, c1 = std::min(C, c0 + kBlock);
+        scalar_t* o = partial.data() + q * R.n;
+        for (int64_t i = 0; i < R.n; ++i) o[i] = 0;
+        for (int64_t c = c0; c < c1; ++c) {
+          const int64_t j = k * C + c;
+          R.conv(upad.data(), w1p + j * k1, k1, h.data(), false, b1p[j]);
+          if (training) {
+            // statistics over the valid samples: shifted by the bias (pads hold it), so the pads add
+            // nothing and the sum of squares loses less to cancellation
+            R.fill_pads(h.data(), b1p[j]);
+            acc_t s = 0, s2 = 0;
+            for (int64_t i = 0; i < R.n; i += 64) {
+              const int64_t m = std::min<int64_t>(64, R.n - i);
+              scalar_t a = 0, a2 = 0;
+              for (int64_t l = 0; l < m; ++l) {
+                const scalar_t d = h[i + l] - b1p[j];
+                a += d;
+                a2 += d * d;
+              }
+              s += a;
+              s2 += a2;
+            }
+            const acc_t mu = s / cnt;
+            mp[j] = static_cast<scalar_t>(mu + b1p[j]);
+            vp[j] = static_cast<scalar_t>(std::max<acc_t>(s2 / cnt - mu * mu, 0));
           }
+          rp[j] = static_cast<scalar_t>(1.0 / std::sqrt(static_cast<acc_t>(vp[j]) + eps));
+          const scalar_t m = mp[j], rs = rp[j], g = gp[j], be = bp[j];
+          for (int64_t i = 0; i < R.n; ++i) h[i] = std::max<scalar_t>(g * ((h[i] - m) * rs) + be, scalar_t(0));
+          R.zero_pads(h.data());
+          R.conv(h.data(), w2p + j * k2, k2, o, true);
         }
       }
     });
-    // statistics per (k, c) over (b, l), then normalise in place
-    const acc_t n = static_cast<acc_t>(B * L);
-    at::parallel_for(0, K * C, 4, [&](int64_t j0, int64_t j1) {
-      for (int64_t j = j0; j < j1; ++j) {
-        const int64_t k = j / C, c = j % C;
-        acc_t mu, va;
-        if (training) {
-          acc_t s = 0;
-          for (int64_t b = 0; b < B; ++b) s += row_sum(hp + ((k * B + b) * C + c) * L, L);
-          mu = s / n;
-          acc_t s2 = 0;
-          const scalar_t m = static_cast<scalar_t>(mu);
-          for (int64_t b = 0; b < B; ++b) {
-            const scalar_t* __restrict__ h = hp + ((k * B + b) * C + c) * L;
-            scalar_t r = 0;
-            for (int64_t l = 0; l < L; ++l) r += (h[l] - m) * (h[l] - m);
-            s2 += r;
-          }
-          va = s2 / n;
-          mp[j] = static_cast<scalar_t>(mu);
-          vp[j] = static_cast<scalar_t>(va);
-        } else {
-          mu = mp[j];
-          va = vp[j];
-        }
-        const scalar_t rs = static_cast<scalar_t>(1.0 / std::sqrt(va + eps));
-        rp[j] = rs;
-        const scalar_t m = static_cast<scalar_t>(mu);
-        for (int64_t b = 0; b < B; ++b) {
-          scalar_t* h = hp + ((k * B + b) * C + c) * L;
-          for (int64_t l = 0; l < L; ++l) h[l] = (h[l] - m) * rs;
-        }
+    scalar_t* op = out.data_ptr<scalar_t>();
+    std::vector<scalar_t> sum(R.n);
+    for (int64_t k = 0; k < K; ++k) {
+      for (int64_t i = 0; i < R.n; ++i) sum[i] = b2p[k];
+      for (int64_t q = k * blocks_per_k; q < (k + 1) * blocks_per_k; ++q) {
+        const scalar_t* o = partial.data() + q * R.n;
+        for (int64_t i = 0; i < R.n; ++i) sum[i] += o[i];
       }
-    });
-    // relu(gamma * xhat + beta), then conv2 (C -> 1)
-    at::parallel_for(0, K * B, 16, [&](int64_t i0, int64_t i1) {
-      std::vector<scalar_t> a(L);
-      for (int64_t i = i0; i < i1; ++i) {
-        const int64_t k = i / B;
-        scalar_t* __restrict__ o = op + i * L;
-        scalar_t* __restrict__ ap = a.data();
-        const scalar_t bias = b2p[k];
-        for (int64_t l = 0; l < L; ++l) o[l] = bias;
-        for (int64_t c = 0; c < C; ++c) {
-          const scalar_t* h = hp + (i * C + c) * L;
-          const scalar_t g = gp[k * C + c], be = bp[k * C + c];
-          for (int64_t l = 0; l < L; ++l) a[l] = std::max<scalar_t>(g * h[l] + be, scalar_t(0));
-          for (int64_t t = 0; t < k2; ++t) {
-            const scalar_t w = w2p[(k * C + c) * k2 + t];
-            const int64_t off = t - p2, l0 = std::max<int64_t>(0, -off), l1 = std::min<int64_t>(L, L - off);
-            for (int64_t l = l0; l < l1; ++l) o[l] += w * ap[l + off];
-          }
-        }
-      }
-    });
+      R.unpad(sum.data(), op + k * B * L);
+    }
   });
-  return {out, xhat, mean, var, rstd};
+  return {out, mean, var, rstd};
 }
 
 // Returns the gradients for (u, w1, b1, gamma, beta, w2, b2).
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> cnn_backward_cpu(
-    const at::Tensor& go_, const at::Tensor& u_, const at::Tensor& xhat_, const at::Tensor& rstd_,
-    const at::Tensor& w1_, const at::Tensor& gamma_, const at::Tensor& beta_, const at::Tensor& w2_, bool training) {
-  check_signal(u_, "u");
-  check_cpu(u_, "u");
+    const at::Tensor& go_, const at::Tensor& u_, const at::Tensor& mean_, const at::Tensor& rstd_,
+    const at::Tensor& w1_, const at::Tensor& b1_, const at::Tensor& gamma_, const at::Tensor& beta_,
+    const at::Tensor& w2_, bool training) {
+  check_cnn(u_, w1_, b1_, gamma_, beta_, w2_, nullptr);
   const int64_t B = u_.size(0), L = u_.size(2), K = w1_.size(0), C = w1_.size(1);
   TORCH_CHECK(go_.dim() == 4 && go_.size(0) == K && go_.size(1) == B && go_.size(3) == L,
               "das: cnn_backward grad_out must be (K, B, 1, L)");
-  TORCH_CHECK(xhat_.dim() == 4 && xhat_.size(0) == K && xhat_.size(1) == B && xhat_.size(2) == C,
-              "das: cnn_backward xhat must be (K, B, C, L)");
-  auto go = go_.contiguous(), u = u_.contiguous(), xhat = xhat_.contiguous(), rstd = rstd_.contiguous();
-  auto w1 = w1_.contiguous(), gamma = gamma_.contiguous(), beta = beta_.contiguous(), w2 = w2_.contiguous();
-  const int64_t k1 = w1.size(2), k2 = w2.size(2), p1 = k1 / 2, p2 = k2 / 2;
+  TORCH_CHECK(mean_.sizes() == gamma_.sizes() && rstd_.sizes() == gamma_.sizes(),
+              "das: cnn_backward mean and rstd must be (K, C)");
+  auto go = go_.contiguous(), u = u_.contiguous(), mean = mean_.contiguous(), rstd = rstd_.contiguous();
+  auto w1 = w1_.contiguous(), b1 = b1_.contiguous(), gamma = gamma_.contiguous(), beta = beta_.contiguous();
+  auto w2 = w2_.contiguous();
+  const int64_t k1 = w1.size(2), k2 = w2.size(2);
   auto du = at::empty_like(u);
   auto dw1 = at::empty_like(w1), db1 = at::empty({K, C}, u.options());
   auto dgamma = at::empty({K, C}, u.options()), dbeta = at::empty({K, C}, u.options());
   auto dw2 = at::empty_like(w2), db2 = at::empty({K}, u.options());
-  auto dh = at::empty({K, B, C, L}, u.options());
-  // per-(k,b) partial sums, reduced in a fixed order so results do not depend on threads
-  auto part_w2 = at::empty({K, B, C, k2}, u.options());
-  auto part_gb = at::empty({K, B, C, 2}, u.options());
   AT_DISPATCH_FLOATING_TYPES(u.scalar_type(), "das_cnn_backward", [&] {
     using acc_t = at::acc_type<scalar_t, false>;
-    const scalar_t *gop = go.data_ptr<scalar_t>(), *up = u.data_ptr<scalar_t>(), *xp = xhat.data_ptr<scalar_t>();
-    const scalar_t *rsp = rstd.data_ptr<scalar_t>(), *w1p = w1.data_ptr<scalar_t>();
-    const scalar_t *gp = gamma.data_ptr<scalar_t>(), *bp = beta.data_ptr<scalar_t>(), *w2p = w2.data_ptr<scalar_t>();
-    scalar_t *dup = du.data_ptr<scalar_t>(), *dw1p = dw1.data_ptr<scalar_t>(), *db1p = db1.data_ptr<scalar_t>();
-    scalar_t *dgp = dgamma.data_ptr<scalar_t>(), *dbp = dbeta.data_ptr<scalar_t>();
-    scalar_t *dw2p = dw2.data_ptr<scalar_t>(), *db2p = db2.data_ptr<scalar_t>(), *dhp = dh.data_ptr<scalar_t>();
-    scalar_t *pw2 = part_w2.data_ptr<scalar_t>(), *pgb = part_gb.data_ptr<scalar_t>();
-    // conv2 and relu backward per (k, b): dxhat = gamma * relu'(z) * (conv2^T go)
-    at::parallel_for(0, K * B, 16, [&](int64_t i0, int64_t i1) {
-      std::vector<scalar_t> a(L), da(L);
-      for (int64_t i = i0; i < i1; ++i) {
-        const int64_t k = i / B;
-        const scalar_t* __restrict__ g = gop + i * L;
-        for (int64_t c = 0; c < C; ++c) {
-          const scalar_t* x = xp + (i * C + c) * L;
-          const scalar_t ga = gp[k * C + c], be = bp[k * C + c];
-          for (int64_t l = 0; l < L; ++l) a[l] = std::max<scalar_t>(ga * x[l] + be, scalar_t(0));
-          for (int64_t l = 0; l < L; ++l) da[l] = 0;
-          for (int64_t t = 0; t < k2; ++t) {
-            const scalar_t w = w2p[(k * C + c) * k2 + t];
-            const int64_t off = t - p2, l0 = std::max<int64_t>(0, -off), l1 = std::min<int64_t>(L, L - off);
-            pw2[(i * C + c) * k2 + t] = row_dot(g + l0, a.data() + l0 + off, l1 - l0);
-            scalar_t* __restrict__ dap = da.data() + off;
-            for (int64_t l = l0; l < l1; ++l) dap[l] += w * g[l];
-          }
-          scalar_t* d = dhp + (i * C + c) * L;
-          scalar_t sg = 0, sb = 0;
-          for (int64_t l = 0; l < L; ++l) {
-            const scalar_t dz = da[l] * static_cast<scalar_t>(a[l] > 0);
-            sg += dz * x[l];
-            sb += dz;
-            d[l] = dz * ga;
-          }
-          pgb[(i * C + c) * 2] = static_cast<scalar_t>(sg);
-          pgb[(i * C + c) * 2 + 1] = static_cast<scalar_t>(sb);
-        }
-      }
-    });
-    // reductions over b, and BatchNorm backward per (k, c); then conv1's weight gradient
-    const acc_t n = static_cast<acc_t>(B * L);
-    at::parallel_for(0, K * C, 4, [&](int64_t j0, int64_t j1) {
-      for (int64_t j = j0; j < j1; ++j) {
-        const int64_t k = j / C, c = j % C;
-        acc_t sg = 0, sb = 0;
-        std::vector<acc_t> sw2(k2, 0);
-        for (int64_t b = 0; b < B; ++b) {
-          const int64_t i = (k * B + b) * C + c;
-          sg += pgb[i * 2];
-          sb += pgb[i * 2 + 1];
-          for (int64_t t = 0; t < k2; ++t) sw2[t] += pw2[i * k2 + t];
-        }
-        dgp[j] = static_cast<scalar_t>(sg);
-        dbp[j] = static_cast<scalar_t>(sb);
-        for (int64_t t = 0; t < k2; ++t) dw2p[j * k2 + t] = static_cast<scalar_t>(sw2[t]);
-        const scalar_t rs = rsp[j];
-        if (training) {
-          // dh = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat))
-          acc_t s1 = 0, s2 = 0;
-          for (int64_t b = 0; b < B; ++b) {
-            const int64_t o = ((k * B + b) * C + c) * L;
-            s1 += row_sum(dhp + o, L);
-            s2 += row_dot(dhp + o, xp + o, L);
-          }
-          const scalar_t m1 = static_cast<scalar_t>(s1 / n), m2 = static_cast<scalar_t>(s2 / n);
-          for (int64_t b = 0; b < B; ++b) {
-            const int64_t o = ((k * B + b) * C + c) * L;
-            scalar_t* __restrict__ d = dhp + o;
-            const scalar_t* __restrict__ xo = xp + o;
-            for (int64_t l = 0; l < L; ++l) d[l] = rs * (d[l] - m1 - xo[l] * m2);
-          }
-        } else {
-          for (int64_t b = 0; b < B; ++b) {
-            const int64_t o = ((k * B + b) * C + c) * L;
-            for (int64_t l = 0; l < L; ++l) dhp[o + l] = rs * dhp[o + l];
-          }
-        }
-        acc_t s0 = 0;
-        std::vector<acc_t> sw1(k1, 0);
-        for (int64_t b = 0; b < B; ++b) {
-          const scalar_t* d = dhp + ((k * B + b) * C + c) * L;
-          const scalar_t* ub = up + b * L;
-          s0 += row_sum(d, L);
-          for (int64_t t = 0; t < k1; ++t) {
-            const int64_t off = t - p1, l0 = std::max<int64_t>(0, -off), l1 = std::min<int64_t>(L, L - off);
-            sw1[t] += row_dot(d + l0, ub + l0 + off, l1 - l0);
-          }
-        }
-        db1p[j] = static_cast<scalar_t>(s0);
-        for (int64_t t = 0; t < k1; ++t) dw1p[j * k1 + t] = static_cast<scalar_t>(sw1[t]);
-      }
-    });
+    const Rows<scalar_t> R(B, L, std::max(k1, k2) / 2);
+    const scalar_t *w1p = w1.data_ptr<scalar_t>(), *b1p = b1.data_ptr<scalar_t>(), *gp = gamma.data_ptr<scalar_t>();
+    const scalar_t *bp = beta.data_ptr<scalar_t>(), *w2p = w2.data_ptr<scalar_t>();
+    const scalar_t *mp = mean.data_ptr<scalar_t>(), *rp = rstd.data_ptr<scalar_t>();
+    scalar_t *dw1p = dw1.data_ptr<scalar_t>(), *db1p = db1.data_ptr<scalar_t>(), *dgp = dgamma.data_ptr<scalar_t>();
+    scalar_t *dbp = dbeta.data_ptr<scalar_t>(), *dw2p = dw2.data_ptr<scalar_t>(), *db2p = db2.data_ptr<scalar_t>();
+    std::vector<scalar_t> upad(R.n), gpad(K * R.n);
+    R.pad(u.data_ptr<scalar_t>(), upad.data());
     for (int64_t k = 0; k < K; ++k) {
-      acc_t s = 0;
-      for (int64_t b = 0; b < B; ++b) s += row_sum(gop + (k * B + b) * L, L);
-      db2p[k] = static_cast<scalar_t>(s);
+      R.pad(go.data_ptr<scalar_t>() + k * B * L, gpad.data() + k * R.n);
+      db2p[k] = static_cast<scalar_t>(Rows<scalar_t>::template blocked_sum<acc_t>(gpad.data() + k * R.n, R.n));
     }
-    // du[b, l] = sum_{k, c, t} w1[k, c, t] dh[k, b, c, l - t + p1]
-    at::parallel_for(0, B, 16, [&](int64_t b0, int64_t b1) {
-      for (int64_t b = b0; b < b1; ++b) {
-        scalar_t* __restrict__ o = dup + b * L;
-        for (int64_t l = 0; l < L; ++l) o[l] = 0;
-        for (int64_t k = 0; k < K; ++k)
-          for (int64_t c = 0; c < C; ++c) {
-            const scalar_t* __restrict__ d = dhp + ((k * B + b) * C + c) * L;
-            for (int64_t t = 0; t < k1; ++t) {
-              const scalar_t w = w1p[(k * C + c) * k1 + t];
-              const int64_t off = t - p1, l0 = std::max<int64_t>(0, -off), l1 = std::min<int64_t>(L, L - off);
-              for (int64_t l = l0; l < l1; ++l) o[l + off] += w * d[l];
-            }
+    const int64_t blocks_per_k = (C + kBlock - 1) / kBlock, nblocks = K * blocks_per_k;
+    std::vector<scalar_t> partial(nblocks * R.n);
+    const acc_t cnt = static_cast<acc_t>(B * L);
+    at::parallel_for(0, nblocks, 1, [&](int64_t q0, int64_t q1) {
+      std::vector<scalar_t> xhat(R.n), a(R.n), d(R.n);
+      std::vector<acc_t> dw(std::max(k1, k2));
+      for (int64_t q = q0; q < q1; ++q) {
+        const int64_t k = q / blocks_per_k, c0 = (q % blocks_per_k) * kBlock, c1 = std::min(C, c0 + kBlock);
+        const scalar_t* g = gpad.data() + k * R.n;
+        scalar_t* du_q = partial.data() + q * R.n;
+        for (int64_t i = 0; i < R.n; ++i) du_q[i] = 0;
+        for (int64_t c = c0; c < c1; ++c) {
+          const int64_t j = k * C + c;
+          // recompute xhat and a = relu(gamma xhat + beta), pads of a zero
+          R.conv(upad.data(), w1p + j * k1, k1, xhat.data(), false, b1p[j]);
+          const scalar_t m = mp[j], rs = rp[j], ga = gp[j], be = bp[j];
+          for (int64_t i = 0; i < R.n; ++i) {
+            xhat[i] = (xhat[i] - m) * rs;
+            a[i] = std::max<scalar_t>(ga * xhat[i] + be, scalar_t(0));
           }
+          R.zero_pads(a.data());
+          // conv2: weight gradient, then dz = relu'(z) * conv2^T(g); pads of dz are zero since a is
+          R.weight_grad(g, a.data(), k2, dw.data());
+          for (int64_t t = 0; t < k2; ++t) dw2p[j * k2 + t] = static_cast<scalar_t>(dw[t]);
+          for (int64_t i = 0; i < R.n; ++i) d[i] = 0;
+          R.conv_transpose(g, w2p + j * k2, k2, d.data());
+          for (int64_t i = 0; i < R.n; ++i) d[i] *= static_cast<scalar_t>(a[i] > 0);
+          const acc_t sg = Rows<scalar_t>::template blocked_dot<acc_t>(d.data(), xhat.data(), R.n);
+          const acc_t sb = Rows<scalar_t>::template blocked_sum<acc_t>(d.data(), R.n);
+          dgp[j] = static_cast<scalar_t>(sg);
+          dbp[j] = static_cast<scalar_t>(sb);
+          // BatchNorm: dh = rstd (gamma dz - mean(gamma dz) - xhat mean(gamma dz xhat)) in training
+          const scalar_t m1 = training ? static_cast<scalar_t>(ga * sb / cnt) : scalar_t(0);
+          const scalar_t m2 = training ? static_cast<scalar_t>(ga * sg / cnt) : scalar_t(0);
+          for (int64_t i = 0; i < R.n; ++i) d[i] = rs * (ga * d[i] - m1 - xhat[i] * m2);
+          R.zero_pads(d.data());
+          // conv1: weight, bias and input gradients
+          R.weight_grad(d.data(), upad.data(), k1, dw.data());
+          for (int64_t t = 0; t < k1; ++t) dw1p[j * k1 + t] = static_cast<scalar_t>(dw[t]);
+          db1p[j] = static_cast<scalar_t>(Rows<scalar_t>::template blocked_sum<acc_t>(d.data(), R.n));
+          R.conv_transpose(d.data(), w1p + j * k1, k1, du_q);
+        }
       }
     });
+    std::vector<scalar_t> sum(R.n, 0);
+    for (int64_t q = 0; q < nblocks; ++q) {
+      const scalar_t* o = partial.data() + q * R.n;
+      for (int64_t i = 0; i < R.n; ++i) sum[i] += o[i];
+    }
+    R.unpad(sum.data(), du.data_ptr<scalar_t>());
   });
   return {du, dw1, db1, dgamma, dbeta, dw2, db2};
 }
@@ -518,10 +549,10 @@ TORCH_LIBRARY(das, m) {
   m.def(
       "cnn_forward(Tensor u, Tensor w1, Tensor b1, Tensor gamma, Tensor beta, Tensor w2, Tensor b2, "
       "Tensor running_mean, Tensor running_var, bool training, float eps) "
-      "-> (Tensor, Tensor, Tensor, Tensor, Tensor)");
+      "-> (Tensor, Tensor, Tensor, Tensor)");
   m.def(
-      "cnn_backward(Tensor grad_out, Tensor u, Tensor xhat, Tensor rstd, Tensor w1, Tensor gamma, Tensor beta, "
-      "Tensor w2, bool training) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
+      "cnn_backward(Tensor grad_out, Tensor u, Tensor mean, Tensor rstd, Tensor w1, Tensor b1, Tensor gamma, "
+      "Tensor beta, Tensor w2, bool training) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
 }
 
 TORCH_LIBRARY_IMPL(das, CPU, m) {

@@ -127,8 +127,8 @@ def cnn_bank(u, w1, b1, gamma, beta, w2, b2, running_mean, running_var, training
     """
     if not _use_extension or u.is_cuda:
         return cnn_bank_ref(u, w1, b1, gamma, beta, w2, b2, running_mean, running_var, training, momentum, eps)
-    out, _, mean, var, _ = torch.ops.das.cnn_forward(u, w1, b1, gamma, beta, w2, b2, running_mean, running_var,
-                                                     training, eps)
+    out, mean, var, _ = torch.ops.das.cnn_forward(u, w1, b1, gamma, beta, w2, b2, running_mean, running_var,
+                                                  training, eps)
     if training:
         with torch.no_grad():
             n = u.shape[0] * u.shape[-1]
@@ -161,10 +161,10 @@ if HAS_EXTENSION:
         K, C, _ = w1.shape
         B, _, L = u.shape
         stat = u.new_empty(K, C)
-        return u.new_empty(K, B, 1, L), u.new_empty(K, B, C, L), stat, torch.empty_like(stat), torch.empty_like(stat)
+        return u.new_empty(K, B, 1, L), stat, torch.empty_like(stat), torch.empty_like(stat)
 
     @torch.library.register_fake("das::cnn_backward")
-    def _cnn_backward_fake(grad_out, u, xhat, rstd, w1, gamma, beta, w2, training):
+    def _cnn_backward_fake(grad_out, u, mean, rstd, w1, b1, gamma, beta, w2, training):
         K, C, _ = w1.shape
         return (torch.empty_like(u), torch.empty_like(w1), u.new_empty(K, C), u.new_empty(K, C),
                 u.new_empty(K, C), torch.empty_like(w2), u.new_empty(K))
@@ -206,18 +206,19 @@ if HAS_EXTENSION:
 
     def _cnn_setup(ctx, inputs, output):
         u, w1, b1, gamma, beta, w2, b2, _, _, training, _ = inputs
-        _, xhat, mean, var, rstd = output
-        ctx.save_for_backward(u, xhat, rstd, w1, gamma, beta, w2)
-        # only `out` carries a gradient; not materialising zeros for the rest saves a memset per call
-        ctx.mark_non_differentiable(xhat, mean, var, rstd)
+        _, mean, var, rstd = output
+        ctx.save_for_backward(u, mean, rstd, w1, b1, gamma, beta, w2)
+        # only `out` carries a gradient; not materialising zeros for the rest saves work per call
+        ctx.mark_non_differentiable(mean, var, rstd)
         ctx.set_materialize_grads(False)
         ctx.training = training
 
     def _cnn_backward(ctx, grad_out, *unused_grads):
-        u, xhat, rstd, w1, gamma, beta, w2 = ctx.saved_tensors
+        u, mean, rstd, w1, b1, gamma, beta, w2 = ctx.saved_tensors
         if grad_out is None:
             return (None,) * 11
-        grads = torch.ops.das.cnn_backward(grad_out, u, xhat, rstd, w1, gamma, beta, w2, ctx.training)
+        grads = torch.ops.das.cnn_backward(grad_out.contiguous(), u, mean, rstd, w1, b1, gamma, beta, w2,
+                                           ctx.training)
         return (*grads, None, None, None, None)
 
     torch.library.register_autograd("das::cnn_forward", _cnn_backward, setup_context=_cnn_setup)

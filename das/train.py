@@ -129,8 +129,9 @@ class Trainer:
         self.desc = desc
         self.train_data = DataSource(data, stream_seed(seed, 0), device)
         self.val_data = DataSource(data, stream_seed(seed, 1), device) if search else None
-        self.theta_optimizer = torch.optim.Adam(model.weights(), lr=hp.param_lr, weight_decay=hp.param_wd) \
-            if train_theta else None
+        # fused: one kernel for all ~80 parameter tensors instead of a Python loop over them
+        self.theta_optimizer = torch.optim.Adam(model.weights(), lr=hp.param_lr, weight_decay=hp.param_wd,
+                                                fused=True) if train_theta else None
         self.architect = Architect(model, hp, order) if search else None
         self.epoch = 0
         self.elapsed = 0.0
