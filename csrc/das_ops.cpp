@@ -63,34 +63,6 @@ void check_cpu(const at::Tensor& t, const char* name) {
               " but this kernel runs on the CPU; the CUDA kernels are built only when torch has CUDA");
 }
 
-// A x for one sample: out[i] = sum_t k[t] x[i*s + t - p].
-template <typename scalar_t>
-inline void blur_row(const scalar_t* x, const scalar_t* k, int64_t K, int64_t L, int64_t s, int64_t Lo,
-                     scalar_t* out) {
-  const int64_t p = K / 2;
-  for (int64_t i = 0; i < Lo; ++i) {
-    scalar_t acc = 0;
-    const int64_t c = i * s - p;
-    const int64_t t0 = std::max<int64_t>(0, -c), t1 = std::min<int64_t>(K, L - c);
-    for (int64_t t = t0; t < t1; ++t) acc += k[t] * x[c + t];
-    out[i] = acc;
-  }
-}
-
-// A^T v for one sample: out[j] = sum over (i, t) with i*s + t - p == j of k[t] v[i].
-template <typename scalar_t>
-inline void adjoint_row(const scalar_t* v, const scalar_t* k, int64_t K, int64_t L, int64_t s, int64_t Lo,
-                        scalar_t* out) {
-  const int64_t p = K / 2;
-  for (int64_t j = 0; j < L; ++j) out[j] = 0;
-  for (int64_t i = 0; i < Lo; ++i) {
-    const int64_t c = i * s - p;
-    const int64_t t0 = std::max<int64_t>(0, -c), t1 = std::min<int64_t>(K, L - c);
-    const scalar_t vi = v[i];
-    for (int64_t t = t0; t < t1; ++t) out[c + t] += k[t] * vi;
-  }
-}
-
 // Row-wise reductions in the element type; -fassociative-math lets the compiler vectorise them,
 // and callers add the row results up in the accumulate type.
 template <typename scalar_t>
@@ -192,12 +164,13 @@ at::Tensor blur_cpu(const at::Tensor& x_, const at::Tensor& kernel_, int64_t str
   const int64_t Lo = blurred_length(L, stride);
   auto out = at::empty({B, 1, Lo}, x.options());
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "das_blur", [&] {
-    const scalar_t* xp = x.data_ptr<scalar_t>();
-    const scalar_t* kp = kernel.data_ptr<scalar_t>();
+    const Rows<scalar_t> R(B, L, K / 2);
+    std::vector<scalar_t> xpad(R.n), full(R.n);
+    R.pad(x.data_ptr<scalar_t>(), xpad.data());
+    R.conv(xpad.data(), kernel.data_ptr<scalar_t>(), K, full.data(), false);
     scalar_t* op = out.data_ptr<scalar_t>();
-    at::parallel_for(0, B, 64, [&](int64_t b0, int64_t b1) {
-      for (int64_t b = b0; b < b1; ++b) blur_row(xp + b * L, kp, K, L, stride, Lo, op + b * Lo);
-    });
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t i = 0; i < Lo; ++i) op[b * Lo + i] = full[b * R.P + R.p + i * stride];
   });
   return out;
 }
@@ -214,12 +187,14 @@ at::Tensor blur_adjoint_cpu(const at::Tensor& v_, const at::Tensor& kernel_, int
   const int64_t B = v.size(0), Lo = v.size(2), K = kernel.size(0);
   auto out = at::empty({B, 1, length}, v.options());
   AT_DISPATCH_FLOATING_TYPES(v.scalar_type(), "das_blur_adjoint", [&] {
+    // zero-filled upsampling into padded rows, then the blur's transpose
+    const Rows<scalar_t> R(B, length, K / 2);
+    std::vector<scalar_t> z(R.n, 0), full(R.n, 0);
     const scalar_t* vp = v.data_ptr<scalar_t>();
-    const scalar_t* kp = kernel.data_ptr<scalar_t>();
-    scalar_t* op = out.data_ptr<scalar_t>();
-    at::parallel_for(0, B, 64, [&](int64_t b0, int64_t b1) {
-      for (int64_t b = b0; b < b1; ++b) adjoint_row(vp + b * Lo, kp, K, length, stride, Lo, op + b * length);
-    });
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t i = 0; i < Lo; ++i) z[b * R.P + R.p + i * stride] = vp[b * Lo + i];
+    R.conv_transpose(z.data(), kernel.data_ptr<scalar_t>(), K, full.data());
+    R.unpad(full.data(), out.data_ptr<scalar_t>());
   });
   return out;
 }
