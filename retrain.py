@@ -66,9 +66,11 @@ def _retrain_genotype(args) -> dict:
     if result is not None and result.get("genotype") not in (None, genotype.to_dict()):
         raise UserError(f"{path}: does not match the genotype recorded in {out_dir / RESULT}; "
                         "rerun search.py or retrain a copy of the genotype in its own folder")
-    hp = load_hparams(args.hparams or (result or {}).get("preset") or "H1")
-    if result is not None and args.hparams is None and "hparams" in result:
-        hp = HParams.from_dict(result["hparams"], result.get("preset", hp.name), str(out_dir / RESULT))
+    if args.hparams is None and result is not None and "hparams" in result:
+        # the search's own settings, which may come from a user's file rather than a preset
+        hp = HParams.from_dict(result["hparams"], result.get("preset", "H1"), str(out_dir / RESULT))
+    else:
+        hp = load_hparams(args.hparams or "H1")
     seed = args.seed if args.seed is not None else int((result or {}).get("seed", 0))
     if result is None:
         result = base_result(genotype.space, genotype.data, genotype.ops, "genotype", hp, seed,

@@ -386,28 +386,25 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> cnn_forward_cpu(
           const int64_t j = k * C + c;
           R.conv(upad.data(), w1p + j * k1, k1, h.data(), false, b1p[j]);
           if (training) {
-            // statistics over the valid samples: shifted by the bias (pads hold it), so the pads add
-            // nothing and the sum of squares loses less to cancellation
-            R.fill_pads(h.data(), b1p[j]);
-            acc_t s = 0, s2 = 0;
+            // statistics over the valid samples in two passes (the row is in cache): the pads hold
+            // the value whose deviation is summed, so they add nothing
+            R.fill_pads(h.data(), scalar_t(0));
+            const acc_t mu = Rows<scalar_t>::template blocked_sum<acc_t>(h.data(), R.n) / cnt;
+            const scalar_t m = static_cast<scalar_t>(mu);
+            R.fill_pads(h.data(), m);
+            acc_t s2 = 0;
             for (int64_t i = 0; i < R.n; i += 64) {
-              const int64_t m = std::min<int64_t>(64, R.n - i);
-              scalar_t a = 0, a2 = 0;
-              for (int64_t l = 0; l < m; ++l) {
-                const scalar_t d = h[i + l] - b1p[j];
-                a += d;
-                a2 += d * d;
-              }
-              s += a;
+              const int64_t len = std::min<int64_t>(64, R.n - i);
+              scalar_t a2 = 0;
+              for (int64_t l = 0; l < len; ++l) a2 += (h[i + l] - m) * (h[i + l] - m);
               s2 += a2;
             }
-            const acc_t mu = s / cnt;
-            mp[j] = static_cast<scalar_t>(mu + b1p[j]);
-            vp[j] = static_cast<scalar_t>(std::max<acc_t>(s2 / cnt - mu * mu, 0));
+            mp[j] = m;
+            vp[j] = static_cast<scalar_t>(s2 / cnt);
           }
           rp[j] = static_cast<scalar_t>(1.0 / std::sqrt(static_cast<acc_t>(vp[j]) + eps));
-          const scalar_t m = mp[j], rs = rp[j], g = gp[j], be = bp[j];
-          for (int64_t i = 0; i < R.n; ++i) h[i] = std::max<scalar_t>(g * ((h[i] - m) * rs) + be, scalar_t(0));
+          const scalar_t mj = mp[j], rs = rp[j], g = gp[j], be = bp[j];
+          for (int64_t i = 0; i < R.n; ++i) h[i] = std::max<scalar_t>(g * ((h[i] - mj) * rs) + be, scalar_t(0));
           R.zero_pads(h.data());
           R.conv(h.data(), w2p + j * k2, k2, o, true);
         }

@@ -282,3 +282,14 @@ def test_malformed_hparams_file(tmp_path):
     (tmp_path / "h.json").write_text(json.dumps({"param_lr": 0.1}))
     with pytest.raises(UserError, match="missing hyperparameters"):
         run_search(tmp_path, "--hparams", str(tmp_path / "h.json"))
+
+
+def test_retrain_uses_the_searchs_own_hparams_file(tmp_path):
+    hp = {"name": "mine", "param_lr": 0.002, "param_wd": 0.0, "param_warmup": True, "alpha_lr": 0.01,
+          "alpha_wd": 0.0, "alpha_warmup": False, "alpha_scheduler": None, "alpha_optimizer": "Adam"}
+    (tmp_path / "mine.json").write_text(json.dumps(hp))
+    r = run_search(tmp_path, "--hparams", str(tmp_path / "mine.json"))
+    assert Path(r["dir"]).parts[-2] == "mine"
+    run_retrain(tmp_path, "--genotype", str(Path(r["dir"]) / "genotype.json"))
+    res = json.loads((Path(r["dir"]) / "result.json").read_text())
+    assert res["status"] == "complete" and res["hparams"]["param_lr"] == 0.002
