@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the das package beside this script
+
 METHOD_ORDER = ["grad-only", "net-only", "das", "das-single", "random", "random-search", "genotype"]
 METHOD_NAMES = {"grad-only": "Learnable Grad. only", "net-only": "Nets only", "das": "DAS",
                 "das-single": "DAS-single", "random": "Random", "random-search": "Random Search",
@@ -340,6 +342,19 @@ def verdicts(stats, corr, pools_beat):
 
 
 # ----------------------------------------------------------------------------- plots
+def _save(fig, path: Path, files: list) -> None:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    _plt().close(fig)
+    files.append(path)
+
+
+def _op_names(ops: str, space: str) -> list[str]:
+    from das.ops import op_names
+
+    return op_names(ops, space)
+
+
 def _plt():
     import matplotlib
 
@@ -386,11 +401,7 @@ def scatter_plots(stats, corr, out: Path) -> list[Path]:
         ax.set_title(f"{DATA_NAMES[data]}, {space} space, {preset}")
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
-        fig.tight_layout()
-        f = out / f"scatter_{space}_{data}_{preset}.png"
-        fig.savefig(f, dpi=110)
-        plt.close(fig)
-        files.append(f)
+        _save(fig, out / f"scatter_{space}_{data}_{preset}.png", files)
     return files
 
 
@@ -409,7 +420,7 @@ def op_frequency_plots(stats, out: Path) -> list[Path]:
         else:
             rows = [f"{i}->{j}" for i, j, _ in gs[0]["edges"]]
             choices = [[op for _, _, op in g["edges"]] for g in gs]
-        names = (["grad", "net"] + (["roll", "noise"] if key[2] == "all" else []) + (["zero"] if key[0] == "cell" else []))
+        names = _op_names(key[2], key[0])
         freq = np.zeros((len(rows), len(names)))
         for c in choices:
             for r, op in enumerate(c):
@@ -426,17 +437,12 @@ def op_frequency_plots(stats, out: Path) -> list[Path]:
                         color="white" if freq[r, c] < 0.6 else "black")
         ax.set_title(f"op choices, {'/'.join(key)} (n={len(choices)})", fontsize=9)
         fig.colorbar(im, ax=ax, fraction=0.05)
-        fig.tight_layout()
-        f = out / f"ops_{'_'.join(key)}.png"
-        fig.savefig(f, dpi=110)
-        plt.close(fig)
-        files.append(f)
+        _save(fig, out / f"ops_{'_'.join(key)}.png", files)
     return files
 
 
 def best_genotype_plots(stats, out: Path) -> list[Path]:
     """The best architecture of each DAS group, drawn as in the paper's Figure 9."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
     from das.genotype import Genotype
     from das.plot import plot_genotype
     from das.utils import UserError
@@ -469,7 +475,7 @@ def alpha_trajectory_plots(stats, out: Path) -> list[Path]:
             continue
         n = min(len(a) for a in trajs)
         mean = np.mean([a[:n] for a in trajs], axis=0).mean(axis=1)  # epochs x ops, averaged over layers
-        names = (["grad", "net"] + (["roll", "noise"] if key[2] == "all" else []) + (["zero"] if key[0] == "cell" else []))
+        names = _op_names(key[2], key[0])
         fig, ax = plt.subplots(figsize=(5, 3.5))
         for k in range(mean.shape[1]):
             ax.plot(range(1, n + 1), mean[:, k], label=names[k] if k < len(names) else str(k))
@@ -477,11 +483,7 @@ def alpha_trajectory_plots(stats, out: Path) -> list[Path]:
         ax.set_ylabel("softmax(alpha), mean over layers and trials")
         ax.set_title(f"alpha trajectories, {'/'.join(key)} (n={len(trajs)})", fontsize=9)
         ax.legend(fontsize=8)
-        fig.tight_layout()
-        f = out / f"alphas_{'_'.join(key)}.png"
-        fig.savefig(f, dpi=110)
-        plt.close(fig)
-        files.append(f)
+        _save(fig, out / f"alphas_{'_'.join(key)}.png", files)
     return files
 
 

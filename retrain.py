@@ -19,7 +19,7 @@ from das import model as model_lib
 from das.genotype import load_genotype
 from das.hparams import load_hparams, HParams
 from das.trial import DATA, OPS, SPACES, RESULT, base_result, check_choice, prepare_dir, read_result, train_genotype
-from das.utils import Log, UserError, default_device, run_main, set_threads, trial_dir, write_json
+from das.utils import Log, UserError, add_run_args, run_main, set_threads, trial_dir, write_json
 
 ARCHS = ("grad-only", "net-only", "random", "random-search")
 
@@ -39,13 +39,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=50, help="training epochs (default 50)")
     p.add_argument("--candidates", type=int, default=5, help="random-search: architectures to try (default 5)")
     p.add_argument("--width", type=int, default=16, help="CNN width C for baselines (default 16)")
-    p.add_argument("--batches-per-epoch", type=int, default=19, help="batches per epoch (default 19)")
-    p.add_argument("--out", default="results", help="results tree for baselines (default results/)")
-    p.add_argument("--device", default=default_device(), help="cpu or cuda (default: cuda when available)")
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
-    p.add_argument("--resume", action="store_true", help="continue a killed run; a finished one is kept")
-    p.add_argument("--overwrite", action="store_true", help="retrain even if a result exists")
-    p.add_argument("--quiet", action="store_true", help="no log lines on stderr")
+    add_run_args(p, "results tree for baselines (default results/)")
     return p
 
 

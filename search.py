@@ -15,7 +15,7 @@ from pathlib import Path
 
 from das.hparams import load_hparams
 from das.trial import DATA, OPS, SPACES, run_search
-from das.utils import UserError, default_device, run_main, set_threads, trial_dir
+from das.utils import UserError, add_run_args, run_main, set_threads, trial_dir
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -34,14 +34,8 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--pretrain", action="store_true",
                    help="das-single: train the grad-only and net-only networks first (same seed and preset)")
     p.add_argument("--width", type=int, default=16, help="channels C of the 2-layer CNN (default 16)")
-    p.add_argument("--batches-per-epoch", type=int, default=19, help="batches per epoch (default 19)")
-    p.add_argument("--out", default="results", help="results tree (default results/)")
-    p.add_argument("--device", default=default_device(), help="cpu or cuda (default: cuda when available)")
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
-    p.add_argument("--resume", action="store_true", help="continue a killed run from its last epoch")
-    p.add_argument("--overwrite", action="store_true", help="delete an existing run folder and start again")
     p.add_argument("--no-plot", action="store_true", help="do not draw genotype.png")
-    p.add_argument("--quiet", action="store_true", help="no log lines on stderr")
+    add_run_args(p)
     return p
 
 

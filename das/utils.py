@@ -150,3 +150,14 @@ def run_main(main, parser) -> None:
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
+
+
+def add_run_args(p, out_help: str = "results tree (default results/)") -> None:
+    """The flags every stage script shares: where, on what, and what to do with an existing run."""
+    p.add_argument("--batches-per-epoch", type=int, default=19, help="batches per epoch (default 19)")
+    p.add_argument("--out", default="results", help=out_help)
+    p.add_argument("--device", default=default_device(), help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    p.add_argument("--resume", action="store_true", help="continue a killed run from its last epoch")
+    p.add_argument("--overwrite", action="store_true", help="delete an existing run and start again")
+    p.add_argument("--quiet", action="store_true", help="no log lines on stderr")
