@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from das import model as model_lib
-from das.genotype import load_genotype
+from das.genotype import Genotype, load_genotype
 from das.hparams import load_hparams, HParams
 from das.trial import DATA, OPS, SPACES, RESULT, base_result, check_choice, prepare_dir, read_result, train_genotype
 from das.utils import Log, UserError, add_run_args, run_main, set_threads, trial_dir, write_json
@@ -123,7 +123,6 @@ def _baseline(args) -> dict:
     if scored:
         best = max(scored, key=lambda c: c["architecture_psnr"])
         result.update(status="complete", architecture_psnr=best["architecture_psnr"], genotype=best["genotype"])
-        from das.genotype import Genotype
         Genotype.from_dict(best["genotype"]).to_json(out_dir / "genotype.json")
     else:
         result["status"] = "diverged"

@@ -10,7 +10,6 @@ Prints a table and writes bench_out/search.json.
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 import tempfile
