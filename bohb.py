@@ -26,7 +26,7 @@ import uuid
 from pathlib import Path
 
 from das.hparams import HParams
-from das.trial import DATA, OPS, SPACES, check_choice, run_search, train_genotype
+from das.trial import DATA, OPS, SPACES, check_choice, run_search, train_genotype, unlock_trial
 from das.utils import UserError, run_main, set_threads, write_json
 
 OBJECTIVES = ("one-shot", "final", "das-single")
@@ -124,6 +124,8 @@ def evaluate_config(a, config: dict, budget: float, name: str) -> dict:
             score = t["architecture_psnr"]
     except Exception as exc:  # a crashed evaluation is a failed one; the optimisation goes on
         info, score = {"status": "crashed", "error": f"{type(exc).__name__}: {exc}"}, None
+    finally:
+        unlock_trial(out)  # only this evaluation's: other worker threads may hold theirs
     info["seconds"] = time.perf_counter() - t0
     ok = score is not None and score == score and abs(score) != float("inf")
     return {"loss": -float(score) if ok else float("inf"), "info": info}

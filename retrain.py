@@ -18,7 +18,8 @@ import torch
 from das import model as model_lib
 from das.genotype import Genotype, load_genotype
 from das.hparams import load_hparams, HParams
-from das.trial import DATA, OPS, SPACES, RESULT, base_result, check_choice, prepare_dir, read_result, train_genotype
+from das.trial import (DATA, OPS, RESULT, SPACES, base_result, check_choice, lock_trial, prepare_dir, read_result,
+                       train_genotype, unlock_all)
 from das.utils import Log, UserError, add_run_args, run_main, set_threads, trial_dir, write_json
 
 ARCHS = ("grad-only", "net-only", "random", "random-search")
@@ -52,6 +53,7 @@ def _retrain_genotype(args) -> dict:
             raise UserError(f"{path}: mismatched genotype: it is for {flag.lstrip('-')} {have!r}, "
                             f"but {flag} {value!r} was given; drop {flag} or use a matching genotype")
     out_dir = path.parent
+    lock_trial(out_dir)
     result = read_result(out_dir)
     if result is not None and result.get("architecture_psnr") is not None and not args.overwrite:
         if args.resume:
@@ -133,6 +135,13 @@ def _baseline(args) -> dict:
 
 
 def main(args) -> dict:
+    try:
+        return _main(args)
+    finally:
+        unlock_all()
+
+
+def _main(args) -> dict:
     set_threads(args.threads)
     if args.epochs < 1:
         raise UserError(f"--epochs must be >= 1, got {args.epochs}")

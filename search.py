@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from das.hparams import load_hparams
-from das.trial import DATA, OPS, SPACES, run_search
+from das.trial import DATA, OPS, SPACES, run_search, unlock_all
 from das.utils import UserError, add_run_args, run_main, set_threads, trial_dir
 
 
@@ -40,6 +40,13 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def main(args) -> dict:
+    try:
+        return _main(args)
+    finally:
+        unlock_all()
+
+
+def _main(args) -> dict:
     set_threads(args.threads)
     if args.epochs < 1:
         raise UserError(f"--epochs must be >= 1, got {args.epochs}")

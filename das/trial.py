@@ -6,6 +6,8 @@ file is written atomically, and an epoch checkpoint lets a killed run continue (
 """
 from __future__ import annotations
 
+import fcntl
+import os
 import shutil
 from pathlib import Path
 
@@ -34,13 +36,48 @@ def prepare_dir(path: Path, resume: bool, overwrite: bool, stage_files=(RESULT, 
     """Make the trial folder. Returns True when an earlier run's files are to be resumed."""
     path = Path(path)
     existing = [f for f in stage_files if (path / f).exists()]
+    if path.is_dir():
+        lock_trial(path)  # before anything is deleted or read
     if existing and overwrite:
+        unlock_trial(path)
         shutil.rmtree(path)
     elif existing and not resume:
         raise UserError(f"{path}: run folder already holds {', '.join(existing)}; pass --resume to continue it "
                         "or --overwrite to start again")
     path.mkdir(parents=True, exist_ok=True)
+    lock_trial(path)
     return bool(existing) and resume
+
+
+_locks: dict[str, int] = {}
+
+
+def lock_trial(path: Path) -> None:
+    """Hold an exclusive lock on the trial folder until this process ends, so two sweeps (or a sweep
+    and a hand-started run) never write one trial at once."""
+    path = Path(path)
+    key = str(path.resolve())
+    if key in _locks:
+        return
+    fd = os.open(path / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise UserError(f"{path}: another process is running this trial; wait for it or stop it first") from None
+    _locks[key] = fd
+
+
+def unlock_trial(path: Path) -> None:
+    fd = _locks.pop(str(Path(path).resolve()), None)
+    if fd is not None:
+        os.close(fd)
+
+
+def unlock_all() -> None:
+    """Release every trial this process holds (a stage is done; a long-lived BOHB worker goes on)."""
+    for key in list(_locks):
+        os.close(_locks.pop(key))
 
 
 def read_result(path: Path) -> dict | None:

@@ -293,3 +293,18 @@ def test_retrain_uses_the_searchs_own_hparams_file(tmp_path):
     run_retrain(tmp_path, "--genotype", str(Path(r["dir"]) / "genotype.json"))
     res = json.loads((Path(r["dir"]) / "result.json").read_text())
     assert res["status"] == "complete" and res["hparams"]["param_lr"] == 0.002
+
+
+def test_a_trial_runs_in_one_process_at_a_time(tmp_path):
+    import os
+    import fcntl
+    d = tmp_path / "results" / "seq" / "blur" / "all" / "das" / "H1" / "seed0"
+    d.mkdir(parents=True)
+    fd = os.open(d / ".lock", os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # another sweep holds this trial
+    try:
+        with pytest.raises(UserError, match="another process is running this trial"):
+            run_search(tmp_path, "--seed", "0", "--resume")
+    finally:
+        os.close(fd)
+    assert run_search(tmp_path, "--seed", "0", "--resume")["status"] == "searched"
