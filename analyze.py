@@ -332,9 +332,13 @@ def verdicts(stats, corr, pools_beat):
                              f": {'holds' if ok else 'does not hold'}")
     for c in corr:
         if c["method"] in ("das", "das-single"):
-            weak = abs(c["pearson_r"]) < 0.5
+            # DAS assumes a strong positive correlation; a weak or a negative one bears out claim (d)
+            r = c["pearson_r"]
+            kind = "negative" if r <= -0.5 else "weak" if r < 0.5 else "strong positive"
+            few = f"; only {c['n']} trials, p={c['pearson_p']:.2f}" if c["n"] < 10 else ""
             lines.append(f"(d) {c['space']}/{c['data']}/{c['ops']}/{c['method']}/{c['preset']}: Pearson r "
-                         f"{c['pearson_r']:.2f} (n={c['n']}): {'weak, holds' if weak else 'strong, does not hold'}")
+                         f"{r:.2f} (n={c['n']}{few}): {kind}, "
+                         f"{'holds' if r < 0.5 else 'does not hold'}")
     for (space, d, ops, preset), res in pools_beat.items():
         lines.append(f"random draws to beat the DAS median ({space}/{d}/{ops}/{preset}): expected "
                      f"{fmt(res['expected'], 1)}, simulated {fmt(res['simulated'], 1)} (pool of {res['pool']}; paper: 49)")
