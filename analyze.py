@@ -360,12 +360,9 @@ def _op_names(ops: str, space: str) -> list[str]:
 
 
 def _plt():
-    import matplotlib
+    from das.plot import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    return pyplot()
 
 
 def scatter_plots(stats, corr, out: Path) -> list[Path]:

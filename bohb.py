@@ -57,7 +57,6 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--nameserver", default=None, help="worker: HOST:PORT printed by the master")
     p.add_argument("--run-id", default=None, help="worker: the run id printed by the master")
     p.add_argument("--device", default="cpu", help="device of the evaluations (default cpu)")
-    p.add_argument("--quiet", action="store_true", help="less output")
     return p
 
 

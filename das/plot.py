@@ -9,7 +9,8 @@ from das.genotype import Genotype
 COLORS = {"grad": "tab:blue", "net": "tab:green", "roll": "tab:red", "noise": "tab:orange"}
 
 
-def _plt():
+def pyplot():
+    """matplotlib.pyplot with the Agg backend (no display needed)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -20,7 +21,7 @@ def _plt():
 
 def plot_genotype(genotype: Genotype, path, title: str | None = None) -> Path:
     """Draw the genotype and save it as a PNG at `path`; returns the path."""
-    plt = _plt()
+    plt = pyplot()
     path = Path(path)
     if genotype.space == "seq":
         n = len(genotype.layers)

@@ -158,6 +158,7 @@ def add_run_args(p, out_help: str = "results tree (default results/)") -> None:
     p.add_argument("--out", default="results", help=out_help)
     p.add_argument("--device", default=default_device(), help="cpu or cuda (default: cuda when available)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
-    p.add_argument("--resume", action="store_true", help="continue a killed run from its last epoch")
-    p.add_argument("--overwrite", action="store_true", help="delete an existing run and start again")
+    p.add_argument("--resume", action="store_true",
+                   help="continue a killed run from its last epoch; a finished one is kept as it is")
+    p.add_argument("--overwrite", action="store_true", help="run this stage again even if it has results")
     p.add_argument("--quiet", action="store_true", help="no log lines on stderr")
