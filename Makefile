@@ -22,15 +22,11 @@ build: install
 	  cp build/lib/das/$$so das/.$$so.tmp && mv das/.$$so.tmp das/$$so
 	$(PY) -c "import torch, das._C" && echo "extension das._C built"
 
-# A small default run of the main job: 2 seeds of DAS and of a random architecture
-# (sequential space, blur, all ops, 10 epochs), then the table and the scatter plot.
+# A small default run of the main job: 2 seeds of DAS and of a random architecture (sequential
+# space, blur, all ops, 10 epochs) through the sweep runner, then the tables and the plots.
 demo: build
-	for seed in 0 1; do \
-	  $(PY) search.py --space seq --data blur --ops all --seed $$seed --epochs 10 --out $(DEMO_OUT) --resume --quiet && \
-	  $(PY) retrain.py --genotype $(DEMO_OUT)/seq/blur/all/das/H1/seed$$seed/genotype.json --epochs 10 --resume --quiet && \
-	  $(PY) retrain.py --arch random --space seq --data blur --ops all --seed $$seed --epochs 10 --out $(DEMO_OUT) --resume --quiet \
-	  || exit 1; \
-	done
+	$(PY) scripts/sweep.py --study table1 --data blur --ops all --method das,random --seed 0-1 --epochs 10 \
+	  --out $(DEMO_OUT)
 	$(PY) analyze.py $(DEMO_OUT)
 
 test: build

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import math
 import os
 import sys
@@ -48,74 +47,27 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 # ----------------------------------------------------------------------------- loading
-def _result_files(root: Path):
-    """result.json files under root, following links (a linked copy is caught as a duplicate)."""
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-        here = os.path.realpath(dirpath)
-
-        def loops(d):  # a link to this folder or one above it would never end
-            target = os.path.realpath(os.path.join(dirpath, d))
-            return os.path.islink(os.path.join(dirpath, d)) and (here + os.sep).startswith(target + os.sep)
-
-        dirnames[:] = sorted(d for d in dirnames if d != "analysis" and not loops(d))
-        if "result.json" in filenames:
-            yield Path(dirpath) / "result.json"
-
-
 def load_trials(root: Path):
-    """Every usable trial under root, and a list of (reason, path) for the files skipped."""
-    trials, skipped, seen_keys, seen_paths = [], [], {}, set()
-    for path in _result_files(root):
-        real = os.path.realpath(path)
-        if real in seen_paths:
-            skipped.append(("duplicate", path))
-            continue
-        seen_paths.add(real)
-        try:
-            r = json.loads(path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError, OSError):
-            skipped.append(("corrupt", path))
-            continue
-        if not isinstance(r, dict) or any(k not in r for k in REQUIRED):
-            skipped.append(("foreign", path))
-            continue
-        r.setdefault("preset", (r.get("hparams") or {}).get("name", "?"))
-        key = (r["space"], r["data"], r["ops"], r["method"], r["preset"], r["seed"])
-        if key in seen_keys:
-            skipped.append(("duplicate", path))
-            continue
-        seen_keys[key] = path
+    """Records of das.trial.load_trials, in the shape the tables below use: one per group label."""
+    from das.trial import load_trials as load
+
+    records, skipped = load(root)
+    trials = []
+    for r in records:
         if r["status"] == "diverged":
-            skipped.append(("diverged", path))
-            continue
-        if r["status"] == "running":
-            skipped.append(("running", path))
-            continue
-        if r.get("architecture_psnr") is None:
-            skipped.append(("no retrain", path))
-            r["_path"] = path
-            trials.append(r)  # still counts for one-shot statistics
-            continue
-        r["_path"] = path
-        trials.append(r)
+            skipped.append(("diverged", r["dir"]))
+        elif not r["primary"]:
+            skipped.append(("extra retrain", r["dir"]))
+        else:
+            trials.append({**r, "preset": r["label"], "history": r.get("search_history") or r.get("history"),
+                           "_path": Path(r["dir"]) / "result.json"})
     return trials, skipped
 
 
 def summarize_skipped(skipped) -> list[str]:
-    why = {"corrupt": "corrupt JSON (delete or rerun the trial)",
-           "foreign": "not a result file of this project (missing keys)",
-           "diverged": "diverged runs (loss became NaN/inf)",
-           "running": "unfinished runs (a sweep still running, or killed: rerun with --resume)",
-           "no retrain": "searched but not retrained yet (retrain.py --genotype)",
-           "duplicate": "duplicates of a trial already counted"}
-    lines = []
-    by = defaultdict(list)
-    for reason, path in skipped:
-        by[reason].append(str(path))
-    for reason, paths in by.items():
-        shown = ", ".join(paths[:3]) + (f", ... (+{len(paths) - 3})" if len(paths) > 3 else "")
-        lines.append(f"skipped {len(paths)} {why[reason]}: {shown}")
-    return lines
+    from das.trial import summarize_skipped as summarize
+
+    return summarize(skipped)
 
 
 # ----------------------------------------------------------------------------- statistics
@@ -494,11 +446,16 @@ def main(args) -> dict:
     if not root.is_dir():
         print(f"error: {root}: no such results folder; run search.py / retrain.py first", file=sys.stderr)
         sys.exit(2)
+    if args.out is None and not os.access(root, os.W_OK):
+        print(f"error: {root}: not writable; pass --out FOLDER for the tables and figures", file=sys.stderr)
+        sys.exit(2)
     out = Path(args.out) if args.out else root / "analysis"
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(args.seed)
     trials, skipped = load_trials(root)
     notes = summarize_skipped(skipped)
+    if not trials:
+        notes.append(f"no finished trials found under {root}; run search.py / retrain.py or scripts/sweep.py first")
     stats = group_stats(trials, rng)
     corr = correlations(stats)
     tables = paper_tables(stats) + [stats_table(stats)]

@@ -25,9 +25,15 @@ import time
 import uuid
 from pathlib import Path
 
+from das.data import FORMATIONS as DATA
+from das.genotype import SPACES
 from das.hparams import HParams
-from das.trial import DATA, OPS, SPACES, check_choice, run_search, train_genotype, unlock_trial
-from das.utils import UserError, run_main, set_threads, write_json
+from das.trial import OPSETS as OPS
+from das.trial import Status, TrialSpec, check_choice, retrain_spec, run_search, run_train, unlock_all, unlock_under
+from das.utils import UserError, set_threads, write_json
+from das.cli import run_main
+
+ROLE = "bohb-evaluation"  # analyze.py never reads these as trials of a study
 
 OBJECTIVES = ("one-shot", "final", "das-single")
 CONNECT_TIMEOUT = 10.0
@@ -97,34 +103,38 @@ def default_out(a) -> Path:
     return Path(a.out) if a.out else Path("results") / "bohb" / f"{a.space}_{a.data}_{a.ops}_{a.objective}"
 
 
+def eval_spec(a, hp: HParams, epochs: int) -> TrialSpec:
+    method = "das-single" if a.objective == "das-single" else "das"
+    return TrialSpec.make(hp=hp, space=a.space, data=a.data, ops=a.ops, method=method, seed=a.seed, epochs=epochs,
+                          batches_per_epoch=a.batches_per_epoch)
+
+
 def evaluate_config(a, config: dict, budget: float, name: str) -> dict:
     """One BOHB evaluation: loss = -PSNR of the objective; inf for a diverged or crashed run."""
-    out = default_out(a) / "evals" / name
+    root = default_out(a) / "evals" / name
     hp = config_to_hparams(config, name)
     epochs = max(1, int(round(float(budget))))
-    method = "das-single" if a.objective == "das-single" else "das"
-    pretrained = (None, None)
-    if method == "das-single":
+    spec = eval_spec(a, hp, epochs)
+    pretrained = None
+    if spec.method == "das-single":
         pre = default_out(a) / "pretrained"
         pretrained = (str(pre / "grad-only.pt"), str(pre / "net-only.pt"))
     t0 = time.perf_counter()
     try:
-        r = run_search(out, space=a.space, data=a.data, ops=a.ops, hp=hp, seed=a.seed, epochs=epochs,
-                       method=method, device=a.device, batches_per_epoch=a.batches_per_epoch, overwrite=True,
-                       pretrained=pretrained, quiet=True)
+        r = run_search(spec, root, device=a.device, overwrite=True, pretrained=pretrained, quiet=True, role=ROLE)
         info = {"status": r["status"], "one_shot_psnr": r.get("one_shot_psnr"),
                 "genotype": (r.get("genotype") or {}).get("layers") or (r.get("genotype") or {}).get("edges")}
-        score = r.get("one_shot_psnr") if r["status"] == "searched" else None
+        score = r.get("one_shot_psnr") if r["status"] == Status.SEARCHED else None
         if a.objective == "final" and score is not None:
             from das.genotype import Genotype
-            t = train_genotype(out, Genotype.from_dict(r["genotype"]), hp=hp, seed=a.seed, epochs=epochs,
-                               device=a.device, batches_per_epoch=a.batches_per_epoch, quiet=True)
+            t = run_train(retrain_spec(spec, Genotype.from_dict(r["genotype"])), root, device=a.device,
+                          overwrite=True, quiet=True, role=ROLE)
             info["architecture_psnr"] = t["architecture_psnr"]
-            score = t["architecture_psnr"]
+            score = t["architecture_psnr"] if t["status"] == Status.COMPLETE else None
     except Exception as exc:  # a crashed evaluation is a failed one; the optimisation goes on
         info, score = {"status": "crashed", "error": f"{type(exc).__name__}: {exc}"}, None
     finally:
-        unlock_trial(out)  # only this evaluation's: other worker threads may hold theirs
+        unlock_under(root)  # only this evaluation's: other worker threads may hold theirs
     info["seconds"] = time.perf_counter() - t0
     ok = score is not None and score == score and abs(score) != float("inf")
     return {"loss": -float(score) if ok else float("inf"), "info": info}
@@ -199,22 +209,25 @@ def _validate(a):
 
 
 def _pretrain(a, out: Path):
-    """das-single: one grad-only and one net-only network at the max budget, shared by all evaluations."""
-    from das.hparams import load_hparams
-    from das.model import uniform_genotype
+    """das-single: one grad-only and one net-only network at the max budget (preset BOHB-DAS-single),
+    trained once as ordinary baseline trials and shared by all evaluations."""
     import shutil
 
+    from das.hparams import load_hparams
+
     pre = out / "pretrained"
-    for op in ("grad", "net"):
-        target = pre / f"{op}-only.pt"
+    for method in ("grad-only", "net-only"):
+        target = pre / f"{method}.pt"
         if target.exists():
             continue
-        work = pre / f"{op}-only"
-        work.mkdir(parents=True, exist_ok=True)
-        train_genotype(work, uniform_genotype(a.space, a.data, a.ops, op), hp=load_hparams("BOHB-DAS-single"),
-                       seed=a.seed, epochs=int(a.max_budget), device=a.device,
-                       batches_per_epoch=a.batches_per_epoch, quiet=True)
-        shutil.copy(work / "network.pt", target)
+        spec = TrialSpec.make(hp=load_hparams("BOHB-DAS-single"), space=a.space, data=a.data, ops=a.ops,
+                              method=method, seed=a.seed, epochs=int(a.max_budget),
+                              batches_per_epoch=a.batches_per_epoch)
+        r = run_train(spec, pre, device=a.device, resume=True, quiet=True, role=ROLE)
+        unlock_all()
+        if r["status"] != Status.COMPLETE:
+            raise UserError(f"{r['dir']}: pretraining the {method} network failed ({r['status']}); see its log.txt")
+        shutil.copy(Path(r["dir"]) / "network.pt", target)
 
 
 def run_master(a) -> dict:

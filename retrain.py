@@ -1,137 +1,44 @@
 """Retrain an architecture from scratch and record its architecture PSNR; run the baselines.
 
-    python retrain.py --genotype results/seq/blur/all/das/H1/seed3/genotype.json
-    python retrain.py --arch grad-only --space seq --data blur --ops good --seed 3
-    python retrain.py --arch random-search --ops all --seed 3     # best of 5 random architectures
+    python retrain.py --genotype results/seq/blur/all/das/H1/seed3/genotype.json             # retrain seed 3
+    python retrain.py --genotype results/seq/blur/all/das/H1/seed3/genotype.json --seed 0-4  # five retrains
+    python retrain.py --method grad-only --space seq --data blur --ops good --seed 3
+    python retrain.py --method random-search --ops all --seed 0-74     # best of 5 random architectures
 
-With --genotype the architecture PSNR goes into that trial's result.json (same folder); a
-baseline (--arch) gets its own trial folder under results/<space>/<data>/<ops>/<arch>/<preset>/.
+A retrain of a searched genotype is a record of its own in <search folder>/retrain-seed<R>/ and
+takes the search's settings (preset values, width, data, ...); a genotype file from elsewhere goes
+to results/<space>/<data>/<ops>/genotype/<preset>/g<digest>/retrain-seed<R>/; a baseline gets its
+own trial folder results/<space>/<data>/<ops>/<method>/<preset>/seed<N>[-<settings>]/.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
-import torch
+from das import cli
+from das.genotype import load_genotype
+from das.trial import (BASELINES, RANDOM_SEARCH_CANDIDATES, Status, TrialSpec, check_resume_target,
+                       read_result, retrain_spec, run_train, unlock_all)
+from das.utils import UserError, set_threads
 
-from das import model as model_lib
-from das.genotype import Genotype, load_genotype
-from das.hparams import load_hparams, HParams
-from das.trial import (DATA, OPS, RESULT, SPACES, base_result, check_choice, lock_trial, prepare_dir, read_result,
-                       train_genotype, unlock_all)
-from das.utils import Log, UserError, add_run_args, run_main, set_threads, trial_dir, write_json
-
-ARCHS = ("grad-only", "net-only", "random", "random-search")
+# flags whose value a retrain of a searched genotype takes from the search
+FROM_SEARCH = ("space", "ops", "data", "preset", "width", "batches_per_epoch", "batch_size", "sigma_n", "noise_sigma")
 
 
-def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def get_parser():
+    p = cli.parser(__doc__)
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--genotype", help="genotype.json to retrain (written by search.py)")
-    src.add_argument("--arch", choices=ARCHS, help="a baseline architecture instead of a genotype")
-    p.add_argument("--space", default=None, help=f"{' | '.join(SPACES)} (baselines; default seq)")
-    p.add_argument("--data", default=None, help=f"{' | '.join(DATA)} (default: the genotype's, or blur)")
-    p.add_argument("--ops", default=None, help=f"{' | '.join(OPS)} (baselines; default all)")
-    p.add_argument("--seed", type=int, default=None,
-                   help="retrain seed: fresh init and data (default: the search's seed, or 0)")
-    p.add_argument("--hparams", default=None,
-                   help="preset or JSON for the theta optimiser (default: the search's preset, or H1)")
-    p.add_argument("--epochs", type=int, default=50, help="training epochs (default 50)")
-    p.add_argument("--candidates", type=int, default=5, help="random-search: architectures to try (default 5)")
-    p.add_argument("--width", type=int, default=16, help="CNN width C for baselines (default 16)")
-    add_run_args(p, "results tree for baselines (default results/)")
+    src.add_argument("--genotype", help="genotype.json to retrain (written by search.py, or your own)")
+    src.add_argument("--method", "--arch", dest="method", choices=BASELINES,
+                     help="a baseline instead of a genotype (--arch is the old name)")
+    cli.add_setting_args(p, seed_help="seed(s): a baseline's trial seed, or a genotype's retrain seed(s) "
+                                      "(default: the search's seed, or 0)")
+    p.add_argument("--candidates", type=int, default=RANDOM_SEARCH_CANDIDATES,
+                   help="random-search: architectures to try (default 5)")
+    cli.add_run_args(p)
+    # None = not given: a retrain of a search takes the search's value, anything else SPEC's default
+    p.set_defaults(**{k: None for k in FROM_SEARCH + ("epochs", "seed")})
     return p
-
-
-def _retrain_genotype(args) -> dict:
-    path = Path(args.genotype)
-    genotype = load_genotype(path)
-    for flag, value, have in (("--space", args.space, genotype.space), ("--data", args.data, genotype.data),
-                              ("--ops", args.ops, genotype.ops)):
-        if value is not None and value != have:
-            raise UserError(f"{path}: mismatched genotype: it is for {flag.lstrip('-')} {have!r}, "
-                            f"but {flag} {value!r} was given; drop {flag} or use a matching genotype")
-    out_dir = path.parent
-    lock_trial(out_dir)
-    result = read_result(out_dir)
-    if result is not None and result.get("architecture_psnr") is not None and not args.overwrite:
-        if args.resume:
-            return result
-        raise UserError(f"{out_dir / RESULT}: already retrained; pass --resume to keep it or --overwrite to retrain")
-    if result is not None and result.get("genotype") not in (None, genotype.to_dict()):
-        raise UserError(f"{path}: does not match the genotype recorded in {out_dir / RESULT}; "
-                        "rerun search.py or retrain a copy of the genotype in its own folder")
-    if args.hparams is None and result is not None and "hparams" in result:
-        # the search's own settings, which may come from a user's file rather than a preset
-        hp = HParams.from_dict(result["hparams"], result.get("preset", "H1"), str(out_dir / RESULT))
-    else:
-        hp = load_hparams(args.hparams or "H1")
-    seed = args.seed if args.seed is not None else int((result or {}).get("seed", 0))
-    if result is None:
-        result = base_result(genotype.space, genotype.data, genotype.ops, "genotype", hp, seed,
-                             genotype=genotype.to_dict())
-    write_json(out_dir / "retrain_args.json", {**vars(args), "hparams_values": hp.to_dict(), "seed": seed})
-    r = train_genotype(out_dir, genotype, hp=hp, seed=seed, epochs=args.epochs, device=args.device,
-                       batches_per_epoch=args.batches_per_epoch, resume=args.resume, quiet=args.quiet)
-    result["architecture_psnr"] = r["architecture_psnr"]
-    result["retrain"] = {"seed": seed, "epochs": args.epochs, "status": r["status"], "history": r["history"]}
-    result["wall_seconds"]["retrain"] = r["seconds"]
-    result["status"] = "complete" if r["status"] == "complete" else "diverged"
-    write_json(out_dir / RESULT, result)
-    result["dir"] = str(out_dir)
-    return result
-
-
-def _baseline(args) -> dict:
-    space, data, ops = args.space or "seq", args.data or "blur", args.ops or "all"
-    check_choice(space, SPACES, "space")
-    check_choice(data, DATA, "data formation")
-    check_choice(ops, OPS, "op set")
-    hp = load_hparams(args.hparams or "H1")
-    seed = 0 if args.seed is None else args.seed
-    out_dir = trial_dir(args.out, space, data, ops, args.arch, hp.name, seed)
-    resuming = prepare_dir(out_dir, args.resume, args.overwrite)
-    result = read_result(out_dir) if resuming else None
-    if result is not None and result.get("status") in ("complete", "diverged"):
-        result["dir"] = str(out_dir)
-        return result
-    write_json(out_dir / "args.json", {**vars(args), "hparams_values": hp.to_dict()})
-    if args.arch in ("grad-only", "net-only"):
-        op = args.arch.split("-")[0]
-        genotypes = [model_lib.uniform_genotype(space, data, ops, op, args.width)]
-    else:
-        # the architectures come from their own stream, apart from the training seed
-        g = torch.Generator().manual_seed(1_000_000 + seed)
-        count = 1 if args.arch == "random" else args.candidates
-        genotypes = [model_lib.random_genotype(space, data, ops, g, args.width) for _ in range(count)]
-    if result is None:
-        result = base_result(space, data, ops, args.arch, hp, seed, epochs=args.epochs, candidates=[])
-    write_json(out_dir / RESULT, result)
-    log = Log(out_dir / "log.txt", args.quiet)
-    for k, genotype in enumerate(genotypes):
-        if k < len(result["candidates"]):
-            continue  # finished before an interruption
-        tag = "retrain" if len(genotypes) == 1 else f"candidate{k}"
-        r = train_genotype(out_dir, genotype, hp=hp, seed=seed, epochs=args.epochs, device=args.device,
-                           batches_per_epoch=args.batches_per_epoch, resume=args.resume, tag=tag,
-                           quiet=args.quiet)
-        result["candidates"].append({"genotype": genotype.to_dict(), "architecture_psnr": r["architecture_psnr"],
-                                     "status": r["status"], "seconds": r["seconds"],
-                                     "final_train_loss": (r["history"]["train_loss"] or [None])[-1]})
-        result["wall_seconds"]["retrain"] = sum(c["seconds"] for c in result["candidates"])
-        write_json(out_dir / RESULT, result)
-    scored = [c for c in result["candidates"] if c["architecture_psnr"] is not None]
-    if scored:
-        best = max(scored, key=lambda c: c["architecture_psnr"])
-        result.update(status="complete", architecture_psnr=best["architecture_psnr"], genotype=best["genotype"])
-        Genotype.from_dict(best["genotype"]).to_json(out_dir / "genotype.json")
-    else:
-        result["status"] = "diverged"
-    write_json(out_dir / RESULT, result)
-    log(f"{args.arch}: architecture PSNR {result['architecture_psnr']}")
-    result["dir"] = str(out_dir)
-    return result
 
 
 def main(args) -> dict:
@@ -143,14 +50,91 @@ def main(args) -> dict:
 
 def _main(args) -> dict:
     set_threads(args.threads)
-    if args.epochs < 1:
-        raise UserError(f"--epochs must be >= 1, got {args.epochs}")
-    result = _retrain_genotype(args) if args.genotype else _baseline(args)
-    if not args.quiet:
-        print(f"{result['dir']}: status {result['status']}, architecture PSNR {result['architecture_psnr']}",
-              file=sys.stderr)
-    return result
+    device = cli.check_device(args)
+    specs, root = _genotype_specs(args) if args.genotype else _baseline_specs(args)
+    results = []
+    for spec in specs:
+        if args.resume:
+            check_resume_target(spec, root)
+        r = run_train(spec, root, device=device, resume=args.resume, overwrite=args.overwrite, quiet=args.quiet,
+                      args=vars(args))
+        results.append(r)
+        if not args.quiet:
+            _report(r)
+        unlock_all()
+    return {**results[-1], "results": results}
+
+
+def _defaults(args):
+    for k, v in dict(space="seq", ops="all", data="blur", width=16, batches_per_epoch=19, batch_size=128,
+                     sigma_n=0.01, noise_sigma=0.1, epochs=50, seed="0").items():
+        if getattr(args, k) is None:
+            setattr(args, k, v)
+
+
+def _baseline_specs(args):
+    _defaults(args)
+    return [cli.spec_from_args(args, method=args.method, seed=s, candidates=args.candidates)
+            for s in cli.seeds_of(args)], args.out
+
+
+def _genotype_specs(args):
+    path = Path(args.genotype)
+    genotype = load_genotype(path)
+    search = read_result(path.parent)
+    spec = search.get("spec") if isinstance(search, dict) else None
+    if isinstance(spec, dict) and spec.get("stage") == "search":
+        # a searched genotype: the retrain belongs to its search and takes its settings
+        search_spec = TrialSpec.from_dict(spec, str(path.parent / "result.json"))
+        if search.get("status") != Status.SEARCHED:
+            raise UserError(f"{path.parent}: the search is {search.get('status')}, not searched; finish it with "
+                            "search.py --resume first")
+        recorded = {k: v for k, v in (search.get("genotype") or {}).items() if k != "alphas"}
+        if recorded != {k: v for k, v in genotype.to_dict().items() if k != "alphas"}:
+            raise UserError(f"{path}: does not match the genotype recorded in {path.parent / 'result.json'}; "
+                            "copy the genotype file elsewhere to retrain it as a genotype of its own")
+        given = {k: getattr(args, k) for k in FROM_SEARCH if getattr(args, k) is not None}
+        if "preset" in given:
+            from das.hparams import load_hparams
+            hp = load_hparams(given["preset"])
+            given["preset"] = hp.name if hp.values() == search_spec.hparams else given["preset"] + " (other values)"
+        clash = [k for k, v in given.items() if v != getattr(search_spec, k)]
+        if clash:
+            raise UserError(f"{path}: mismatched genotype: a retrain of this search takes its "
+                            f"{', '.join(clash)} ({', '.join(f'{k}={getattr(search_spec, k)!r}' for k in clash)}); "
+                            "drop those flags, or copy the genotype file elsewhere to retrain it with other settings")
+        seeds = cli.seeds_of(args) if args.seed is not None else [search_spec.seed]
+        root = path.parent.parent
+        for _ in range(len(search_spec.folder(".").parts) - 1):
+            root = root.parent  # the results tree the search lives in
+        return [retrain_spec(search_spec, genotype, s, args.epochs) for s in seeds], root
+    for flag, value, have in (("space", args.space, genotype.space), ("data", args.data, genotype.data),
+                              ("ops", args.ops, genotype.ops), ("width", args.width, genotype.width)):
+        if value is not None and value != have:
+            raise UserError(f"{path}: mismatched genotype: it is for {flag} {have!r}, but --{flag} {value!r} was "
+                            f"given; drop --{flag} or use a matching genotype")
+    args.space, args.ops, args.data, args.width = genotype.space, genotype.ops, genotype.data, genotype.width
+    _defaults(args)
+    g = {k: v for k, v in genotype.to_dict().items() if k != "alphas"}
+    return [cli.spec_from_args(args, method="genotype", seed=s, genotype=g, retrain_seed=s)
+            for s in cli.seeds_of(args)], args.out
+
+
+def _report(r):
+    if r["status"] == Status.COMPLETE:
+        print(f"{r['dir']}: architecture PSNR {r['architecture_psnr']:.2f} dB; next: python analyze.py "
+              f"{_tree_of(r)}", file=sys.stderr)
+    else:
+        print(f"{r['dir']}: {r['status']}{': ' + r['error'] if r.get('error') else ''}", file=sys.stderr)
+
+
+def _tree_of(r) -> str:
+    spec = TrialSpec.from_dict(r["spec"])
+    root = Path(r["dir"])
+    for _ in range(len(spec.folder(".").parts)):
+        root = root.parent
+    return str(root)
 
 
 if __name__ == "__main__":
-    run_main(main, get_parser())
+    cli.run_main(main, get_parser())

@@ -13,6 +13,7 @@ import torch
 
 from das.operators import LENGTH, Operator, blur_ref
 
+FORMATIONS = ("blur", "downsample")  # the data formations of the paper (5.1)
 SIGMA_NOISE = 0.01
 BATCH = 128
 BATCHES_PER_EPOCH = 19  # 19 x 128 = 2432 samples per epoch (paper Table 5)

@@ -1,7 +1,10 @@
 """DAS hyperparameters (SPEC 5): one JSON dict, presets from the paper's Tables 6-8 in configs/."""
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from das.utils import UserError, read_json
@@ -10,6 +13,7 @@ CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 ALPHA_OPTIMIZERS = ("Adam", "GradientDescent")
 ALPHA_SCHEDULERS = (None, "Linear")
 WARMUP_EPOCHS = 5
+SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$")  # a preset name becomes a folder
 
 
 @dataclass
@@ -27,6 +31,10 @@ class HParams:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def values(self) -> dict:
+        """The values alone (no name): what a trial specification records."""
+        return {k: v for k, v in asdict(self).items() if k != "name"}
+
     @classmethod
     def from_dict(cls, d: dict, name: str, source: str = "hparams") -> "HParams":
         fields = set(cls.__dataclass_fields__) - {"name"}
@@ -38,8 +46,8 @@ class HParams:
             raise UserError(f"{source}: missing hyperparameters {sorted(missing)}")
         for k in ("param_lr", "param_wd", "alpha_lr", "alpha_wd"):
             v = d[k]
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
-                raise UserError(f"{source}: {k} must be a number >= 0, got {v!r}")
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+                raise UserError(f"{source}: {k} must be a finite number >= 0, got {v!r}")
         for k in ("param_warmup", "alpha_warmup"):
             if not isinstance(d[k], bool):
                 raise UserError(f"{source}: {k} must be true or false, got {d[k]!r}")
@@ -61,12 +69,29 @@ def presets() -> list[str]:
     return sorted(p.stem for p in CONFIG_DIR.glob("*.json"))
 
 
+@lru_cache(maxsize=None)
+def _shipped(name: str) -> HParams | None:
+    preset = CONFIG_DIR / f"{name}.json"
+    if not preset.is_file():
+        return None
+    return HParams.from_dict(read_json(preset, "preset"), name, str(preset))
+
+
+def shipped_preset(name: str) -> HParams | None:
+    """The preset of that name that ships with the project, or None."""
+    return _shipped(name) if name in presets() else None
+
+
 def load_hparams(name_or_path: str) -> HParams:
     """A preset name (configs/<name>.json) or a path to a user's JSON file."""
     path = Path(name_or_path)
     if path.suffix == ".json" or path.exists():
         d = read_json(path, "hyperparameter file", "pass a preset name or a JSON file like configs/H1.json")
-        return HParams.from_dict(d, d.get("name", path.stem), str(path))
+        name = d.get("name", path.stem)
+        if not isinstance(name, str) or not SAFE_NAME.match(name):
+            raise UserError(f"{path}: \"name\" {name!r} cannot name a folder; use letters, digits and . _ + - "
+                            "(at most 64, starting with a letter or digit)")
+        return HParams.from_dict(d, name, str(path))
     preset = CONFIG_DIR / f"{name_or_path}.json"
     if not preset.is_file():
         raise UserError(f"unknown hyperparameter preset {name_or_path!r}; choose one of {presets()} "

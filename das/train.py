@@ -12,7 +12,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from das.data import BATCH, BATCHES_PER_EPOCH, EVAL_SEED, DataSource, evaluation_set
+from das.data import BATCH, BATCHES_PER_EPOCH, EVAL_SEED, EVAL_SIZE, SIGMA_NOISE, DataSource, evaluation_set
 from das.hparams import WARMUP_EPOCHS, HParams
 from das.metrics import mean_psnr, psnr
 from das.utils import Diverged, progress, save_torch
@@ -24,11 +24,11 @@ def stream_seed(seed: int, stream: int) -> int:
 
 
 @torch.no_grad()
-def evaluate(model, data: str, device="cpu", size: int | None = None) -> float:
+def evaluate(model, data: str, device="cpu", size: int | None = None, sigma_n: float = SIGMA_NOISE) -> float:
     """Mean PSNR (dB) on the fixed evaluation set, BN in eval mode, noise ops seeded by EVAL_SEED."""
     was_training = model.training
     model.eval()
-    x, y = evaluation_set(data, device) if size is None else evaluation_set(data, device, size)
+    x, y = evaluation_set(data, device, size or EVAL_SIZE, sigma_n)
     devices = [torch.device(device)] if torch.device(device).type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(EVAL_SEED)
@@ -121,14 +121,15 @@ class Trainer:
 
     def __init__(self, model, hp: HParams, data: str, seed: int, epochs: int, device="cpu", *,
                  search: bool = False, order: int = 1, train_theta: bool = True, batch: int = BATCH,
-                 batches_per_epoch: int = BATCHES_PER_EPOCH, log=None, desc: str = ""):
+                 batches_per_epoch: int = BATCHES_PER_EPOCH, sigma_n: float = SIGMA_NOISE, log=None,
+                 desc: str = ""):
         self.model = model.to(device)
         self.hp, self.data, self.seed, self.epochs, self.device = hp, data, seed, epochs, device
         self.search, self.train_theta, self.batch, self.steps = search, train_theta, batch, batches_per_epoch
         self.log = log or (lambda msg: None)
         self.desc = desc
-        self.train_data = DataSource(data, stream_seed(seed, 0), device)
-        self.val_data = DataSource(data, stream_seed(seed, 1), device) if search else None
+        self.train_data = DataSource(data, stream_seed(seed, 0), device, sigma_n)
+        self.val_data = DataSource(data, stream_seed(seed, 1), device, sigma_n) if search else None
         # fused: one kernel for all ~80 parameter tensors instead of a Python loop over them
         self.theta_optimizer = torch.optim.Adam(model.weights(), lr=hp.param_lr, weight_decay=hp.param_wd,
                                                 fused=True) if train_theta else None
@@ -179,7 +180,8 @@ class Trainer:
             group["lr"] = lr
         return lr
 
-    def run(self, checkpoint_path=None) -> dict:
+    def run(self, checkpoint_path=None, extra_state: dict | None = None) -> dict:
+        """Train to self.epochs; after every epoch save the state (plus extra_state) to checkpoint_path."""
         total = self.epochs * self.steps
         bar = progress(range(self.epoch, self.epochs), desc=self.desc)
         for epoch in bar:
@@ -224,5 +226,5 @@ class Trainer:
                 self.log(f"{self.desc} epoch {self.epoch}/{self.epochs} train loss {mean_loss:.5f} "
                          f"({self.elapsed:.1f}s)")
             if checkpoint_path is not None:
-                save_torch(checkpoint_path, self.state_dict())
+                save_torch(checkpoint_path, {**self.state_dict(), **(extra_state or {})})
         return self.history

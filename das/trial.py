@@ -1,30 +1,76 @@
-"""One trial on disk: the run folder, its files, and the search / retrain stages that fill it.
+"""A trial: its specification, its folder, its result schema, and every stage that fills it.
 
-search.py, retrain.py and bohb.py call these functions, so every stage is written once.
-A trial folder holds args.json, log.txt, result.json, genotype.json and checkpoints; every
-file is written atomically, and an epoch checkpoint lets a killed run continue (--resume).
+One `TrialSpec` holds every setting that can change a trial's numbers (space, data, op set,
+method, the hyperparameter *values*, seed, epochs, order, width, batches per epoch, batch size,
+measurement noise sigma_n, noise-op sigma, and for a retrain the genotype and the retrain seed).
+It is written into args.json and result.json beside provenance that does not change numbers
+(package version, git commit, host, threads, start and end time, schema version).
+
+The folder is readable and unique per specification:
+
+    results/<space>/<data>/<ops>/<method>/<preset>/seed<N>[-e10-o2-w32-b4-bs64-sn0.1-ns0.2-c3-h1a2b3c]
+    results/.../das/H1/seed3/retrain-seed<R>[-e10]          a retrain of the searched genotype
+    results/.../genotype/H1/g<digest>/retrain-seed<R>       a retrain of a genotype file from elsewhere
+
+where a suffix appears only for a setting that differs from SPEC's default, and `-h<digest>` when
+the hyperparameter values are not those of the shipped preset of that name. search.py, retrain.py,
+bohb.py, analyze.py and the sweep runner all go through this module.
 """
 from __future__ import annotations
 
+import dataclasses
 import fcntl
+import hashlib
+import json
+import math
 import os
 import shutil
+import subprocess
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
+import das
 from das import model as model_lib
-from das.genotype import Genotype
-from das.hparams import HParams
+from das.data import FORMATIONS
+from das.genotype import SPACES, Genotype
+from das.hparams import SAFE_NAME, HParams, shipped_preset
+from das.ops import OP_SETS
 from das.train import Trainer, evaluate
 from das.utils import (Diverged, Log, UserError, load_checkpoint, read_json, save_torch, set_seed, versions,
                        write_json)
 
-DATA = ("blur", "downsample")
-SPACES = ("seq", "cell")
-OPS = ("good", "all")
-CHECKPOINT = "checkpoint.pt"
-RESULT = "result.json"
+SCHEMA = 2
+
+# ---------------------------------------------------------------------------- names, defined once
+OPSETS = tuple(OP_SETS)
+SEARCH_METHODS = ("das", "das-single")
+BASELINES = ("grad-only", "net-only", "random", "random-search")
+METHODS = SEARCH_METHODS + BASELINES + ("genotype",)
+
+
+class Status:
+    RUNNING = "running"      # a process is (or was, if killed) working on it
+    SEARCHED = "searched"    # a search finished; its genotype awaits retraining
+    COMPLETE = "complete"    # every number of the trial is in result.json
+    DIVERGED = "diverged"    # a loss or metric became NaN or infinite; `error` says where
+    FAILED = "failed"        # an exception; `error` says which
+
+    FINISHED = (SEARCHED, COMPLETE, DIVERGED)
+    ALL = (RUNNING, SEARCHED, COMPLETE, DIVERGED, FAILED)
+
+
+RESULT, ARGS, CHECKPOINT = "result.json", "args.json", "checkpoint.pt"
+DEFAULTS = {"epochs": 50, "order": 1, "width": 16, "batches_per_epoch": 19, "batch_size": 128,
+            "sigma_n": 0.01, "noise_sigma": 0.1}
+RANDOM_SEARCH_CANDIDATES = 5
+# readable folder-name tokens of the settings, in this order
+SUFFIX = (("epochs", "e"), ("order", "o"), ("width", "w"), ("batches_per_epoch", "b"), ("batch_size", "bs"),
+          ("sigma_n", "sn"), ("noise_sigma", "ns"))
+MAX_SEED = 2**63 - 1
+ARCH_STREAM = 1_000_000  # random architectures come from their own stream, apart from the training seed
 
 
 def check_choice(value, choices, what):
@@ -32,29 +78,215 @@ def check_choice(value, choices, what):
         raise UserError(f"unknown {what} {value!r}; choose one of {list(choices)}")
 
 
-def prepare_dir(path: Path, resume: bool, overwrite: bool, stage_files=(RESULT, CHECKPOINT)) -> bool:
-    """Make the trial folder. Returns True when an earlier run's files are to be resumed."""
-    path = Path(path)
-    existing = [f for f in stage_files if (path / f).exists()]
-    if path.is_dir():
-        lock_trial(path)  # before anything is deleted or read
-    if existing and overwrite:
-        unlock_trial(path)
-        shutil.rmtree(path)
-    elif existing and not resume:
-        raise UserError(f"{path}: run folder already holds {', '.join(existing)}; pass --resume to continue it "
-                        "or --overwrite to start again")
-    path.mkdir(parents=True, exist_ok=True)
-    lock_trial(path)
-    return bool(existing) and resume
+def check_name(name, what="preset name") -> str:
+    """A name that becomes a folder: no separators, no `..`, not empty, not absolute."""
+    if not isinstance(name, str) or not SAFE_NAME.match(name) or name in (".", ".."):
+        raise UserError(f"{what} {name!r} cannot name a folder; use letters, digits and . _ + - "
+                        "(at most 64, starting with a letter or digit)")
+    return name
 
 
+def _digest(obj, n=6) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:n]
+
+
+def _fmt(v) -> str:
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+# ---------------------------------------------------------------------------- the specification
+@dataclass(frozen=True)
+class TrialSpec:
+    """Everything that can change a trial's numbers. `stage` is "search" for the DAS search of
+    das / das-single, "train" for everything trained from scratch (a baseline, a genotype file, or
+    the retrain of a searched genotype, which carries `genotype` and `retrain_seed`)."""
+
+    space: str
+    data: str
+    ops: str
+    method: str
+    preset: str
+    hparams: dict
+    seed: int
+    stage: str = "search"
+    epochs: int = DEFAULTS["epochs"]
+    order: int = DEFAULTS["order"]
+    width: int = DEFAULTS["width"]
+    batches_per_epoch: int = DEFAULTS["batches_per_epoch"]
+    batch_size: int = DEFAULTS["batch_size"]
+    sigma_n: float = DEFAULTS["sigma_n"]
+    noise_sigma: float = DEFAULTS["noise_sigma"]
+    candidates: int | None = None          # random-search: architectures tried
+    genotype: dict | None = field(default=None)   # a retrain: the architecture (no alphas)
+    retrain_seed: int | None = None        # a retrain: fresh init and data streams
+    retrain_epochs: int | None = None      # a retrain of a search: its epochs (default: the search's)
+
+    # -------------------------------------------------------------- building and checking
+    def __post_init__(self):
+        check_choice(self.space, SPACES, "space")
+        check_choice(self.data, FORMATIONS, "data formation")
+        check_choice(self.ops, OPSETS, "op set")
+        check_choice(self.method, METHODS, "method")
+        check_choice(self.stage, ("search", "train"), "stage")
+        check_name(self.preset)
+        for name in ("seed", "epochs", "order", "width", "batches_per_epoch", "batch_size"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise UserError(f"{name.replace('_', '-')} must be an integer, got {v!r}")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise UserError(f"seed must be in 0..{MAX_SEED}, got {self.seed}")
+        for name, lo, hi in (("epochs", 1, 100_000), ("width", 1, 4096), ("batches_per_epoch", 1, 100_000),
+                             ("batch_size", 2, 1_000_000)):
+            v = getattr(self, name)
+            if not lo <= v <= hi:
+                raise UserError(f"--{name.replace('_', '-')} must be in {lo}..{hi}, got {v}")
+        if self.order not in (1, 2):
+            raise UserError(f"--order must be 1 or 2, got {self.order}")
+        for name in ("sigma_n", "noise_sigma"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+                raise UserError(f"--{name.replace('_', '-')} must be a finite number >= 0, got {v!r}")
+        if self.method == "das-single" and self.space != "seq":
+            raise UserError("das-single is defined for the sequential space (paper 5.4); use --space seq")
+        if self.method == "das-single" and self.order != 1:
+            raise UserError("das-single searches alpha over frozen weights, so there is no unrolled step; "
+                            "use --order 1")
+        if self.method == "random-search":
+            if isinstance(self.candidates, bool) or not isinstance(self.candidates, int) or not 1 <= self.candidates <= 1000:
+                raise UserError(f"--candidates must be in 1..1000, got {self.candidates!r}")
+        elif self.candidates is not None:
+            raise UserError("--candidates applies to random-search only")
+        if self.stage == "search" and self.method not in SEARCH_METHODS:
+            raise UserError(f"method {self.method} has no search stage")
+        if self.stage == "train" and (self.method in SEARCH_METHODS or self.method == "genotype"):
+            if self.genotype is None or self.retrain_seed is None:
+                raise UserError(f"a retrain of a {self.method} genotype needs the genotype and a retrain seed")
+        if self.retrain_seed is not None and not (isinstance(self.retrain_seed, int) and 0 <= self.retrain_seed <= MAX_SEED):
+            raise UserError(f"retrain seed must be in 0..{MAX_SEED}, got {self.retrain_seed!r}")
+        if self.retrain_epochs is not None and not (isinstance(self.retrain_epochs, int) and 1 <= self.retrain_epochs <= 100_000):
+            raise UserError(f"retrain epochs must be in 1..100000, got {self.retrain_epochs!r}")
+        HParams.from_dict(self.hparams, self.preset, "hyperparameters")  # values checked once, here
+
+    @classmethod
+    def make(cls, *, hp: HParams, **kw) -> "TrialSpec":
+        if kw.get("method") == "random-search" and kw.get("candidates") is None:
+            kw["candidates"] = RANDOM_SEARCH_CANDIDATES
+        if kw.get("method") not in ("random-search", None) and kw.get("candidates") == RANDOM_SEARCH_CANDIDATES:
+            kw["candidates"] = None  # a shared CLI default that means nothing here
+        stage = kw.pop("stage", None) or ("search" if kw.get("method") in SEARCH_METHODS else "train")
+        return cls(preset=hp.name, hparams=hp.values(), stage=stage, **kw)
+
+    def hp(self) -> HParams:
+        return HParams.from_dict(self.hparams, self.preset, "hyperparameters")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d, source="specification") -> "TrialSpec":
+        if not isinstance(d, dict):
+            raise UserError(f"{source}: the trial specification is not a JSON object")
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise UserError(f"{source}: unknown specification fields {sorted(unknown)}")
+        try:
+            return cls(**d)
+        except TypeError as exc:
+            raise UserError(f"{source}: incomplete trial specification ({exc})") from None
+
+    def replace(self, **kw) -> "TrialSpec":
+        return dataclasses.replace(self, **kw)
+
+    # -------------------------------------------------------------- identity
+    def group(self) -> str:
+        """Everything but the seeds (and the per-seed genotype): trials of one group may be pooled."""
+        d = self.to_dict()
+        for k in ("seed", "retrain_seed"):
+            d.pop(k)
+        if self.method != "genotype":
+            d.pop("genotype")
+        return json.dumps(d, sort_keys=True)
+
+    def differences(self, other: "TrialSpec | dict") -> list[str]:
+        a, b = self.to_dict(), other if isinstance(other, dict) else other.to_dict()
+        out = []
+        for k in sorted(set(a) | set(b)):
+            if k == "hparams" and isinstance(b.get(k), dict) and isinstance(a.get(k), dict):
+                out += [f"hparams.{h}" for h in sorted(set(a[k]) | set(b[k])) if a[k].get(h) != b[k].get(h)]
+            elif a.get(k) != b.get(k):
+                out.append(k)
+        return out
+
+    def search_spec(self) -> "TrialSpec":
+        """The search a retrain of a searched genotype belongs to."""
+        return self.replace(stage="search", genotype=None, retrain_seed=None, retrain_epochs=None)
+
+    def train_epochs(self) -> int:
+        return self.retrain_epochs or self.epochs
+
+    def train_seed(self) -> int:
+        return self.seed if self.retrain_seed is None else self.retrain_seed
+
+    def _suffix(self) -> str:
+        parts = [f"{tok}{_fmt(getattr(self, name))}" for name, tok in SUFFIX if getattr(self, name) != DEFAULTS[name]]
+        if self.method == "random-search" and self.candidates != RANDOM_SEARCH_CANDIDATES:
+            parts.append(f"c{self.candidates}")
+        shipped = shipped_preset(self.preset)
+        if shipped is None or shipped.values() != self.hparams:
+            parts.append("h" + _digest(self.hparams))
+        return "".join("-" + p for p in parts)
+
+    def label(self) -> str:
+        """The preset name plus every non-default setting: a readable name of the group."""
+        extra = self._suffix().lstrip("-")
+        if self.retrain_epochs is not None and self.retrain_epochs != self.epochs:
+            extra = (extra + "-" if extra else "") + f"re{self.retrain_epochs}"
+        return f"{self.preset} [{extra}]" if extra else self.preset
+
+    def folder(self, root) -> Path:
+        base = Path(root) / self.space / self.data / self.ops / self.method / self.preset
+        if self.method == "genotype":
+            g = {k: v for k, v in self.genotype.items() if k != "alphas"}
+            return base / f"g{_digest(g, 8)}{self._suffix()}" / self._retrain_name()
+        if self.stage == "train" and self.method in SEARCH_METHODS:
+            return self.search_spec().folder(root) / self._retrain_name()
+        return base / f"seed{self.seed}{self._suffix()}"
+
+    def _retrain_name(self) -> str:
+        e = self.retrain_epochs
+        return f"retrain-seed{self.retrain_seed}" + (f"-e{e}" if e is not None and e != self.epochs else "")
+
+    def describe(self) -> str:
+        s = f"{self.space}/{self.data}/{self.ops}/{self.method}/{self.preset} seed {self.seed}"
+        return s + (f" retrain seed {self.retrain_seed}" if self.retrain_seed is not None else "")
+
+
+# ---------------------------------------------------------------------------- provenance
+def git_commit() -> str | None:
+    root = Path(__file__).resolve().parent.parent
+    if not (root / ".git").exists():
+        return None
+    try:
+        p = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+        return p.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def provenance(device) -> dict:
+    return {"schema": SCHEMA, "package": das.__version__, "git_commit": git_commit(), **versions(),
+            "device": str(device), "threads": torch.get_num_threads(),
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "finished": None}
+
+
+# ---------------------------------------------------------------------------- folders and locks
 _locks: dict[str, int] = {}
 
 
 def lock_trial(path: Path) -> None:
-    """Hold an exclusive lock on the trial folder until this process ends, so two sweeps (or a sweep
-    and a hand-started run) never write one trial at once."""
+    """Hold an exclusive lock on the trial folder until released, so two processes never write one
+    trial at once."""
     path = Path(path)
     key = str(path.resolve())
     if key in _locks:
@@ -74,135 +306,501 @@ def unlock_trial(path: Path) -> None:
         os.close(fd)
 
 
+def unlock_under(root) -> None:
+    """Release the trials this process holds under root (a BOHB worker thread's own evaluation)."""
+    prefix = str(Path(root).resolve()) + os.sep
+    for key in [k for k in _locks if k.startswith(prefix)]:
+        os.close(_locks.pop(key))
+
+
 def unlock_all() -> None:
-    """Release every trial this process holds (a stage is done; a long-lived BOHB worker goes on)."""
     for key in list(_locks):
         os.close(_locks.pop(key))
 
 
 def read_result(path: Path) -> dict | None:
     f = Path(path) / RESULT
-    return read_json(f, "result file", "delete the trial folder or rerun with --overwrite") if f.exists() else None
+    if not f.exists():
+        return None
+    return read_json(f, "result file", f"move the folder {path} aside or rerun with --overwrite")
 
 
-def base_result(space, data, ops, method, hp: HParams, seed, **extra) -> dict:
-    return {"space": space, "data": data, "ops": ops, "method": method,
-            "hparams": hp.to_dict(), "preset": hp.name, "seed": seed, "status": "running",
+def stored_spec(path: Path) -> dict | None:
+    """The specification recorded in a trial folder (result.json, else args.json), or None."""
+    for name in (RESULT, ARGS):
+        f = Path(path) / name
+        if f.exists():
+            d = read_json(f, name, f"move the folder {path} aside or rerun with --overwrite")
+            return d.get("spec") if isinstance(d.get("spec"), dict) else {}
+    return None
+
+
+def check_same_spec(spec: TrialSpec, path: Path) -> None:
+    stored = stored_spec(path)
+    if stored is None:
+        return
+    diff = spec.differences(stored)
+    if diff:
+        raise UserError(f"{path}: holds a trial of another specification (differs in {', '.join(diff)}); "
+                        "pass the same settings to resume it, or --overwrite to replace it")
+
+
+def check_resume_target(spec: TrialSpec, root) -> None:
+    """--resume names a run to continue. When this specification has no folder yet but the same
+    seed ran with other settings, the user most likely mistyped a flag: say which ones differ."""
+    target = spec.folder(root)
+    if (target / RESULT).exists() or (target / ARGS).exists():
+        return
+    parent = target.parent
+    if not parent.is_dir() or spec.stage == "train" and spec.method in SEARCH_METHODS:
+        return
+    stem = target.name.split("-")[0]
+    best = None
+    for sibling in sorted(parent.iterdir()):
+        if sibling == target or not (sibling.name == stem or sibling.name.startswith(stem + "-")):
+            continue
+        try:
+            stored = stored_spec(sibling)
+        except UserError:
+            continue
+        if stored:
+            diff = spec.differences(stored)
+            if best is None or len(diff) < len(best[1]):
+                best = (sibling, diff)
+    if best is not None:
+        raise UserError(f"--resume: no run of these settings to continue; {best[0]} differs in "
+                        f"{', '.join(best[1])}; pass its settings to resume it, or drop --resume to start "
+                        "a new trial")
+
+
+def prepare_folder(spec: TrialSpec, root, *, resume: bool, overwrite: bool) -> tuple[Path, bool]:
+    """Make (or take over) the trial's folder, locked. Returns (folder, resuming)."""
+    path = spec.folder(root)
+    existing = [f for f in (RESULT, ARGS, CHECKPOINT) if (path / f).exists()]
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{path}: exists and is not a folder; move it aside")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"{path}: cannot create the trial folder ({exc.strerror}); choose a writable --out") from None
+    lock_trial(path)  # before anything is read or deleted
+    if existing and overwrite:
+        for child in path.iterdir():
+            if child.name == ".lock":
+                continue
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child)
+            else:
+                child.unlink()
+        return path, False
+    if existing and not resume:
+        raise UserError(f"{path}: run folder already holds {', '.join(existing)}; pass --resume to continue it "
+                        "or --overwrite to start again")
+    if existing:
+        check_same_spec(spec, path)
+    return path, bool(existing)
+
+
+# ---------------------------------------------------------------------------- records
+def new_result(spec: TrialSpec, device, role: str | None = None) -> dict:
+    """The result schema: spec, status, numbers, provenance. Flat copies of the main fields keep
+    result.json readable on its own."""
+    return {"schema": SCHEMA, "spec": spec.to_dict(), "status": Status.RUNNING,
+            "space": spec.space, "data": spec.data, "ops": spec.ops, "method": spec.method,
+            "preset": spec.preset, "seed": spec.seed, "retrain_seed": spec.retrain_seed,
             "one_shot_psnr": None, "architecture_psnr": None, "genotype": None, "alphas": None,
-            "wall_seconds": {}, "versions": versions(), **extra}
+            "history": None, "wall_seconds": {}, "error": None, "role": role, "provenance": provenance(device)}
 
 
-def _train(trainer: Trainer, ckpt: Path, resume: bool, log: Log):
-    if resume and ckpt.exists():
-        trainer.load_state_dict(load_checkpoint(ckpt, "epoch checkpoint", "rerun with --overwrite"))
+def _finish(result: dict, folder: Path, status: str, **fields) -> dict:
+    result.update(status=status, **fields)
+    result["provenance"]["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    write_json(folder / RESULT, result)
+    return result
+
+
+def finite(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _train(trainer: Trainer, ckpt: Path, spec: TrialSpec, resuming: bool, log: Log):
+    if resuming and ckpt.exists():
+        state = load_checkpoint(ckpt, "epoch checkpoint", "rerun with --overwrite")
+        if state.get("spec") not in (None, spec.to_dict()):
+            diff = spec.differences(state["spec"])
+            raise UserError(f"{ckpt}: checkpoint of another trial (differs in {', '.join(diff)}); "
+                            "rerun with --overwrite")
+        try:
+            trainer.load_state_dict(state)
+        except (KeyError, RuntimeError, ValueError, TypeError) as exc:
+            raise UserError(f"{ckpt}: checkpoint does not fit this trial ({type(exc).__name__}); "
+                            "rerun with --overwrite") from None
+        if trainer.epoch > trainer.epochs:
+            raise UserError(f"{ckpt}: checkpoint is at epoch {trainer.epoch}, past this trial's {trainer.epochs}; "
+                            "rerun with --overwrite")
         log(f"resuming from epoch {trainer.epoch}")
-    trainer.run(ckpt)
+    trainer.run(ckpt, extra_state={"spec": spec.to_dict()})
 
 
-def pretrained_supernet(net: torch.nn.Module, grad_ckpt, net_ckpt, space, data, width):
-    """DAS-single: layer j's grad and net ops take the frozen weights of layer j of a pretrained
-    grad-only and net-only network (checkpoints written by retrain.py --arch grad-only|net-only)."""
-    if space != "seq":
-        raise UserError("das-single is defined for the sequential space (paper 5.4); use --space seq")
-    fix = "make it with `python retrain.py --arch {0} --space seq --data " + data + "`"
+# ---------------------------------------------------------------------------- stages
+def run_search(spec: TrialSpec, root, *, device="cpu", resume=False, overwrite=False, quiet=False,
+               args: dict | None = None, pretrained=None, role: str | None = None) -> dict:
+    """Search, derive, write genotype.json / supernet.pt / result.json; return the result.
+
+    das-single trains (or reuses) its grad-only and net-only networks first, unless `pretrained`
+    names their network.pt files. `role` marks a result that is not a study's trial (BOHB)."""
+    if spec.stage != "search":
+        raise ValueError("run_search takes a search specification")
+    if spec.method == "das-single" and pretrained is None:
+        pretrained = pretrain_das_single(spec, root, device=device, quiet=quiet)
+    folder, resuming = prepare_folder(spec, root, resume=resume, overwrite=overwrite)
+    previous = read_result(folder) if resuming else None
+    if previous and previous.get("status") in Status.FINISHED:
+        return {**previous, "dir": str(folder)}
+    log = Log(folder / "log.txt", quiet)
+    write_json(folder / ARGS, {"spec": spec.to_dict(), "argv": args, "provenance": provenance(device)})
+    result = new_result(spec, device, role)
+    write_json(folder / RESULT, result)
+    hp = spec.hp()
+    set_seed(spec.seed)
+    net = model_lib.build_supernet(spec.space, spec.data, spec.ops, spec.width, spec.noise_sigma)
+    if pretrained is not None:
+        load_pretrained_ops(net, *pretrained, spec)
+    trainer = Trainer(net, hp, spec.data, spec.seed, spec.epochs, device, search=True, order=spec.order,
+                      train_theta=(spec.method != "das-single"), batch=spec.batch_size,
+                      batches_per_epoch=spec.batches_per_epoch, sigma_n=spec.sigma_n, log=log,
+                      desc=f"search {spec.space}/{spec.data}/{spec.ops} seed {spec.seed}")
+    try:
+        _train(trainer, folder / CHECKPOINT, spec, resuming, log)
+    except Diverged as exc:
+        log(f"diverged: {exc}")
+        return {**_finish(result, folder, Status.DIVERGED, error=str(exc), history=trainer.history), "dir": str(folder)}
+    one_shot = evaluate(net, spec.data, device, sigma_n=spec.sigma_n)
+    genotype = net.genotype()
+    result["wall_seconds"]["search"] = trainer.elapsed
+    if not finite(one_shot):
+        log("diverged: the supernet's evaluation PSNR is not finite")
+        return {**_finish(result, folder, Status.DIVERGED, error="one-shot PSNR is not finite",
+                          history=trainer.history), "dir": str(folder)}
+    genotype.to_json(folder / "genotype.json")
+    save_torch(folder / "supernet.pt", {"kind": "supernet", "spec": spec.to_dict(), "model": net.state_dict(),
+                                        "genotype": genotype.to_dict()})
+    _finish(result, folder, Status.SEARCHED, one_shot_psnr=one_shot, genotype=genotype.to_dict(),
+            alphas=genotype.alphas, history=trainer.history)
+    (folder / CHECKPOINT).unlink(missing_ok=True)
+    log(f"search done: one-shot PSNR {one_shot:.2f} dB, genotype {genotype.describe()}")
+    return {**result, "dir": str(folder)}
+
+
+def baseline_genotypes(spec: TrialSpec) -> list[Genotype]:
+    """The architectures a training trial trains: one, or random search's candidates."""
+    if spec.genotype is not None:
+        return [Genotype.from_dict(spec.genotype, "genotype")]
+    if spec.method in ("grad-only", "net-only"):
+        op = spec.method.split("-")[0]
+        return [model_lib.uniform_genotype(spec.space, spec.data, spec.ops, op, spec.width)]
+    g = torch.Generator().manual_seed(ARCH_STREAM + spec.seed)
+    count = spec.candidates if spec.method == "random-search" else 1
+    return [model_lib.random_genotype(spec.space, spec.data, spec.ops, g, spec.width) for _ in range(count)]
+
+
+def train_network(folder: Path, spec: TrialSpec, genotype: Genotype, *, device, resuming, tag, log) -> dict:
+    """Train one architecture from scratch; returns {status, architecture_psnr, seconds, history, error}."""
+    seed = spec.train_seed()
+    set_seed(seed)
+    net = model_lib.build_network(genotype, spec.data, spec.noise_sigma)
+    trainer = Trainer(net, spec.hp(), spec.data, seed, spec.train_epochs(), device, search=False,
+                      batch=spec.batch_size, batches_per_epoch=spec.batches_per_epoch, sigma_n=spec.sigma_n,
+                      log=log, desc=f"{tag} {genotype.space}/{spec.data} seed {seed}")
+    ckpt = folder / f"{tag}_checkpoint.pt"
+    try:
+        _train(trainer, ckpt, spec, resuming, log)
+    except Diverged as exc:
+        log(f"{tag} diverged: {exc}")
+        return {"status": Status.DIVERGED, "architecture_psnr": None, "seconds": trainer.elapsed,
+                "history": trainer.history, "error": str(exc)}
+    psnr = evaluate(net, spec.data, device, sigma_n=spec.sigma_n)
+    ckpt.unlink(missing_ok=True)
+    if not finite(psnr):
+        log(f"{tag} diverged: evaluation PSNR is not finite")
+        return {"status": Status.DIVERGED, "architecture_psnr": None, "seconds": trainer.elapsed,
+                "history": trainer.history, "error": "architecture PSNR is not finite"}
+    save_torch(folder / f"{tag}.pt", {"kind": "network", "spec": spec.to_dict(), "data": spec.data,
+                                      "genotype": genotype.to_dict(), "model": net.state_dict(),
+                                      "architecture_psnr": psnr, "seed": seed})
+    log(f"{tag} done: architecture PSNR {psnr:.2f} dB ({genotype.describe()})")
+    return {"status": Status.COMPLETE, "architecture_psnr": psnr, "seconds": trainer.elapsed,
+            "history": trainer.history, "error": None}
+
+
+def run_train(spec: TrialSpec, root, *, device="cpu", resume=False, overwrite=False, quiet=False,
+              args: dict | None = None, role: str | None = None) -> dict:
+    """Train a baseline, a genotype file, or a searched genotype (one retrain seed); write result.json."""
+    if spec.stage != "train":
+        raise ValueError("run_train takes a training specification")
+    folder, resuming = prepare_folder(spec, root, resume=resume, overwrite=overwrite)
+    previous = read_result(folder) if resuming else None
+    if previous and previous.get("status") in Status.FINISHED:
+        return {**previous, "dir": str(folder)}
+    write_json(folder / ARGS, {"spec": spec.to_dict(), "argv": args, "provenance": provenance(device)})
+    result = new_result(spec, device, role)
+    if previous and isinstance(previous.get("candidates"), list):
+        result["candidates"] = previous["candidates"]  # finished before an interruption
+    result.setdefault("candidates", [])
+    if spec.method in SEARCH_METHODS:
+        search = read_result(folder.parent) or {}
+        result["one_shot_psnr"] = search.get("one_shot_psnr")
+        result["search_dir"] = ".."
+    write_json(folder / RESULT, result)
+    log = Log(folder / "log.txt", quiet)
+    genotypes = baseline_genotypes(spec)
+    for k, genotype in enumerate(genotypes):
+        if k < len(result["candidates"]):
+            continue
+        tag = "network" if len(genotypes) == 1 else f"candidate{k}"
+        r = train_network(folder, spec, genotype, device=device, resuming=resuming, tag=tag, log=log)
+        result["candidates"].append({"genotype": genotype.to_dict(), **r})
+        result["wall_seconds"]["train"] = sum(c["seconds"] for c in result["candidates"])
+        write_json(folder / RESULT, result)
+    scored = [c for c in result["candidates"] if c["status"] == Status.COMPLETE]
+    if len(genotypes) == 1:
+        only = result.pop("candidates")[0]
+        result["history"] = only["history"]
+        if only["status"] != Status.COMPLETE:
+            return {**_finish(result, folder, Status.DIVERGED, error=only["error"], genotype=only["genotype"]),
+                    "dir": str(folder)}
+        _finish(result, folder, Status.COMPLETE, architecture_psnr=only["architecture_psnr"],
+                genotype=only["genotype"])
+    elif scored:
+        best = max(scored, key=lambda c: c["architecture_psnr"])
+        _finish(result, folder, Status.COMPLETE, architecture_psnr=best["architecture_psnr"],
+                genotype=best["genotype"])
+    else:
+        return {**_finish(result, folder, Status.DIVERGED, error="every candidate diverged"), "dir": str(folder)}
+    Genotype.from_dict(result["genotype"]).to_json(folder / "genotype.json")
+    return {**result, "dir": str(folder)}
+
+
+def retrain_spec(search: TrialSpec, genotype: Genotype, retrain_seed: int | None = None,
+                 retrain_epochs: int | None = None) -> TrialSpec:
+    g = {k: v for k, v in genotype.to_dict().items() if k != "alphas"}
+    return search.replace(stage="train", genotype=g, retrain_seed=search.seed if retrain_seed is None else retrain_seed,
+                          retrain_epochs=retrain_epochs)
+
+
+def run_trial(spec: TrialSpec, root, *, retrain_seeds=None, device="cpu", quiet=True) -> list[dict]:
+    """The sweep's unit: a baseline, or a search and the retrain(s) of its genotype. Resumes what a
+    killed run left; returns the result of every stage."""
+    if spec.stage == "train":
+        return [run_train(spec, root, device=device, resume=True, quiet=quiet)]
+    s = run_search(spec, root, device=device, resume=True, quiet=quiet)
+    out = [s]
+    if s["status"] != Status.SEARCHED:
+        return out
+    g = Genotype.from_dict(s["genotype"], "searched genotype")
+    for r in retrain_seeds or [spec.seed]:
+        out.append(run_train(retrain_spec(spec, g, r), root, device=device, resume=True, quiet=quiet))
+    return out
+
+
+def trial_done(spec: TrialSpec, root, retrain_seeds=None) -> bool:
+    """Finished with this exact specification (a sweep skips it)."""
+    specs = [spec]
+    if spec.stage == "search":
+        r = _read_quiet(spec.folder(root))
+        if r is None or r.get("spec") != spec.to_dict():
+            return False
+        if r.get("status") == Status.DIVERGED:
+            return True
+        if r.get("status") != Status.SEARCHED:
+            return False
+        g = Genotype.from_dict(r["genotype"], "searched genotype")
+        specs = [retrain_spec(spec, g, s) for s in (retrain_seeds or [spec.seed])]
+    for s in specs:
+        r = _read_quiet(s.folder(root))
+        if r is None or r.get("spec") != s.to_dict() or r.get("status") not in (Status.COMPLETE, Status.DIVERGED):
+            return False
+    return True
+
+
+def _read_quiet(folder: Path) -> dict | None:
+    try:
+        return read_result(folder)
+    except UserError:
+        return None
+
+
+# ---------------------------------------------------------------------------- DAS-single
+def pretrain_das_single(spec: TrialSpec, root, *, device="cpu", quiet=False) -> tuple[Path, Path]:
+    """DAS-single's pretrained ops: a grad-only and a net-only network of the same settings, trained as
+    ordinary baseline trials (reused when they exist). Returns their network.pt paths."""
+    paths = []
+    for method in ("grad-only", "net-only"):
+        base = spec.replace(method=method, stage="train", candidates=None)
+        r = run_train(base, root, device=device, resume=True, quiet=quiet)
+        if r["status"] != Status.COMPLETE:
+            raise UserError(f"{r['dir']}: the {method} network DAS-single needs did not train ({r['status']}); "
+                            "look at its log.txt")
+        unlock_trial(Path(r["dir"]))
+        paths.append(Path(r["dir"]) / "network.pt")
+    return tuple(paths)
+
+
+def load_pretrained_ops(net: torch.nn.Module, grad_ckpt, net_ckpt, spec: TrialSpec) -> None:
+    """Layer j's grad and net ops take the weights of layer j of the pretrained networks."""
     for path, op in ((grad_ckpt, "grad"), (net_ckpt, "net")):
-        if path is None:
-            raise UserError(f"das-single needs --pretrained-{op} PATH (a network.pt); " + fix.format(f"{op}-only")
-                            + ", or pass --pretrain to train both first")
-        ck = load_checkpoint(path, "pretrained checkpoint", fix.format(f"{op}-only"))
-        g = ck.get("genotype") or {}
-        if ck.get("kind") != "network" or g.get("space") != "seq":
-            raise UserError(f"{path}: not a sequential network checkpoint; " + fix.format(f"{op}-only"))
-        if set(g.get("layers", [])) != {op}:
-            raise UserError(f"{path}: expected a {op}-only network, got layers {g.get('layers')}; "
-                            + fix.format(f"{op}-only"))
-        if ck.get("data") != data:
-            raise UserError(f"{path}: pretrained on data {ck.get('data')!r}, but this search uses {data!r}; "
-                            + fix.format(f"{op}-only"))
-        if g.get("width") != width:
-            raise UserError(f"{path}: pretrained with width {g.get('width')}, but this search uses {width}; "
-                            "pass the same --width")
-        source = model_lib.build_network(Genotype.from_dict(g, str(path)), data)
-        source.load_state_dict(ck["model"])
+        ck = load_checkpoint(path, "pretrained checkpoint", "rerun with --overwrite")
+        g = ck.get("genotype") if isinstance(ck.get("genotype"), dict) else {}
+        if ck.get("kind") != "network" or g.get("space") != "seq" or set(g.get("layers") or []) != {op}:
+            raise UserError(f"{path}: not a sequential {op}-only network checkpoint; rerun with --overwrite")
+        if ck.get("data") != spec.data or g.get("width") != spec.width:
+            raise UserError(f"{path}: pretrained for data {ck.get('data')!r} width {g.get('width')}, but the "
+                            f"search uses {spec.data!r} width {spec.width}; rerun with --overwrite")
+        source = model_lib.build_network(Genotype.from_dict(g, str(path)), spec.data, spec.noise_sigma)
+        try:
+            source.load_state_dict(ck["model"])
+        except (KeyError, RuntimeError) as exc:
+            raise UserError(f"{path}: weights do not fit a {op}-only network ({type(exc).__name__})") from None
         for layer, src in zip(net.layers, source.layers):
-            slot = layer.cnn_slot[op]
-            layer.bank.copy_slot(slot, src.bank, 0)
+            layer.bank.copy_slot(layer.cnn_slot[op], src.bank, 0)
             if op == "grad":
                 with torch.no_grad():
                     layer.tau.copy_(src.tau)
 
 
-def run_search(out_dir: Path, *, space, data, ops, hp: HParams, seed: int, epochs: int, order: int = 1,
-               method: str = "das", width: int = 16, device="cpu", batches_per_epoch: int = 19,
-               resume: bool = False, overwrite: bool = False, pretrained=(None, None), quiet=False,
-               args: dict | None = None) -> dict:
-    """Search, derive, write genotype.json / supernet.pt / result.json into out_dir; return the result."""
-    check_choice(space, SPACES, "space")
-    check_choice(data, DATA, "data formation")
-    check_choice(ops, OPS, "op set")
-    resuming = prepare_dir(out_dir, resume, overwrite)
-    previous = read_result(out_dir) if resuming else None
-    if previous and previous.get("status") in ("searched", "complete", "diverged"):
-        return previous  # already finished: a sweep skips it
-    log = Log(out_dir / "log.txt", quiet)
-    if args is not None:
-        write_json(out_dir / "args.json", args)
-    set_seed(seed)
-    net = model_lib.build_supernet(space, data, ops, width)
-    if method == "das-single":
-        pretrained_supernet(net, *pretrained, space, data, width)
-    result = base_result(space, data, ops, method, hp, seed, order=order, epochs=epochs, width=width)
-    write_json(out_dir / RESULT, result)
-    trainer = Trainer(net, hp, data, seed, epochs, device, search=True, order=order,
-                      train_theta=(method != "das-single"), batches_per_epoch=batches_per_epoch, log=log,
-                      desc=f"search {space}/{data}/{ops} seed {seed}")
-    try:
-        _train(trainer, out_dir / CHECKPOINT, resuming, log)
-    except Diverged as exc:
-        log(f"diverged: {exc}")
-        result.update(status="diverged", error=str(exc), history=trainer.history)
-        write_json(out_dir / RESULT, result)
-        return result
-    one_shot = evaluate(net, data, device)
-    genotype = net.genotype()
-    genotype.to_json(out_dir / "genotype.json")
-    save_torch(out_dir / "supernet.pt", {"kind": "supernet", "space": space, "data": data, "ops": ops,
-                                         "width": width, "model": net.state_dict(),
-                                         "genotype": genotype.to_dict()})
-    result.update(status="searched", one_shot_psnr=one_shot, genotype=genotype.to_dict(),
-                  alphas=genotype.alphas, history=trainer.history)
-    result["wall_seconds"]["search"] = trainer.elapsed
-    write_json(out_dir / RESULT, result)
-    (out_dir / CHECKPOINT).unlink(missing_ok=True)
-    log(f"search done: one-shot PSNR {one_shot:.2f} dB, genotype {genotype.describe()}")
-    return result
+# ---------------------------------------------------------------------------- reading a tree
+def _result_files(root: Path, skipped: list):
+    """result.json files under root, following links without looping; a folder reached a second
+    time through a link is reported once (as "linked") and not read again."""
+    seen_dirs = set()
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in seen_dirs:
+            skipped.append(("linked", dirpath))
+            dirnames[:] = []
+            continue
+        seen_dirs.add(real)
+        # real folders before links, so the linked copy is the one reported
+        dirnames[:] = sorted((d for d in dirnames if d not in ("analysis", "bohb") and not d.startswith(".")),
+                             key=lambda d: (os.path.islink(os.path.join(dirpath, d)), d))
+        if RESULT in filenames:
+            yield Path(dirpath) / RESULT
 
 
-def train_genotype(out_dir: Path, genotype: Genotype, *, hp: HParams, seed: int, epochs: int, data=None,
-                   device="cpu", batches_per_epoch: int = 19, resume: bool = False, tag: str = "retrain",
-                   quiet=False) -> dict:
-    """Train a genotype from scratch (fresh init from `seed`); write network.pt (or <tag>.pt).
+SKIP_REASONS = {
+    "corrupt": "unreadable or invalid JSON (look at the file; rerun the trial with --overwrite)",
+    "foreign": "not a result file of this project's schema 2 (an older run, or another program's)",
+    "running": "unfinished runs (a sweep still running, or killed: rerun with --resume)",
+    "searched": "searched but not retrained yet (retrain.py --genotype)",
+    "duplicate": "the same specification in two folders (neither is used; remove one)",
+    "linked": "folders reached a second time through a link (read once)",
+    "bohb": "BOHB evaluations (not trials of a study)",
+    "diverged": "diverged trials (a loss or PSNR became NaN or infinite; kept out of the statistics)",
+    "extra retrain": "retrains under extra seeds (the retraining spread; not pooled into the tables)",
+}
 
-    Returns {"architecture_psnr", "seconds", "history", "status"}.
+
+def load_trials(root) -> tuple[list[dict], list[tuple[str, str]]]:
+    """Every trial record under root as a flat dict (one per training of an architecture; a DAS
+    record carries its search's one-shot PSNR and alphas), and (reason, path) for what was skipped.
+
+    Rule for duplicates: two folders holding the same full specification are both left out and
+    reported, since neither can be preferred without a guess.
     """
-    data = data or genotype.data
-    log = Log(Path(out_dir) / "log.txt", quiet)
-    set_seed(seed)
-    net = model_lib.build_network(genotype, data)
-    trainer = Trainer(net, hp, data, seed, epochs, device, search=False, batches_per_epoch=batches_per_epoch,
-                      log=log, desc=f"{tag} {genotype.space}/{data} seed {seed}")
-    ckpt = Path(out_dir) / f"{tag}_checkpoint.pt"
+    records, skipped, by_key, seen_real = [], [], {}, set()
+    for path in _result_files(Path(root), skipped):
+        real = os.path.realpath(path)
+        if real in seen_real:
+            skipped.append(("linked", str(path)))
+            continue
+        seen_real.add(real)
+        try:
+            r = read_json(path, "result file")
+            spec = TrialSpec.from_dict(r.get("spec"), str(path))
+        except (UserError, RecursionError):
+            skipped.append(("corrupt" if not _is_json_object(path) else "foreign", str(path)))
+            continue
+        if r.get("role") == "bohb-evaluation":
+            skipped.append(("bohb", str(path)))
+            continue
+        status = r.get("status")
+        if status not in Status.ALL:
+            skipped.append(("foreign", str(path)))
+            continue
+        if spec.stage == "search":
+            if status == Status.SEARCHED and not any((d / RESULT).exists() for d in path.parent.glob("retrain-seed*")):
+                skipped.append(("searched", str(path.parent)))
+            if status == Status.RUNNING:
+                skipped.append(("running", str(path)))
+            if status in (Status.SEARCHED, Status.RUNNING):
+                continue  # counted through its retrains
+            # a diverged search is a trial of its group that has no architecture PSNR
+        elif status == Status.RUNNING:
+            skipped.append(("running", str(path)))
+            continue
+        key = json.dumps(spec.to_dict(), sort_keys=True)
+        if key in by_key:
+            skipped.append(("duplicate", str(path)))
+            first = by_key[key]
+            if first is not None:
+                skipped.append(("duplicate", first["dir"]))
+                records.remove(first)
+                by_key[key] = None
+            continue
+        rec = _record(spec, r, path.parent)
+        by_key[key] = rec
+        records.append(rec)
+    return records, skipped
+
+
+def _is_json_object(path) -> bool:
     try:
-        _train(trainer, ckpt, resume, log)
-    except Diverged as exc:
-        log(f"{tag} diverged: {exc}")
-        return {"status": "diverged", "architecture_psnr": None, "seconds": trainer.elapsed,
-                "history": trainer.history, "error": str(exc)}
-    psnr = evaluate(net, data, device)
-    name = "network.pt" if tag == "retrain" else f"{tag}.pt"
-    save_torch(Path(out_dir) / name, {"kind": "network", "data": data, "genotype": genotype.to_dict(),
-                                      "model": net.state_dict(), "architecture_psnr": psnr, "seed": seed})
-    ckpt.unlink(missing_ok=True)
-    log(f"{tag} done: architecture PSNR {psnr:.2f} dB ({genotype.describe()})")
-    return {"status": "complete", "architecture_psnr": psnr, "seconds": trainer.elapsed,
-            "history": trainer.history}
+        return isinstance(json.loads(Path(path).read_text()), dict)
+    except (ValueError, OSError, RecursionError):
+        return False
+
+
+def _record(spec: TrialSpec, r: dict, folder: Path) -> dict:
+    def num(v):
+        return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+    search = {}
+    if spec.stage == "train" and spec.method in SEARCH_METHODS:
+        try:
+            search = read_result(folder.parent) or {}
+        except UserError:
+            search = {}
+    elif spec.stage == "search":
+        search = r
+    hist = search.get("history") if isinstance(search.get("history"), dict) else {}
+    d = spec.to_dict()
+    return {**{k: d[k] for k in d if k not in ("genotype",)},
+            "group": spec.group(),
+            "label": spec.label(),
+            "primary": spec.retrain_seed in (None, spec.seed),
+            "status": r.get("status"),
+            "one_shot_psnr": num(search.get("one_shot_psnr")) if search else None,
+            "architecture_psnr": num(r.get("architecture_psnr")) if spec.stage == "train" else None,
+            "genotype": r.get("genotype") if isinstance(r.get("genotype"), dict) else spec.genotype,
+            "alphas": search.get("alphas"),
+            "alphas_init": hist.get("alphas_init"),
+            "search_history": hist or None,
+            "history": r.get("history") if isinstance(r.get("history"), dict) else None,
+            "wall_seconds": {**(search.get("wall_seconds") or {}), **(r.get("wall_seconds") or {})}
+            if isinstance(r.get("wall_seconds"), dict) else {},
+            "candidates": r.get("candidates"),
+            "one_shot_ranking": search.get("one_shot_ranking"),
+            "error": r.get("error"),
+            "provenance": r.get("provenance"),
+            "dir": str(folder)}
+
+
+def summarize_skipped(skipped) -> list[str]:
+    by: dict[str, list[str]] = {}
+    for reason, path in skipped:
+        by.setdefault(reason, []).append(str(path))
+    lines = []
+    for reason, paths in by.items():
+        shown = ", ".join(paths[:3]) + (f", ... (+{len(paths) - 3})" if len(paths) > 3 else "")
+        lines.append(f"skipped {len(paths)} {SKIP_REASONS[reason]}: {shown}")
+    return lines

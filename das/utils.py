@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import random
@@ -30,9 +31,12 @@ def set_seed(seed: int) -> None:
 
 
 def set_threads(threads: int | None) -> None:
-    """Set torch's intra-op threads (None or 0 keeps torch's default)."""
-    if threads:
-        torch.set_num_threads(int(threads))
+    """Set torch's intra-op threads (None keeps torch's default)."""
+    if threads is None:
+        return
+    if not 1 <= int(threads) <= 1024:
+        raise UserError(f"--threads must be in 1..1024, got {threads}")
+    torch.set_num_threads(int(threads))
 
 
 def default_device() -> str:
@@ -44,6 +48,7 @@ def _atomic(path: Path, write) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; results are for the group to read
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
@@ -55,9 +60,27 @@ def _atomic(path: Path, write) -> None:
         raise
 
 
+def strict_json(obj):
+    """obj with every non-finite float replaced by None: JSON has no NaN or Infinity, and a reader
+    must never meet them (the trial's status says why a number is missing)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: strict_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [strict_json(v) for v in obj]
+    return obj
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def write_json(path, obj) -> None:
-    """Write JSON atomically (temp file, then rename): a killed run never leaves half a file."""
-    data = json.dumps(obj, indent=2, sort_keys=False, default=_json_default).encode()
+    """Write strict JSON atomically (temp file, then rename): a killed run never leaves half a file."""
+    data = json.dumps(strict_json(obj), indent=2, sort_keys=False, default=_json_default, allow_nan=False).encode()
     _atomic(Path(path), lambda f: f.write(data + b"\n"))
 
 
@@ -68,9 +91,9 @@ def save_torch(path, obj) -> None:
 
 def _json_default(o):
     if isinstance(o, (np.floating, np.integer)):
-        return o.item()
+        return strict_json(o.item())
     if isinstance(o, torch.Tensor):
-        return o.tolist()
+        return strict_json(o.tolist())
     if isinstance(o, Path):
         return str(o)
     raise TypeError(f"not JSON serialisable: {type(o)}")
@@ -82,22 +105,37 @@ def read_json(path, what: str = "file", fix: str = "") -> dict:
     if not path.is_file():
         raise UserError(f"{path}: {what} not found{'; ' + fix if fix else ''}")
     try:
-        obj = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        obj = json.loads(path.read_text(), parse_constant=_reject_constant)
+    except (json.JSONDecodeError, UnicodeDecodeError, ValueError) as exc:
         raise UserError(f"{path}: {what} is not valid JSON ({exc}){'; ' + fix if fix else ''}") from None
+    except RecursionError:
+        raise UserError(f"{path}: {what} is nested too deeply to be a file of this project"
+                        f"{'; ' + fix if fix else ''}") from None
+    except OSError as exc:
+        raise UserError(f"{path}: {what} cannot be read ({exc.strerror}){'; ' + fix if fix else ''}") from None
     if not isinstance(obj, dict):
         raise UserError(f"{path}: {what} must hold a JSON object{'; ' + fix if fix else ''}")
     return obj
 
 
+def _reject_constant(name):
+    raise ValueError(f"{name} is not a JSON number")
+
+
 def load_checkpoint(path, what: str = "checkpoint", fix: str = "") -> dict:
+    """torch.load with weights_only=True: a checkpoint holds tensors and plain data, and nothing read
+    from disk may run code (a crafted pickle is refused, not executed)."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: {what} not found{'; ' + fix if fix else ''}")
     try:
-        return torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # a truncated or foreign file
-        raise UserError(f"{path}: {what} cannot be read ({type(exc).__name__}){'; ' + fix if fix else ''}") from None
+        ck = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # a truncated, foreign or crafted file
+        raise UserError(f"{path}: {what} cannot be read as a plain checkpoint ({type(exc).__name__})"
+                        f"{'; ' + fix if fix else ''}") from None
+    if not isinstance(ck, dict):
+        raise UserError(f"{path}: {what} is not a checkpoint of this project{'; ' + fix if fix else ''}")
+    return ck
 
 
 def versions() -> dict:
@@ -112,9 +150,43 @@ def versions() -> dict:
     }
 
 
-def trial_dir(out, space, data, ops, method, preset, seed) -> Path:
-    """results/<space>/<data>/<ops>/<method>/<preset>/seed<seed>: shell loops over seeds fill one tree."""
-    return Path(out) / space / data / ops / method / preset / f"seed{seed}"
+def parse_seeds(text) -> list[int]:
+    """'3', '0-74', '0,3,7' or '0-4,10' -> a list of seeds (each in 0..2**63-1, no duplicates)."""
+    seeds: list[int] = []
+    for part in str(text).split(","):
+        part = part.strip()
+        try:
+            if "-" in part[1:]:
+                a, b = part.split("-", 1)
+                lo, hi = int(a), int(b)
+                if hi < lo:
+                    raise UserError(f"seed range {part!r} runs backwards; write it as {hi}-{lo}")
+                if hi - lo >= 1_000_000:
+                    raise UserError(f"seed range {part!r} holds more than a million seeds")
+                seeds += range(lo, hi + 1)
+            else:
+                seeds.append(int(part))
+        except ValueError:
+            raise UserError(f"--seed {text!r}: expected a seed, a range or a list, e.g. 3, 0-74 or 0,3,7") from None
+    bad = [s for s in seeds if not 0 <= s <= 2**63 - 1]
+    if bad:
+        raise UserError(f"--seed {bad[0]} is out of range; seeds are 0..{2**63 - 1}")
+    if len(set(seeds)) != len(seeds):
+        raise UserError(f"--seed {text!r} names a seed twice")
+    return seeds
+
+
+def device_of(name: str | None) -> str:
+    """The device a run uses: `cpu`, `cuda` or `cuda:N`, checked; None picks cuda when present."""
+    if name is None:
+        return default_device()
+    if name == "cpu":
+        return name
+    if name == "cuda" or (name.startswith("cuda:") and name[5:].isdigit()):
+        if not torch.cuda.is_available():
+            raise UserError(f"--device {name}: this torch has no usable CUDA device; use --device cpu")
+        return name
+    raise UserError(f"--device {name!r}: expected cpu, cuda or cuda:N")
 
 
 class Log:
@@ -140,25 +212,3 @@ def progress(iterable=None, total=None, desc=None):
 
         return tqdm(iterable, total=total, desc=desc, leave=False)
     return iterable if iterable is not None else range(total)
-
-
-def run_main(main, parser) -> None:
-    """Run a script's main(args); a UserError becomes one line on stderr and exit code 2."""
-    args = parser.parse_args()
-    try:
-        main(args)
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
-
-
-def add_run_args(p, out_help: str = "results tree (default results/)") -> None:
-    """The flags every stage script shares: where, on what, and what to do with an existing run."""
-    p.add_argument("--batches-per-epoch", type=int, default=19, help="batches per epoch (default 19)")
-    p.add_argument("--out", default="results", help=out_help)
-    p.add_argument("--device", default=default_device(), help="cpu or cuda (default: cuda when available)")
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
-    p.add_argument("--resume", action="store_true",
-                   help="continue a killed run from its last epoch; a finished one is kept as it is")
-    p.add_argument("--overwrite", action="store_true", help="run this stage again even if it has results")
-    p.add_argument("--quiet", action="store_true", help="no log lines on stderr")

@@ -1,125 +1,135 @@
-"""Run many trials in parallel processes: the paper's Table 1 by default, skipping finished ones.
+"""Run a study of the paper (or a part of it) as many trials in parallel, skipping finished ones.
 
-    python scripts/sweep.py --seeds 0-74 --jobs 2                 # Table 1: 2 data x 2 op sets x methods
-    python scripts/sweep.py --space cell --seeds 0-9 --methods das,random --jobs 2
-    python scripts/sweep.py --presets H1,H2 --methods das --seeds 0-4 --dry-run
+    python scripts/sweep.py --study table1 --seed 0-74          # the paper's Table 1 (75 seeds)
+    python scripts/sweep.py --study table2 --data blur          # Table 2, blur only, its 100 seeds
+    python scripts/sweep.py --study table1 --seed 0-1 --epochs 2 --out results/quick
+    python scripts/sweep.py --study table3 --method das --preset H2 --dry-run
 
-Each trial is a short list of commands (search then retrain for DAS; one retrain.py call for a
-baseline). Trials whose result.json says complete are skipped; interrupted ones continue with
---resume. Each process gets --threads torch threads (default 1): on a small CPU, N processes x
-1 thread finish more trials per hour than 1 process x N threads.
+A trial is skipped when its result records the same full specification and is complete or
+diverged; an interrupted one continues from its last epoch checkpoint, so the same command
+continues a killed sweep. Each worker process runs one trial at a time with --threads torch
+threads (default 1): on a small CPU, N processes x 1 thread finish more trials per hour.
 """
 from __future__ import annotations
 
-import argparse
-import json
 import os
-import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from das.utils import trial_dir  # noqa: E402
-
-TABLE1_METHODS = ["das", "grad-only", "net-only", "random", "random-search"]
-
-
-def parse_seeds(text: str) -> list[int]:
-    seeds = []
-    for part in text.split(","):
-        if "-" in part:
-            a, b = part.split("-")
-            seeds += list(range(int(a), int(b) + 1))
-        elif part:
-            seeds.append(int(part))
-    return seeds
+from das import cli  # noqa: E402
+from das.study import STUDIES  # noqa: E402
+from das.trial import DEFAULTS, Status, TrialSpec, trial_done  # noqa: E402
+from das.utils import UserError, parse_seeds  # noqa: E402
 
 
-def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--space", default="seq", help="seq or cell (default seq)")
-    p.add_argument("--data", default="blur,downsample", help="comma list (default blur,downsample)")
-    p.add_argument("--ops", default="good,all", help="comma list (default good,all)")
-    p.add_argument("--methods", default=",".join(TABLE1_METHODS), help=f"comma list (default {','.join(TABLE1_METHODS)})")
-    p.add_argument("--presets", default="H1", help="comma list of presets (default H1)")
-    p.add_argument("--seeds", default="0-2", help="seeds, e.g. 0-74 or 0,3,5 (default 0-2)")
-    p.add_argument("--epochs", type=int, default=50, help="epochs of every search and retrain (default 50)")
-    p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="parallel processes (default: cores)")
+def get_parser():
+    p = cli.parser(__doc__)
+    p.add_argument("--study", default="table1", choices=sorted(STUDIES), help="which study (default table1)")
+    p.add_argument("--seed", "--seeds", dest="seed", default=None,
+                   help="seeds, e.g. 0-74 or 0,3,5 (default: the study's count, 75 or 100)")
+    p.add_argument("--space", default=None, help="keep only these spaces (comma list)")
+    p.add_argument("--data", default=None, help="keep only these data formations (comma list)")
+    p.add_argument("--ops", default=None, help="keep only these op sets (comma list)")
+    p.add_argument("--method", "--methods", dest="method", default=None, help="keep only these methods (comma list)")
+    p.add_argument("--preset", "--presets", dest="preset", default=None, help="keep only these presets (comma list)")
+    p.add_argument("--retrain-seeds", default=None,
+                   help="retrain each searched genotype under these seeds (default: the search's own seed)")
+    for name, kind in (("epochs", int), ("order", int), ("width", int), ("batches-per-epoch", int),
+                       ("batch-size", int), ("sigma-n", float), ("noise-sigma", float)):
+        key = name.replace("-", "_")
+        p.add_argument(f"--{name}", type=kind, default=DEFAULTS[key], help=f"every trial's {key} (default {DEFAULTS[key]})")
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="parallel processes (default: cores)")
+    p.add_argument("--jobs", type=int, default=None, help="renamed: use --workers")
     p.add_argument("--threads", type=int, default=1, help="torch threads per process (default 1)")
     p.add_argument("--out", default="results", help="results tree (default results/)")
     p.add_argument("--device", default="cpu", help="device of every trial (default cpu)")
-    p.add_argument("--dry-run", action="store_true", help="list the trials and exit")
+    p.add_argument("--dry-run", action="store_true", help="list the trials to run and exit")
     return p
 
 
-def trial_commands(a, space, data, ops, method, preset, seed) -> tuple[Path, list[list[str]]]:
-    py = sys.executable
-    common = ["--seed", str(seed), "--epochs", str(a.epochs), "--threads", str(a.threads), "--device", a.device,
-              "--resume", "--quiet"]
-    d = trial_dir(a.out, space, data, ops, method, preset, seed)
-    if method in ("das", "das-single"):
-        search = [py, str(ROOT / "search.py"), "--space", space, "--data", data, "--ops", ops, "--method", method,
-                  "--hparams", preset, "--out", a.out, *common]
-        if method == "das-single":
-            search.append("--pretrain")
-        return d, [search, [py, str(ROOT / "retrain.py"), "--genotype", str(d / "genotype.json"), *common]]
-    return d, [[py, str(ROOT / "retrain.py"), "--arch", method, "--space", space, "--data", data, "--ops", ops,
-                "--hparams", preset, "--out", a.out, *common]]
+def _keep(values, allowed, what):
+    if allowed is None:
+        return values
+    wanted = allowed.split(",")
+    unknown = [w for w in wanted if w not in {getattr(v, what) for v in values}]
+    if unknown:
+        have = sorted({getattr(v, what) for v in values})
+        raise UserError(f"--{what} {','.join(unknown)}: not in this study; it has {','.join(have)}")
+    return [v for v in values if getattr(v, what) in wanted]
 
 
-def is_complete(d: Path) -> bool:
+def plan(a) -> list[TrialSpec]:
+    if a.jobs is not None:
+        raise UserError("--jobs was renamed --workers; pass --workers N")
+    if not 1 <= a.workers <= 256:
+        raise UserError(f"--workers must be in 1..256, got {a.workers}")
+    study = STUDIES[a.study]
+    cells = list(study.cells)
+    for what in ("space", "data", "ops", "method", "preset"):
+        cells = _keep(cells, getattr(a, what), what)
+    seeds = parse_seeds(a.seed) if a.seed is not None else range(study.seeds)
+    settings = dict(epochs=a.epochs, order=a.order, width=a.width, batches_per_epoch=a.batches_per_epoch,
+                    batch_size=a.batch_size, sigma_n=a.sigma_n, noise_sigma=a.noise_sigma)
+    specs = []
+    for spec in type(study)(study.name, study.title, tuple(cells), study.seeds).specs(seeds, **settings):
+        specs.append(spec if spec.stage == "search" else spec.replace(order=DEFAULTS["order"]))
+    return specs
+
+
+def _run(spec_dict, out, retrain_seeds, device, threads):
+    import torch
+
+    from das.trial import run_trial
+
+    torch.set_num_threads(threads)
+    t0 = time.perf_counter()
     try:
-        r = json.loads((d / "result.json").read_text())
-    except (OSError, json.JSONDecodeError):
-        return False
-    return r.get("status") in ("complete", "diverged")
-
-
-def run_trial(cmds) -> tuple[int, str]:
-    for cmd in cmds:
-        p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
-        if p.returncode != 0:
-            return p.returncode, (p.stderr.strip().splitlines() or ["(no output)"])[-1]
-    return 0, ""
+        results = run_trial(TrialSpec.from_dict(spec_dict), out, retrain_seeds=retrain_seeds, device=device)
+    except Exception as exc:  # one failed trial never stops the sweep; it is reported and retried next time
+        return spec_dict, f"{type(exc).__name__}: {exc}", time.perf_counter() - t0
+    bad = [r for r in results if r["status"] not in (Status.SEARCHED, Status.COMPLETE)]
+    return spec_dict, (f"{bad[0]['status']}: {bad[0].get('error')}" if bad else ""), time.perf_counter() - t0
 
 
 def main(a) -> dict:
-    trials = []
-    for preset in a.presets.split(","):
-        for data in a.data.split(","):
-            for ops in a.ops.split(","):
-                for method in a.methods.split(","):
-                    if method in ("grad-only", "net-only") and ops == "all" and "good" in a.ops.split(","):
-                        continue  # the same networks as under good ops (paper Table 1 lists them once)
-                    for seed in parse_seeds(a.seeds):
-                        trials.append(trial_commands(a, a.space, data, ops, method, preset, seed))
-    todo = [(d, c) for d, c in trials if not is_complete(d)]
-    print(f"{len(trials)} trials, {len(trials) - len(todo)} already complete, {len(todo)} to run "
-          f"with {a.jobs} processes x {a.threads} threads", flush=True)
+    specs = plan(a)
+    retrain_seeds = parse_seeds(a.retrain_seeds) if a.retrain_seeds else None
+    device = cli.check_device(a)
+    todo = [s for s in specs if not trial_done(s, a.out, retrain_seeds)]
+    print(f"{len(specs)} trials, {len(specs) - len(todo)} already done, {len(todo)} to run with "
+          f"{a.workers} processes x {a.threads} threads", flush=True)
     if a.dry_run:
-        for d, cmds in todo:
-            print(d)
-        return {"trials": len(trials), "todo": len(todo)}
+        for s in todo:
+            print(s.folder(a.out))
+        return {"trials": len(specs), "todo": len(todo)}
     t0, done, failed = time.perf_counter(), 0, []
-    with ThreadPoolExecutor(max_workers=a.jobs) as pool:
-        futures = {pool.submit(run_trial, cmds): d for d, cmds in todo}
+    with ProcessPoolExecutor(max_workers=a.workers) as pool:
+        futures = [pool.submit(_run, s.to_dict(), a.out, retrain_seeds, device, a.threads) for s in todo]
         for f in as_completed(futures):
-            d = futures[f]
-            rc, msg = f.result()
+            spec, msg, seconds = f.result()
             done += 1
-            if rc:
-                failed.append((d, msg))
+            spec = TrialSpec.from_dict(spec)
+            if msg:
+                failed.append((str(spec.folder(a.out)), msg))
             rate = done / (time.perf_counter() - t0) * 3600
-            print(f"[{done}/{len(todo)}] {'FAILED ' if rc else ''}{d} {msg} ({rate:.0f} trials/hour)", flush=True)
-    hours = (time.perf_counter() - t0) / 3600
-    print(f"finished {done - len(failed)} trials, {len(failed)} failed, {hours * 3600:.0f}s")
-    return {"trials": len(trials), "ran": done, "failed": failed, "seconds": hours * 3600}
+            print(f"[{done}/{len(todo)}] {'FAILED ' if msg else ''}{spec.describe()} {seconds:.0f}s {msg} "
+                  f"({rate:.0f} trials/hour)", flush=True)
+    seconds = time.perf_counter() - t0
+    print(f"finished {done - len(failed)} trials, {len(failed)} failed, in {seconds:.0f}s; next: "
+          f"python analyze.py {a.out}", flush=True)
+    return {"trials": len(specs), "ran": done, "failed": failed, "seconds": seconds}
 
 
 if __name__ == "__main__":
-    result = main(get_parser().parse_args())
+    p = get_parser()
+    args = p.parse_args()
+    try:
+        result = main(args)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
     sys.exit(1 if result.get("failed") else 0)

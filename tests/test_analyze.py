@@ -12,14 +12,30 @@ from tests.conftest import ROOT
 
 
 def write_trial(root, space, data, ops, method, seed, arch, one_shot=None, status="complete", **extra):
-    d = root / space / data / ops / method / "H1" / f"seed{seed}"
-    d.mkdir(parents=True, exist_ok=True)
+    """Schema-2 result files as the stages write them: a DAS trial is a search folder plus the
+    retrain of its genotype in retrain-seed<N>/; a baseline is one folder."""
+    from das.hparams import load_hparams
+    from das.trial import new_result, retrain_spec, TrialSpec
+    from das.genotype import Genotype
+
     layers = (["grad", "net"] * 5) if seed % 2 else (["net"] * 10)
-    r = {"space": space, "data": data, "ops": ops, "method": method, "preset": "H1", "seed": seed, "status": status,
-         "hparams": {"name": "H1"}, "architecture_psnr": arch, "one_shot_psnr": one_shot,
-         "wall_seconds": {"search": 100.0, "retrain": 20.0},
-         "genotype": {"space": space, "ops": ops, "layers": layers},
-         "history": {"alphas": [[[0.5, 0.5]] * 10, [[0.4, 0.6]] * 10]}, **extra}
+    g = {"space": space, "ops": ops, "data": data, "width": 16, "layers": layers}
+    spec = TrialSpec.make(hp=load_hparams("H1"), space=space, data=data, ops=ops, method=method, seed=seed)
+    hist = {"alphas": [[[0.5, 0.5]] * 10, [[0.4, 0.6]] * 10], "alphas_init": [[0.5, 0.5]] * 10}
+    if method == "das":
+        d = spec.folder(root)
+        d.mkdir(parents=True, exist_ok=True)
+        search_status = status if status in ("running", "searched", "diverged") else "searched"
+        r = {**new_result(spec, "cpu"), "status": search_status, "one_shot_psnr": one_shot, "genotype": g,
+             "wall_seconds": {"search": 100.0}, "history": hist}
+        (d / "result.json").write_text(json.dumps(r))
+        if search_status != "searched" or status == "searched":
+            return d
+        spec = retrain_spec(spec, Genotype.from_dict(g))
+    d = spec.folder(root)
+    d.mkdir(parents=True, exist_ok=True)
+    r = {**new_result(spec, "cpu"), "status": status, "architecture_psnr": arch, "genotype": g,
+         "wall_seconds": {"train": 20.0}, "history": {"train_loss": [1.0, 0.5]}, **extra}
     (d / "result.json").write_text(json.dumps(r))
     return d
 
@@ -48,7 +64,7 @@ def tree(tmp_path):
     write_trial(root, "seq", "blur", "all", "das", 90, None, 21.0, status="diverged")
     write_trial(root, "seq", "blur", "all", "das", 91, None, None, status="running")
     write_trial(root, "seq", "blur", "all", "das", 92, None, 19.0, status="searched")
-    bad = root / "seq" / "blur" / "all" / "das" / "H1" / "seed93"
+    bad = root / "seq" / "blur" / "all" / "random" / "H1" / "seed93"
     bad.mkdir(parents=True)
     (bad / "result.json").write_text('{"space": "seq", "data"')
     foreign = root / "other" / "result.json"
@@ -101,10 +117,10 @@ def test_bad_files_reported_once_and_skipped(tree, tmp_path, capsys):
     res = run(root, tmp_path)
     reasons = sorted(r for r, _ in res["skipped"])
     assert reasons.count("diverged") == 1 and reasons.count("running") == 1 and reasons.count("corrupt") == 1
-    assert reasons.count("foreign") == 1 and reasons.count("no retrain") == 1
-    assert reasons.count("duplicate") == 38  # every file of the linked copy: nothing counted twice
+    assert reasons.count("foreign") == 1 and reasons.count("searched") == 1
+    assert reasons.count("linked") == 1  # the linked copy of the whole tree: nothing counted twice
     out = capsys.readouterr().out
-    for word in ("corrupt JSON", "not a result file", "diverged", "unfinished", "not retrained", "duplicates"):
+    for word in ("invalid JSON", "not a result file", "diverged", "unfinished", "not retrained", "through a link"):
         assert sum(word in line for line in out.splitlines() if line.startswith("skipped")) == 1, word
 
 

@@ -39,7 +39,7 @@ def test_complete_run_with_two_worker_processes(tmp_path):
     assert isinstance(inc["param_warmup"], bool) and inc["alpha_scheduler"] in (None, "Linear")
     # search.py takes the incumbent as it is
     r = run_search(tmp_path, "--hparams", str(out / "incumbent.json"))
-    assert r["hparams"]["param_lr"] == inc["param_lr"] and r["preset"] == inc["name"]
+    assert r["spec"]["hparams"]["param_lr"] == inc["param_lr"] and r["preset"] == inc["name"]
     # and a second run warm-starts from the first one's log
     r2 = bohb.main(args(tmp_path, "--workers", "1", "--worker-threads", "--previous", str(out),
                         "--out", str(tmp_path / "bohb2")))
@@ -111,9 +111,11 @@ def test_bad_input(tmp_path, extra, match):
 def test_other_objectives(tmp_path, objective):
     r = bohb.main(args(tmp_path, "--objective", objective, "--workers", "1", "--worker-threads"))
     assert r["evaluations"] == 4 and r["failed"] == 0 and r["incumbent"] is not None
-    evals = sorted((tmp_path / "bohb" / "evals").iterdir())
-    res = json.loads((evals[0] / "result.json").read_text())
+    results = sorted((tmp_path / "bohb" / "evals").rglob("result.json"))
+    searches = [f for f in results if f.parent.name.startswith("seed")]
+    res = json.loads(searches[0].read_text())
+    assert res["role"] == "bohb-evaluation"  # never read as a trial of a study
     if objective == "final":
-        assert res["status"] == "searched" and (evals[0] / "network.pt").is_file()  # searched, then retrained
+        assert res["status"] == "searched" and (searches[0].parent / "retrain-seed0" / "network.pt").is_file()
     else:
         assert res["method"] == "das-single" and (tmp_path / "bohb" / "pretrained" / "grad-only.pt").is_file()

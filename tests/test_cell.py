@@ -102,12 +102,12 @@ def test_malformed_cell_genotype_rejected(tmp_path, edges, match):
 def test_cell_search_and_retrain_end_to_end(tmp_path):
     r = run_search(tmp_path, "--space", "cell", "--ops", "all", "--seed", "3", "--hparams", "BOHB-Non-Seq-Blur")
     d = Path(r["dir"])
-    assert d.parts[-6:] == ("cell", "blur", "all", "das", "BOHB-Non-Seq-Blur", "seed3")
+    assert d.parts[-6:] == ("cell", "blur", "all", "das", "BOHB-Non-Seq-Blur", "seed3-e2-b2")
     g = load_genotype(d / "genotype.json")
     assert g.space == "cell" and len(g.edges) == 15 and len(r["alphas"]) == 15
     assert (d / "genotype.png").read_bytes()[:4] == b"\x89PNG"
     r2 = run_retrain(tmp_path, "--genotype", str(d / "genotype.json"))
-    res = json.loads((d / "result.json").read_text())
+    res = json.loads((d / "retrain-seed3" / "result.json").read_text())
     assert res["status"] == "complete" and res["architecture_psnr"] == r2["architecture_psnr"]
     assert res["space"] == "cell"
 

@@ -10,25 +10,14 @@ from das.utils import UserError
 from tests.helpers import run_retrain, run_search
 
 
-@pytest.fixture(scope="module")
-def pretrained(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("pre")
-    paths = {}
-    for arch in ("grad-only", "net-only"):
-        r = run_retrain(tmp, "--arch", arch, "--ops", "all", "--seed", "4")
-        paths[arch] = Path(r["dir"]) / "network.pt"
-    return paths
+def single(tmp_path, *extra):
+    return run_search(tmp_path, "--method", "das-single", "--preset", "BOHB-DAS-single", *extra)
 
 
-def single(tmp_path, pretrained, *extra):
-    return run_search(tmp_path, "--method", "das-single", "--pretrained-grad", str(pretrained["grad-only"]),
-                      "--pretrained-net", str(pretrained["net-only"]), "--hparams", "BOHB-DAS-single", *extra)
-
-
-def test_theta_frozen_alpha_searched(tmp_path, pretrained, monkeypatch):
+def test_theta_frozen_alpha_searched(tmp_path, monkeypatch):
     import das.trial as trial
     captured = {}
-    real = trial.pretrained_supernet
+    real = trial.load_pretrained_ops
 
     def spy(net, *a):
         real(net, *a)
@@ -36,8 +25,8 @@ def test_theta_frozen_alpha_searched(tmp_path, pretrained, monkeypatch):
         captured["theta"] = {k: v.detach().clone() for k, v in net.state_dict().items()}
         captured["alphas"] = net.alphas.detach().clone()
 
-    monkeypatch.setattr(trial, "pretrained_supernet", spy)
-    r = single(tmp_path, pretrained, "--ops", "all", "--epochs", "3")
+    monkeypatch.setattr(trial, "load_pretrained_ops", spy)
+    r = single(tmp_path, "--ops", "all", "--epochs", "3")
     net = captured["net"]
     after = net.state_dict()
     for k, v in captured["theta"].items():
@@ -45,54 +34,56 @@ def test_theta_frozen_alpha_searched(tmp_path, pretrained, monkeypatch):
             assert torch.equal(v, after[k]), k  # weights and BN statistics, bit for bit
     assert not torch.equal(captured["alphas"], net.alphas.detach())
     assert r["status"] == "searched" and r["method"] == "das-single"
-    assert Path(r["dir"]).parts[-6:] == ("seq", "blur", "all", "das-single", "BOHB-DAS-single", "seed0")
+    assert Path(r["dir"]).parts[-6:] == ("seq", "blur", "all", "das-single", "BOHB-DAS-single", "seed0-e3-b2")
+    # the pretrained networks are ordinary baseline trials of the same settings
+    base = tmp_path / "results" / "seq" / "blur" / "all"
+    for method in ("grad-only", "net-only"):
+        res = json.loads((base / method / "BOHB-DAS-single" / "seed0-e3-b2" / "result.json").read_text())
+        assert res["status"] == "complete" and res["spec"]["epochs"] == 3
 
 
-def test_pretrained_weights_are_copied_layer_by_layer(pretrained):
+def test_pretrained_weights_are_copied_layer_by_layer(tmp_path):
+    from das.hparams import load_hparams
+    from das.trial import TrialSpec, load_pretrained_ops, pretrain_das_single, unlock_all
+    spec = TrialSpec.make(hp=load_hparams("BOHB-DAS-single"), space="seq", data="blur", ops="all",
+                          method="das-single", seed=4, epochs=2, batches_per_epoch=2)
+    paths = pretrain_das_single(spec, tmp_path, quiet=True)
+    unlock_all()
     net = M.SeqSupernet("blur", "all")
-    from das.trial import pretrained_supernet
-    pretrained_supernet(net, str(pretrained["grad-only"]), str(pretrained["net-only"]), "seq", "blur", 16)
-    g = torch.load(pretrained["grad-only"], weights_only=False)["model"]
-    n = torch.load(pretrained["net-only"], weights_only=False)["model"]
+    load_pretrained_ops(net, *paths, spec)
+    g = torch.load(paths[0], weights_only=True)["model"]
+    n = torch.load(paths[1], weights_only=True)["model"]
     for j, layer in enumerate(net.layers):
         assert torch.equal(layer.bank.w1[layer.cnn_slot["grad"]], g[f"layers.{j}.bank.w1"][0])
         assert torch.equal(layer.bank.running_var[layer.cnn_slot["net"]], n[f"layers.{j}.bank.running_var"][0])
         assert torch.equal(layer.tau.detach(), g[f"layers.{j}.tau"])
-
-
-def test_rejects_wrong_checkpoints(tmp_path, pretrained):
-    with pytest.raises(UserError, match="expected a grad-only network"):
-        run_search(tmp_path, "--method", "das-single", "--pretrained-grad", str(pretrained["net-only"]),
-                   "--pretrained-net", str(pretrained["net-only"]))
-    with pytest.raises(UserError, match="pretrained on data 'blur', but this search uses 'downsample'"):
-        single(tmp_path, pretrained, "--data", "downsample")
-    with pytest.raises(UserError, match="pretrained with width 16, but this search uses 8"):
-        single(tmp_path, pretrained, "--width", "8")
-    with pytest.raises(UserError, match="das-single is defined for the sequential space"):
-        single(tmp_path, pretrained, "--space", "cell")
-    cell = run_retrain(tmp_path, "--arch", "grad-only", "--space", "cell")
-    with pytest.raises(UserError, match="not a sequential network checkpoint"):
-        run_search(tmp_path, "--method", "das-single", "--pretrained-grad", str(Path(cell["dir"]) / "network.pt"),
-                   "--pretrained-net", str(pretrained["net-only"]))
-
-
-def test_missing_checkpoint_says_how_to_make_it(tmp_path):
-    with pytest.raises(UserError, match=r"needs --pretrained-grad PATH .* retrain.py --arch grad-only .* --pretrain"):
-        run_search(tmp_path, "--method", "das-single")
+    # a checkpoint of the wrong op, data or width is refused with the reason
+    with pytest.raises(UserError, match="not a sequential grad-only network checkpoint"):
+        load_pretrained_ops(net, paths[1], paths[1], spec)
+    with pytest.raises(UserError, match="pretrained for data 'blur' width 16, but the search uses 'downsample'"):
+        load_pretrained_ops(net, *paths, spec.replace(data="downsample"))
     with pytest.raises(UserError, match="pretrained checkpoint not found"):
-        run_search(tmp_path, "--method", "das-single", "--pretrained-grad", str(tmp_path / "x.pt"),
-                   "--pretrained-net", str(tmp_path / "y.pt"))
+        load_pretrained_ops(net, tmp_path / "x.pt", paths[1], spec)
 
 
-def test_pretrain_flag_then_retrain_end_to_end(tmp_path):
-    r = run_search(tmp_path, "--method", "das-single", "--pretrain", "--ops", "good", "--hparams", "BOHB-DAS-single")
+def test_rejects_bad_settings(tmp_path):
+    with pytest.raises(UserError, match="das-single is defined for the sequential space"):
+        single(tmp_path, "--space", "cell")
+    with pytest.raises(UserError, match="--pretrained-grad/--pretrained-net were removed"):
+        run_search(tmp_path, "--method", "das-single", "--pretrained-grad", "g.pt")
+    with pytest.raises(UserError, match="no unrolled step"):
+        single(tmp_path, "--order", "2")
+
+
+def test_pretrain_then_retrain_end_to_end(tmp_path):
+    r = single(tmp_path, "--pretrain", "--ops", "good")
     root = tmp_path / "results" / "seq" / "blur" / "good"
-    assert (root / "grad-only" / "BOHB-DAS-single" / "seed0" / "network.pt").is_file()
-    assert (root / "net-only" / "BOHB-DAS-single" / "seed0" / "network.pt").is_file()
+    assert (root / "grad-only" / "BOHB-DAS-single" / "seed0-e2-b2" / "network.pt").is_file()
+    assert (root / "net-only" / "BOHB-DAS-single" / "seed0-e2-b2" / "network.pt").is_file()
     r2 = run_retrain(tmp_path, "--genotype", str(Path(r["dir"]) / "genotype.json"))
-    res = json.loads((Path(r["dir"]) / "result.json").read_text())
+    res = json.loads((Path(r2["dir"]) / "result.json").read_text())
     assert res["method"] == "das-single" and res["status"] == "complete"
-    assert res["architecture_psnr"] == r2["architecture_psnr"] and res["one_shot_psnr"] is not None
+    assert res["architecture_psnr"] == r2["architecture_psnr"] and res["one_shot_psnr"] == r["one_shot_psnr"]
 
 
 def test_das_single_preset_ships():

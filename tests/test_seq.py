@@ -149,22 +149,25 @@ def test_second_order_gradient_differs_from_first():
 def test_search_then_retrain_end_to_end(tmp_path):
     r = run_search(tmp_path, "--ops", "good", "--seed", "3")
     d = Path(r["dir"])
-    assert d == tmp_path / "results" / "seq" / "blur" / "good" / "das" / "H1" / "seed3"
+    assert d == tmp_path / "results" / "seq" / "blur" / "good" / "das" / "H1" / "seed3-e2-b2"  # non-default settings named
     for f in ("args.json", "log.txt", "result.json", "genotype.json", "supernet.pt"):
         assert (d / f).is_file(), f
     assert not (d / "checkpoint.pt").exists()
     res = json.loads((d / "result.json").read_text())
     assert res["status"] == "searched" and res["architecture_psnr"] is None
     assert 0 < res["one_shot_psnr"] < 60 and len(res["history"]["train_loss"]) == 2
-    assert res["hparams"]["alpha_lr"] == 1e-3 and res["seed"] == 3 and res["wall_seconds"]["search"] > 0
+    assert res["spec"]["hparams"]["alpha_lr"] == 1e-3 and res["seed"] == 3 and res["wall_seconds"]["search"] > 0
+    assert res["spec"]["epochs"] == 2 and res["spec"]["batches_per_epoch"] == 2 and res["provenance"]["schema"] == 2
     g = load_genotype(d / "genotype.json")
     assert res["genotype"] == g.to_dict() and set(g.layers) <= {"grad", "net"}
-    # the genotype round-trips into retrain.py, which records the architecture PSNR in the same trial
+    # the genotype round-trips into retrain.py, which writes a record of its own per retrain seed
     r2 = run_retrain(tmp_path, "--genotype", str(d / "genotype.json"))
-    res2 = json.loads((d / "result.json").read_text())
+    assert Path(r2["dir"]) == d / "retrain-seed3"
+    res2 = json.loads((d / "retrain-seed3" / "result.json").read_text())
     assert res2["status"] == "complete" and res2["architecture_psnr"] == r2["architecture_psnr"]
-    assert res2["one_shot_psnr"] == res["one_shot_psnr"] and res2["retrain"]["seed"] == 3
-    ck = torch.load(d / "network.pt", weights_only=False)
+    assert res2["one_shot_psnr"] == res["one_shot_psnr"] and res2["spec"]["retrain_seed"] == 3
+    assert json.loads((d / "result.json").read_text()) == res  # the search's record is left as it was
+    ck = torch.load(d / "retrain-seed3" / "network.pt", weights_only=True)
     net = M.build_network(Genotype.from_dict(ck["genotype"]))
     net.load_state_dict(ck["model"])
     from das.train import evaluate
@@ -175,13 +178,17 @@ def test_search_then_retrain_end_to_end(tmp_path):
 def test_baselines(tmp_path, arch):
     r = run_retrain(tmp_path, "--arch", arch, "--ops", "all", "--data", "downsample", "--seed", "1")
     d = Path(r["dir"])
-    assert d.parts[-6:] == ("seq", "downsample", "all", arch, "H1", "seed1")
+    assert d.parts[-6:] == ("seq", "downsample", "all", arch, "H1", "seed1-e2-b2")
     res = json.loads((d / "result.json").read_text())
-    assert res["status"] == "complete" and res["method"] == arch and len(res["candidates"]) == 1
+    assert res["status"] == "complete" and res["method"] == arch and len(res["history"]["train_loss"]) == 2
     layers = res["genotype"]["layers"]
     if arch != "random":
         assert layers == [arch.split("-")[0]] * 10
-    assert res["architecture_psnr"] == res["candidates"][0]["architecture_psnr"]
+    from das.train import evaluate
+    ck = torch.load(d / "network.pt", weights_only=True)
+    net = M.build_network(Genotype.from_dict(ck["genotype"]))
+    net.load_state_dict(ck["model"])
+    assert res["architecture_psnr"] == pytest.approx(evaluate(net, "downsample"))
 
 
 def test_random_search_records_all_candidates(tmp_path):
@@ -255,7 +262,7 @@ def test_missing_genotype_exits_2(tmp_path):
 
 def test_existing_run_folder_needs_resume_or_overwrite(tmp_path):
     run_search(tmp_path, "--seed", "1")
-    with pytest.raises(UserError, match="already holds result.json; pass --resume .* or --overwrite"):
+    with pytest.raises(UserError, match="already holds result.json.*; pass --resume .* or --overwrite"):
         run_search(tmp_path, "--seed", "1")
     again = run_search(tmp_path, "--seed", "1", "--resume")  # a finished run is kept as it is
     assert again["status"] == "searched"
@@ -265,17 +272,20 @@ def test_existing_run_folder_needs_resume_or_overwrite(tmp_path):
 def test_mismatched_genotype_rejected(tmp_path):
     r = run_search(tmp_path, "--seed", "0")
     g = str(Path(r["dir"]) / "genotype.json")
-    with pytest.raises(UserError, match="mismatched genotype: it is for data 'blur'"):
+    with pytest.raises(UserError, match="mismatched genotype: a retrain of this search takes its data .data='blur'"):
         run_retrain(tmp_path, "--genotype", g, "--data", "downsample")
-    with pytest.raises(UserError, match="mismatched genotype: it is for space 'seq'"):
+    with pytest.raises(UserError, match="takes its space .space='seq'"):
         run_retrain(tmp_path, "--genotype", g, "--space", "cell")
+    # a copy of the genotype elsewhere is a genotype of its own, checked against its own fields
+    (tmp_path / "g.json").write_text(Path(g).read_text())
+    with pytest.raises(UserError, match="mismatched genotype: it is for data 'blur'"):
+        run_retrain(tmp_path, "--genotype", str(tmp_path / "g.json"), "--data", "downsample")
 
 
 def test_unknown_space_and_ops(tmp_path):
-    with pytest.raises(UserError, match="unknown op set 'some'"):
-        run_search(tmp_path, "--ops", "some")
-    with pytest.raises(UserError, match="unknown data formation 'deblur'"):
-        run_search(tmp_path, "--data", "deblur")
+    for flag, value in (("--ops", "some"), ("--data", "deblur"), ("--space", "tree")):
+        p = cli("search.py", flag, value, "--out", str(tmp_path))
+        assert p.returncode == 2 and p.stderr.count("\n") == 1 and f"invalid choice: '{value}'" in p.stderr
 
 
 def test_malformed_hparams_file(tmp_path):
@@ -290,15 +300,15 @@ def test_retrain_uses_the_searchs_own_hparams_file(tmp_path):
     (tmp_path / "mine.json").write_text(json.dumps(hp))
     r = run_search(tmp_path, "--hparams", str(tmp_path / "mine.json"))
     assert Path(r["dir"]).parts[-2] == "mine"
-    run_retrain(tmp_path, "--genotype", str(Path(r["dir"]) / "genotype.json"))
-    res = json.loads((Path(r["dir"]) / "result.json").read_text())
-    assert res["status"] == "complete" and res["hparams"]["param_lr"] == 0.002
+    r2 = run_retrain(tmp_path, "--genotype", str(Path(r["dir"]) / "genotype.json"))
+    res = json.loads((Path(r2["dir"]) / "result.json").read_text())
+    assert res["status"] == "complete" and res["spec"]["hparams"]["param_lr"] == 0.002
 
 
 def test_a_trial_runs_in_one_process_at_a_time(tmp_path):
     import os
     import fcntl
-    d = tmp_path / "results" / "seq" / "blur" / "all" / "das" / "H1" / "seed0"
+    d = tmp_path / "results" / "seq" / "blur" / "all" / "das" / "H1" / "seed0-e2-b2"
     d.mkdir(parents=True)
     fd = os.open(d / ".lock", os.O_RDWR | os.O_CREAT)
     fcntl.flock(fd, fcntl.LOCK_EX)  # another sweep holds this trial

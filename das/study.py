@@ -1,0 +1,130 @@
+"""The paper's studies as data: which trials make each table and figure, and the paper's numbers.
+
+A study is a list of cells (space, data, op set, method, preset) and a seed count; each cell
+over the seeds is a list of trial specifications (`Study.specs`). The sweep runner runs them,
+analyze.py lays out its tables from the same cells, and puts the paper's values beside ours.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from das.hparams import load_hparams
+from das.trial import TrialSpec
+
+METHOD_NAMES = {"grad-only": "Learnable Grad. only", "net-only": "Nets only", "das": "DAS",
+                "das-single": "DAS-single", "random": "Random", "random-search": "Random Search",
+                "genotype": "Genotype"}
+DATA_NAMES = {"blur": "Blur", "downsample": "Downsampling"}
+OPS_NAMES = {"good": "good ops.", "all": "all"}
+
+
+@dataclass(frozen=True)
+class Cell:
+    space: str
+    data: str
+    ops: str
+    method: str
+    preset: str
+
+
+@dataclass(frozen=True)
+class Study:
+    name: str
+    title: str
+    cells: tuple
+    seeds: int
+
+    def specs(self, seeds=None, **settings) -> list[TrialSpec]:
+        """One specification per cell and seed; `settings` override SPEC's defaults (epochs, ...)."""
+        seeds = range(self.seeds) if seeds is None else seeds
+        out = []
+        for c in self.cells:
+            hp = load_hparams(c.preset)
+            for s in seeds:
+                out.append(TrialSpec.make(hp=hp, space=c.space, data=c.data, ops=c.ops, method=c.method,
+                                          seed=s, **settings))
+        return out
+
+
+def _grid(space, datas, rows, presets):
+    return tuple(Cell(space, d, ops, m, p) for p in presets for d in datas for ops, m in rows)
+
+
+TABLE1_ROWS = (("good", "grad-only"), ("good", "net-only"), ("good", "das"), ("good", "random"),
+               ("good", "random-search"), ("all", "das"), ("all", "random"), ("all", "random-search"))
+TABLE2_ROWS = (("good", "grad-only"), ("good", "net-only"), ("good", "das"), ("good", "random"),
+               ("all", "das"), ("all", "random"))
+SEQ_PRESETS = ("H1", "H2", "BOHB-one-shot-Blur", "BOHB-one-shot-DS", "BOHB-Blur")
+CELL_PRESETS = SEQ_PRESETS + ("BOHB-Non-Seq-one-shot-Blur", "BOHB-Non-Seq-Blur")
+DAS_ROWS = (("good", "das"), ("all", "das"))
+
+STUDIES = {s.name: s for s in (
+    Study("table1", "Table 1: sequential space, H1", _grid("seq", ("blur", "downsample"), TABLE1_ROWS, ("H1",)), 75),
+    Study("table2", "Table 2: cell space, H1", _grid("cell", ("blur", "downsample"), TABLE2_ROWS, ("H1",)), 100),
+    Study("table3", "Table 3: sequential space, five presets", _grid("seq", ("blur", "downsample"), DAS_ROWS,
+                                                                     SEQ_PRESETS), 75),
+    Study("table4", "Table 4: cell space, seven presets", _grid("cell", ("blur",), DAS_ROWS, CELL_PRESETS), 75),
+    Study("figure5", "Figure 5: DAS-single and DAS, blur, all ops",
+          (Cell("seq", "blur", "all", "das-single", "BOHB-DAS-single"), Cell("seq", "blur", "all", "das", "BOHB-DAS-single"),
+           Cell("seq", "blur", "all", "das", "BOHB-one-shot-Blur")), 75),
+)}
+
+# The paper's architecture validation PSNR (dB): (max, mean, median), keyed by
+# (space, data, ops, method, preset). Tables 1-4 of the paper.
+PAPER: dict[tuple, tuple] = {}
+
+
+def _put(space, data, preset, rows):
+    for (ops, method), v in rows.items():
+        PAPER[(space, data, ops, method, preset)] = v
+
+
+_put("seq", "blur", "H1", {
+    ("good", "grad-only"): (17.45, 16.36, 16.49), ("good", "net-only"): (21.63, 19.45, 20.71),
+    ("good", "das"): (23.46, 21.56, 21.60), ("good", "random"): (24.04, 22.00, 22.16),
+    ("good", "random-search"): (24.04, 22.85, 22.75), ("all", "das"): (22.86, 15.64, 18.57),
+    ("all", "random"): (20.86, 9.45, 8.10), ("all", "random-search"): (20.86, 12.39, 12.34)})
+_put("seq", "downsample", "H1", {
+    ("good", "grad-only"): (14.35, 13.24, 13.55), ("good", "net-only"): (16.92, 13.13, 14.05),
+    ("good", "das"): (18.03, 16.36, 16.66), ("good", "random"): (18.10, 16.74, 16.78),
+    ("good", "random-search"): (18.10, 17.62, 17.56), ("all", "das"): (18.01, 15.39, 16.12),
+    ("all", "random"): (13.78, 5.08, 4.31), ("all", "random-search"): (13.78, 9.61, 9.77)})
+_put("cell", "blur", "H1", {
+    ("good", "grad-only"): (13.19, 12.41, 12.38), ("good", "net-only"): (16.35, 14.83, 15.82),
+    ("good", "das"): (15.34, 13.08, 12.51), ("good", "random"): (16.20, 11.29, 11.88),
+    ("all", "das"): (16.15, 13.56, 13.73), ("all", "random"): (16.05, 9.56, 8.17)})
+_put("cell", "downsample", "H1", {
+    ("good", "grad-only"): (11.30, 8.89, 9.59), ("good", "net-only"): (13.63, 13.07, 13.06),
+    ("good", "das"): (13.22, 10.22, 10.43), ("good", "random"): (13.15, 6.26, 5.72),
+    ("all", "das"): (13.31, 9.47, 8.61), ("all", "random"): (13.39, 4.37, 3.21)})
+for _data, _rows in {
+    "blur": {"H2": ((23.46, 21.43, 21.63), (23.10, 16.77, 19.88)),
+             "BOHB-one-shot-Blur": ((22.83, 20.86, 20.75), (22.47, 15.57, 18.04)),
+             "BOHB-one-shot-DS": ((22.33, 20.65, 20.96), (22.41, 14.43, 14.41)),
+             "BOHB-Blur": ((23.57, 22.05, 22.38), (22.94, 12.76, 8.21))},
+    "downsample": {"H2": ((18.20, 16.57, 16.78), (17.82, 15.93, 16.21)),
+                   "BOHB-one-shot-Blur": ((18.42, 16.83, 16.95), (17.73, 14.36, 14.57)),
+                   "BOHB-one-shot-DS": ((17.51, 15.33, 15.84), (18.12, 12.36, 13.65)),
+                   "BOHB-Blur": ((18.26, 14.63, 15.93), (17.91, 15.04, 15.44))}}.items():
+    for _preset, (_good, _all) in _rows.items():
+        _put("seq", _data, _preset, {("good", "das"): _good, ("all", "das"): _all})
+# Table 4 (cell space, blur; its H1 row repeats Table 2's)
+for _preset, (_good, _all) in {
+        "H2": ((15.38, 13.17, 12.52), (16.28, 14.11, 15.58)),
+        "BOHB-one-shot-Blur": ((16.38, 13.25, 12.76), (16.71, 11.73, 11.80)),
+        "BOHB-one-shot-DS": ((14.93, 12.73, 12.44), (15.86, 12.37, 11.72)),
+        "BOHB-Blur": ((16.50, 13.83, 13.06), (16.82, 14.07, 14.44)),
+        "BOHB-Non-Seq-one-shot-Blur": ((16.50, 8.84, 8.09), (16.82, 13.96, 15.50)),
+        "BOHB-Non-Seq-Blur": ((16.74, 9.73, 8.11), (17.03, 13.45, 15.42))}.items():
+    _put("cell", "blur", _preset, {("good", "das"): _good, ("all", "das"): _all})
+
+# Runtime of one trial on the paper's GPU (Table 1), seconds
+PAPER_RUNTIME = {("good", "grad-only"): 57, ("good", "net-only"): 57, ("good", "das"): 159, ("good", "random"): 35,
+                 ("good", "random-search"): 175, ("all", "das"): 173, ("all", "random"): 35,
+                 ("all", "random-search"): 175}
+PAPER_DRAWS_TO_BEAT_DAS = 49  # random-search steps to beat the DAS median (seq, blur, all ops, H1)
+
+
+def paper_value(space, data, ops, method, preset):
+    """(max, mean, median) of the paper, or None."""
+    return PAPER.get((space, data, ops, method, preset))
