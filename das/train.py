@@ -39,6 +39,15 @@ def evaluate(model, data: str, device="cpu", size: int | None = None) -> float:
     return mean_psnr(out, x)
 
 
+def one_hot_psnr(supernet, genotype, data: str, device="cpu", size: int | None = None) -> float:
+    """One-shot PSNR (dB) of a candidate architecture: the trained supernet with alpha one-hot on
+    the genotype's choices and the weights it inherits, not trained further (`evaluate`, BN in eval
+    mode). Equals evaluate() of `model.derived_from_supernet(supernet, genotype)`; the alphas are
+    restored afterwards."""
+    with supernet.one_hot(genotype):
+        return evaluate(supernet, data, device, size)
+
+
 def make_alpha_optimizer(params, hp: HParams):
     if hp.alpha_optimizer == "Adam":
         return torch.optim.Adam(params, lr=hp.alpha_lr, betas=(0.5, 0.999), weight_decay=hp.alpha_wd)

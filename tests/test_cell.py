@@ -46,7 +46,8 @@ def test_zero_op_semantics():
 
 
 def test_state_without_input_is_zero():
-    # s3 has no non-zero input; 3->5 must then add nothing, so s5 = net(s4) only
+    # s3 has no non-zero input, so s3 = 0; but 3->5 is grad, which reads y: grad(0) = tau A^T y - tau n(0)
+    # is not zero and is added to s5 (SPEC 4)
     edges = [(i, j, "zero") for i, j in M.cell_edges()]
     edges = [(i, j, {(0, 1): "net", (1, 4): "net", (3, 5): "grad", (4, 5): "net"}.get((i, j), op)) for i, j, op in edges]
     g = Genotype(space="cell", ops="good", edges=edges)
@@ -60,7 +61,9 @@ def test_state_without_input_is_zero():
     out = cell(s0, y, None)
     s1 = cell.ops["0_1"](s0, y)
     s4 = cell.ops["1_4"](s1, y)
-    s5 = cell.ops["4_5"](s4, y)
+    from_zero = cell.ops["3_5"](torch.zeros_like(s0), y)
+    assert from_zero.abs().max() > 0.1
+    s5 = cell.ops["4_5"](s4, y) + from_zero
     torch.testing.assert_close(out, cell.out(torch.cat([s4, s5], dim=1)))
 
 

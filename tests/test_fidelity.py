@@ -1,0 +1,172 @@
+"""Scientific fidelity: derived network == one-hot supernet (SPEC 4), the second-order alpha step
+against the exact hypergradient, the BatchNorm rule of the alpha step, thread-count invariance,
+initial alphas and their diagnostics, one-shot ranking by one-hot PSNR.
+
+Every random number a test needs comes from a local torch.Generator; the noise op, which draws
+from torch's global RNG, runs inside torch.random.fork_rng from a state taken from such a generator.
+"""
+import copy
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from das import model as M
+from das import operators as O
+from das.data import DataSource
+from das.genotype import Genotype
+from das.hparams import HParams, load_hparams
+from das.ops import CNNBank, MixedOp
+from das.train import Architect, Trainer, evaluate, one_hot_psnr
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+# --------------------------------------------------------------------------- helpers
+def reinit(net, generator: torch.Generator):
+    """Redraw every weight and BN statistic of net from generator, with the constructors' scales
+    (U(+-1/sqrt(fan_in)) for convolutions, tau and gamma near 1), so no test depends on the global RNG."""
+    def u(t, bound):
+        return (torch.rand(t.shape, generator=generator, dtype=t.dtype) * 2 - 1) * bound
+
+    with torch.no_grad():
+        for name, t in list(net.named_parameters()) + list(net.named_buffers()):
+            leaf = name.rsplit(".", 1)[-1]
+            if leaf in ("w1", "b1"):
+                t.copy_(u(t, 1 / math.sqrt(3)))
+            elif leaf in ("w2", "b2"):
+                t.copy_(u(t, 1 / math.sqrt(3 * net.width if hasattr(net, "width") else 48)))
+            elif name.endswith(("out.weight", "out.bias")):
+                t.copy_(u(t, 1 / math.sqrt(2)))
+            elif leaf == "tau":
+                t.copy_(1 + u(t, 0.2))
+            elif leaf == "gamma":
+                t.copy_(1 + u(t, 0.2))
+            elif leaf in ("beta", "running_mean"):
+                t.copy_(u(t, 0.2))
+            elif leaf == "running_var":
+                t.copy_(1 + u(t, 0.5))
+            elif leaf == "alphas":
+                t.copy_(u(t, 1.0))
+    return net
+
+
+def rng_state(seed: int) -> torch.Tensor:
+    """A CPU RNG state for the global generator, made by a local generator."""
+    return torch.Generator().manual_seed(seed).get_state()
+
+
+def run_with_draws(fn, state):
+    """fn() with torch's global RNG set to state, leaving the session's global RNG as it was."""
+    with torch.random.fork_rng(devices=[]):
+        torch.set_rng_state(state)
+        return fn()
+
+
+def emptied_edges(g: Genotype) -> Genotype:
+    """What the old derived cell computed: it skipped every edge leaving a state whose inputs were
+    all zero (and so on downstream); here those edges are set to zero explicitly."""
+    live = {0}
+    edges = []
+    for i, j, op in g.edges:
+        if op != "zero" and i not in live:
+            op = "zero"
+        if op != "zero":
+            live.add(j)
+        edges.append((i, j, op))
+    return Genotype(space="cell", ops=g.ops, data=g.data, width=g.width, edges=edges)
+
+
+def zero_state_genotype(ops: str) -> Genotype:
+    """Edge (0,1) is zero, so s1 = 0; grad leaves s1 (1->2) and feeds s4 and s5 (2->4, 4->5)."""
+    chosen = {(1, 2): "grad", (2, 4): "grad", (0, 5): "net", (4, 5): "grad"}
+    return Genotype(space="cell", ops=ops, edges=[(i, j, chosen.get((i, j), "zero")) for i, j in M.cell_edges()])
+
+
+def genotypes(space, ops, generator, count=4):
+    gs = [M.random_genotype(space, "blur", ops, generator) for _ in range(count)]
+    if space == "cell":
+        gs.append(zero_state_genotype(ops))
+    return gs
+
+
+# --------------------------------------------------------------------------- task 1: derived == supernet
+@pytest.mark.parametrize("space", ["seq", "cell"])
+@pytest.mark.parametrize("ops", ["good", "all"])
+def test_derived_network_equals_one_hot_supernet(space, ops):
+    """The supernet with one-hot alpha is the reference (it computes every term of every mixture).
+    noise_sigma = 0 makes the noise op deterministic, so the full mixture (skip_zero=False, the
+    training code path) compares exactly; with sigma > 0 the supernet leaves out the weight-0
+    terms (their value is 0 either way) so its noise ops draw what the derived network draws."""
+    g = torch.Generator().manual_seed(1234)
+    y = DataSource("blur", 5).batch(16)[1]
+    for genotype in genotypes(space, ops, g):
+        for sigma, skip_zero in ((0.0, False), (0.0, True), (0.1, True)):
+            sup = reinit(M.build_supernet(space, "blur", ops, noise_sigma=sigma), torch.Generator().manual_seed(7))
+            alphas = sup.alphas.detach().clone()
+            for train in (False, True):  # BN running statistics, then batch statistics
+                sup.train(train)
+                derived = M.derived_from_supernet(sup, genotype)
+                assert derived.training == train
+                draws = rng_state(11)
+                out = run_with_draws(lambda: derived(y), draws)
+                with sup.one_hot(genotype, skip_zero=skip_zero):
+                    ref = run_with_draws(lambda: sup(y), draws)
+                torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+            assert torch.equal(sup.alphas, alphas)  # restored bit for bit
+            assert not any(m.skip_zero_weights for m in sup.mixed_ops())
+
+
+def test_edge_from_a_zero_state_contributes():
+    """The genotype of the old bug: s1 = 0 (edge (0,1) zero) and grad(0) = tau A^T y - tau n(0)
+    leaves it. Its contribution to the output must be clearly non-zero, or the equality test above
+    could not tell the old cell (which dropped it) from the new one."""
+    genotype = zero_state_genotype("all")
+    sup = reinit(M.build_supernet("cell", "blur", "all"), torch.Generator().manual_seed(7)).eval()
+    y = DataSource("blur", 5).batch(16)[1]
+    draws = rng_state(11)
+    with sup.one_hot(genotype):
+        ref = run_with_draws(lambda: sup(y), draws)
+    derived = M.derived_from_supernet(sup, genotype)
+    old = M.derived_from_supernet(sup, emptied_edges(genotype))  # what the old code computed
+    assert sum(len(c.ops) for c in old.cells) == 2  # only 0->5 net was left in each cell
+    out, out_old = run_with_draws(lambda: derived(y), draws), run_with_draws(lambda: old(y), draws)
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    relative = ((ref - out_old).norm() / ref.norm()).item()
+    assert relative > 1e-2, relative
+    # the state itself: grad(0) is far from zero
+    cell = derived.cells[0]
+    derived._bind()
+    s2 = cell.ops["1_2"](torch.zeros(16, 1, 50), y)
+    assert s2.abs().mean() > 0.1
+
+
+def test_one_hot_rejects_a_foreign_genotype():
+    sup = M.build_supernet("seq", "blur", "good")
+    with pytest.raises(ValueError, match="not candidates"):
+        with sup.one_hot(Genotype(space="seq", ops="all", layers=["noise"] * 10)):
+            pass
+    with pytest.raises(ValueError, match="does not fit"):
+        M.derived_from_supernet(sup, zero_state_genotype("good"))
+
+
+# --------------------------------------------------------------------------- task 6: one-hot PSNR
+@pytest.mark.parametrize("space", ["seq", "cell"])
+def test_one_hot_psnr_equals_derived_network(space):
+    g = torch.Generator().manual_seed(99)
+    sup = reinit(M.build_supernet(space, "blur", "all"), torch.Generator().manual_seed(3))
+    alphas = sup.alphas.detach().clone()
+    candidates = genotypes(space, "all", g, count=2) + [sup.genotype()]
+    values = []
+    for genotype in candidates:
+        v = one_hot_psnr(sup, genotype, "blur", size=256)
+        assert v == pytest.approx(evaluate(M.derived_from_supernet(sup, genotype), "blur", size=256), abs=1e-4)
+        assert torch.equal(sup.alphas, alphas) and sup.training
+        values.append(v)
+    assert len(set(values)) == len(values)  # distinct candidates, distinct scores
