@@ -97,7 +97,22 @@ class _Cell(nn.Module):
             v = self.ops[f"{i}_{j}"](src, y, w)
             s[j] = v if s[j] is None else s[j] + v
         last = [t if t is not None else torch.zeros_like(s0) for t in s[-2:]]
-        return self.out(torch.cat(last, dim=1))
+        return self.output(*last)
+
+    def output(self, s4: torch.Tensor, s5: torch.Tensor) -> torch.Tensor:
+        """conv1x1(concat(s4, s5)) = w0 s4 + w1 s5 + b: s4, s5 (B,1,L) -> (B,1,L).
+
+        Computed by hand rather than by nn.Conv1d, whose weight and bias gradients are one oneDNN
+        reduction over all B*L positions split by thread, so their last bits (and then a whole
+        search) depended on the thread count. Expanding w and b over the batch makes autograd
+        reduce over L per sample, then over B: reductions too short to be split across threads,
+        or split along their outputs, which keeps each sum's order fixed. `self.out` keeps holding
+        the parameters, so checkpoints are unchanged.
+        """
+        B = s4.shape[0]
+        w = self.out.weight.view(1, 2, 1).expand(B, 2, 1)
+        b = self.out.bias.view(1, 1, 1).expand(B, 1, 1)
+        return s4 * w[:, :1] + s5 * w[:, 1:] + b
 
 
 class CellNetwork(_Network):

@@ -170,3 +170,52 @@ def test_one_hot_psnr_equals_derived_network(space):
         assert torch.equal(sup.alphas, alphas) and sup.training
         values.append(v)
     assert len(set(values)) == len(values)  # distinct candidates, distinct scores
+
+
+# --------------------------------------------------------------------------- task 4: thread count
+THREAD_PROBE = r"""
+import hashlib, json, sys
+import torch
+torch.set_num_threads(int(sys.argv[1]))
+import torch.nn.functional as F
+from das import model as M
+from das.data import DataSource
+from das.hparams import load_hparams
+from das.train import Trainer
+
+def digest(tensors):
+    return hashlib.sha256(b"".join(t.detach().contiguous().numpy().tobytes() for t in tensors)).hexdigest()
+
+out = {}
+for space in ("seq", "cell"):
+    for order in (1, 2):
+        torch.manual_seed(0)  # a fresh process: initialisation and noise draws are the same in both
+        net = M.build_supernet(space, "blur", "all", width=8)
+        x, y = DataSource("blur", 1).batch(128)
+        grads = torch.autograd.grad(F.mse_loss(net(y), x), list(net.parameters()))
+        hp = load_hparams("BOHB-Non-Seq-Blur")  # alpha steps from the first step on
+        trainer = Trainer(net, hp, "blur", 0, 1, search=True, order=order, batches_per_epoch=2)
+        h = trainer.run()
+        out[f"{space} order {order}"] = {"grads": digest(grads), "state": digest(net.state_dict().values()),
+                                         "loss": h["train_loss"] + h["val_loss"]}
+out["threads"] = torch.get_num_threads()
+print(json.dumps(out))
+"""
+
+
+def test_search_is_bitwise_thread_invariant():
+    """Gradients of one batch and two search steps (order 1 and 2) of both spaces, in two processes
+    with 1 and 2 torch threads: every parameter, alpha, BN statistic and loss equal bit for bit.
+    (The cell's nn.Conv1d(2->1, k=1) output conv had thread-dependent weight gradients.)"""
+    procs = [subprocess.Popen([sys.executable, "-c", THREAD_PROBE, str(n)], cwd=ROOT, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for n in (1, 2)]
+    results = []
+    for p in procs:
+        stdout, stderr = p.communicate(timeout=300)
+        assert p.returncode == 0, stderr
+        results.append(json.loads(stdout.strip().splitlines()[-1]))
+    one, two = results
+    assert (one.pop("threads"), two.pop("threads")) == (1, 2)
+    assert set(one) == {"seq order 1", "seq order 2", "cell order 1", "cell order 2"}
+    for key in one:
+        assert one[key] == two[key], key
