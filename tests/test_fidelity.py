@@ -6,6 +6,7 @@ Every random number a test needs comes from a local torch.Generator; the noise o
 from torch's global RNG, runs inside torch.random.fork_rng from a state taken from such a generator.
 """
 import copy
+import hashlib
 import json
 import math
 import subprocess
@@ -22,7 +23,8 @@ from das import operators as O
 from das.data import DataSource
 from das.genotype import Genotype
 from das.hparams import HParams, load_hparams
-from das.ops import CNNBank, MixedOp
+from das import ops as ops_lib
+from das.ops import CNNBank
 from das.train import Architect, Trainer, evaluate, one_hot_psnr
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -219,3 +221,129 @@ def test_search_is_bitwise_thread_invariant():
     assert set(one) == {"seq order 1", "seq order 2", "cell order 1", "cell order 2"}
     for key in one:
         assert one[key] == two[key], key
+
+
+# --------------------------------------------------------------------------- tasks 2 and 3: the alpha step
+def smooth_supernet(seed: int = 21, width: int = 4, layers: int = 3):
+    """A small float64 sequential supernet over all four ops whose CNNs never leave the linear part
+    of ReLU (gamma 0.1, beta 1 after BatchNorm; checked by `preactivation_margin`), so the
+    loss is smooth in (w, alpha) and the finite-difference error is the O(r^2) of a smooth function."""
+    net = reinit(M.SeqSupernet("blur", "all", width=width, layers=layers), torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        for m in net.mixed_ops():
+            m.bank.gamma.fill_(0.1)
+            m.bank.beta.fill_(1.0)
+    return net.double()
+
+
+def preactivation_margin(net):
+    """Record the smallest BatchNorm output (the ReLU input) of every CNN call while the context runs."""
+    seen = []
+
+    def hook(bank, args):
+        (u,) = args
+        K, C, k = bank.w1.shape
+        h = F.conv1d(u, bank.w1.reshape(K * C, 1, k), bank.b1.reshape(-1), padding=k // 2)
+        z = F.batch_norm(h, None, None, bank.gamma.reshape(-1), bank.beta.reshape(-1), True, 0.0, bank.eps)
+        seen.append(z.min().item())
+
+    handles = [m.register_forward_pre_hook(hook) for m in net.modules() if isinstance(m, CNNBank)]
+    return seen, handles
+
+
+def batches(n=8):
+    return (DataSource("blur", 31, dtype=torch.float64).batch(n), DataSource("blur", 32, dtype=torch.float64).batch(n))
+
+
+def exact_hypergradient(net, train_batch, val_batch, xi, wd, draws):
+    """d/dalpha L_val(w - xi (grad_w L_train(w, alpha) + wd w), alpha) by double backward, and the
+    direct term grad_alpha L_val(w', alpha) with w' held fixed; the train pass draws from `draws`,
+    the validation pass from where it left the RNG (as the Architect does)."""
+    net = copy.deepcopy(net)
+    names = [n for n, _ in net.named_parameters() if n != "alphas"]
+    weights = net.weights()
+    (x_t, y_t), (x_v, y_v) = train_batch, val_batch
+    with torch.random.fork_rng(devices=[]):
+        torch.set_rng_state(draws)
+        g = torch.autograd.grad(F.mse_loss(net(y_t), x_t), weights, create_graph=True, allow_unused=True)
+        after = torch.get_rng_state()
+        unrolled = {n: w - xi * ((0 if gi is None else gi) + wd * w) for n, w, gi in zip(names, weights, g)}
+        total = torch.autograd.grad(F.mse_loss(torch.func.functional_call(net, unrolled, (y_v,)), x_v), net.alphas)[0]
+        torch.set_rng_state(after)
+        fixed = {n: w.detach() for n, w in unrolled.items()}
+        direct = torch.autograd.grad(F.mse_loss(torch.func.functional_call(net, fixed, (y_v,)), x_v), net.alphas)[0]
+    return total, direct
+
+
+def test_second_order_matches_exact_hypergradient(monkeypatch):
+    """The FD Hessian-vector term of the Architect against double backward, noise op on (sigma 0.1):
+    relative error < 5e-3 at DARTS' radius and > 20x smaller at a 10x smaller radius (O(r^2)).
+    With independent noise draws per pass the error is of order 1 or more."""
+    net = smooth_supernet()
+    hp = HParams(param_wd=1e-3)
+    xi = 0.05
+    train_batch, val_batch = batches()
+    draws = rng_state(5)
+    with O.use_extension(False):  # the _ref ops have double backward
+        exact, direct = exact_hypergradient(net, train_batch, val_batch, xi, hp.param_wd, draws)
+        errors = {}
+        for radius in (0.01, 0.001):
+            monkeypatch.setattr(Architect, "FD_RADIUS", radius)
+            arch = Architect(net, hp, order=2)
+            seen, handles = preactivation_margin(net)
+            _, (fd,) = run_with_draws(lambda: arch._unrolled_grads(train_batch, val_batch, xi), draws)
+            for h in handles:
+                h.remove()
+            assert min(seen) > 0.2  # ReLU stayed linear in every pass
+            errors[radius] = ((fd - exact).norm() / (exact - direct).norm()).item()
+    hessian_share = ((exact - direct).norm() / exact.norm()).item()
+    assert hessian_share > 0.05, hessian_share  # the Hessian term is a sizeable part of the gradient
+    assert errors[0.01] < 5e-3, errors
+    assert errors[0.001] < errors[0.01] / 20, errors
+
+
+def test_second_order_passes_replay_the_same_draws(monkeypatch):
+    """Every noise-op call on the training batch (unrolled step, w + r dw, w - r dw) starts from the
+    same RNG state, pass by pass; the validation pass draws afresh."""
+    calls = []
+    real = ops_lib.OPS["noise"]
+
+    def spy(layer, u, y, r):
+        calls.append((y, hashlib.sha256(torch.get_rng_state().numpy().tobytes()).hexdigest()))
+        return real(layer, u, y, r)
+
+    monkeypatch.setitem(ops_lib.OPS, "noise", spy)
+    net = smooth_supernet().float()
+    (x_t, y_t), (x_v, y_v) = [(x.float(), y.float()) for x, y in batches()]
+    arch = Architect(net, HParams(), order=2)
+    run_with_draws(lambda: arch.step((x_t, y_t), (x_v, y_v), 1e-2), rng_state(5))
+    train = [h for y, h in calls if y is y_t]
+    val = [h for y, h in calls if y is y_v]
+    layers = len(net.layers)
+    assert len(train) == 3 * layers and len(val) == layers
+    assert train[:layers] == train[layers:2 * layers] == train[2 * layers:]
+    assert len(set(train[:layers])) == layers  # each layer draws anew within a pass
+    assert not set(val) & set(train)
+
+
+@pytest.mark.parametrize("order", [1, 2])
+def test_alpha_step_leaves_bn_statistics_theta_step_moves_them(order):
+    net = smooth_supernet().float()
+    (x_t, y_t), (x_v, y_v) = [(x.float(), y.float()) for x, y in batches()]
+    stats = {n: b.clone() for n, b in net.named_buffers() if n.endswith(("running_mean", "running_var"))}
+    weights = [w.detach().clone() for w in net.weights()]
+    alphas = net.alphas.detach().clone()
+    arch = Architect(net, HParams(alpha_lr=1e-2), order=order)
+    run_with_draws(lambda: arch.step((x_t, y_t), (x_v, y_v), 1e-2), rng_state(5))
+    assert not torch.equal(net.alphas, alphas)
+    assert all(torch.equal(w, w0) for w, w0 in zip(net.weights(), weights))
+    after = dict(net.named_buffers())
+    assert len(stats) == 2 * len(net.layers)
+    for n, b in stats.items():
+        assert torch.equal(after[n], b), n
+    # a theta step in training mode does update them
+    opt = torch.optim.SGD(net.weights(), lr=1e-2)
+    run_with_draws(lambda: F.mse_loss(net(y_t), x_t).backward(), rng_state(6))
+    opt.step()
+    for n, b in stats.items():
+        assert not torch.equal(after[n], b), n
