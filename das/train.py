@@ -201,6 +201,9 @@ class Trainer:
         self.history = {"epoch": [], "train_loss": [], "train_psnr": [], "seconds": []}
         if search:
             self.history.update(val_loss=[], alphas=[])
+            # softmax(alpha) before the first step (rows of floats, like "alphas"): how far alpha
+            # moved, and whether the derived choice is just the argmax of the initialisation
+            self.history["alphas_init"] = self.model.softmax_alphas()
         if not train_theta:
             # frozen, pretrained operations (DAS-single): BN keeps its running statistics
             self.model.eval()

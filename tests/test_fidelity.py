@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from das import model as M
 from das import operators as O
 from das.data import DataSource
+from das.diagnostics import alpha_diagnostics
 from das.genotype import Genotype
 from das.hparams import HParams, load_hparams
 from das import ops as ops_lib
@@ -182,6 +183,7 @@ torch.set_num_threads(int(sys.argv[1]))
 import torch.nn.functional as F
 from das import model as M
 from das.data import DataSource
+from das.diagnostics import alpha_diagnostics
 from das.hparams import load_hparams
 from das.train import Trainer
 
@@ -347,3 +349,48 @@ def test_alpha_step_leaves_bn_statistics_theta_step_moves_them(order):
     opt.step()
     for n, b in stats.items():
         assert not torch.equal(after[n], b), n
+
+
+# --------------------------------------------------------------------------- task 5: initial alphas
+def test_search_records_initial_alphas_through_resume(tmp_path):
+    net = reinit(M.SeqSupernet("blur", "all", width=4, layers=3), torch.Generator().manual_seed(8))
+    init = net.softmax_alphas()
+    hp = load_hparams("BOHB-Non-Seq-Blur")  # alpha moves from the first step
+    trainer = Trainer(net, hp, "blur", 0, 1, search=True, batch=16, batches_per_epoch=2)
+    assert trainer.history["alphas_init"] == init  # recorded before the first step
+    ckpt = tmp_path / "checkpoint.pt"
+    run_with_draws(lambda: trainer.run(ckpt), rng_state(1))
+    assert trainer.history["alphas"][-1] != init
+    # resume into a differently initialised supernet: the initial alphas come from the checkpoint
+    other = reinit(M.SeqSupernet("blur", "all", width=4, layers=3), torch.Generator().manual_seed(9))
+    resumed = Trainer(other, hp, "blur", 0, 2, search=True, batch=16, batches_per_epoch=2)
+    assert resumed.history["alphas_init"] != init
+    resumed.load_state_dict(torch.load(ckpt, weights_only=False))
+    run_with_draws(lambda: resumed.run(ckpt), rng_state(2))
+    assert resumed.history["alphas_init"] == init and len(resumed.history["alphas"]) == 2
+    d = alpha_diagnostics(resumed.history["alphas_init"], resumed.history["alphas"][-1])
+    assert 0 < d["moved_max"] < 1 and len(d["rows"]) == 3
+    retrain = Trainer(M.SeqSupernet("blur", "all", width=4, layers=3), hp, "blur", 0, 1)
+    assert "alphas_init" not in retrain.history
+
+
+def test_alpha_diagnostics_by_hand():
+    init = [[0.25, 0.25, 0.25, 0.25], [0.4, 0.3, 0.2, 0.1], [0.1, 0.2, 0.3, 0.4]]
+    final = [[0.7, 0.1, 0.1, 0.1], [0.1, 0.6, 0.2, 0.1], [0.0, 0.0, 0.5, 0.5]]
+    d = alpha_diagnostics(init, final)
+    ln = math.log
+    entropy = [-(0.7 * ln(0.7) + 3 * 0.1 * ln(0.1)), -(2 * 0.1 * ln(0.1) + 0.6 * ln(0.6) + 0.2 * ln(0.2)), ln(2)]
+    deviation = [0.45, 0.35, 0.25]
+    moved = [0.45, 0.3, 0.2]
+    kept = [True, False, False]  # row 3: a tie resolves to the first op, 2, while the initial argmax is 3
+    assert [r["entropy"] for r in d["rows"]] == pytest.approx(entropy, abs=1e-12)
+    assert [r["deviation"] for r in d["rows"]] == pytest.approx(deviation, abs=1e-12)
+    assert [r["moved"] for r in d["rows"]] == pytest.approx(moved, abs=1e-12)
+    assert [r["argmax_kept"] for r in d["rows"]] == kept
+    assert d["entropy_max"] == pytest.approx(max(entropy)) and d["entropy_mean"] == pytest.approx(np.mean(entropy))
+    assert d["deviation_max"] == pytest.approx(0.45) and d["deviation_mean"] == pytest.approx(np.mean(deviation))
+    assert d["moved_max"] == pytest.approx(0.45) and d["moved_mean"] == pytest.approx(np.mean(moved))
+    assert d["argmax_kept_share"] == pytest.approx(1 / 3) and d["uniform_entropy"] == pytest.approx(ln(4))
+    json.dumps(d)  # plain floats and bools, ready for result files
+    with pytest.raises(ValueError, match="one shape"):
+        alpha_diagnostics(init, final[:2])
