@@ -169,7 +169,8 @@ def test_one_hot_psnr_equals_derived_network(space):
     values = []
     for genotype in candidates:
         v = one_hot_psnr(sup, genotype, "blur", size=256)
-        assert v == pytest.approx(evaluate(M.derived_from_supernet(sup, genotype), "blur", size=256), abs=1e-4)
+        # bit for bit on the CPU; the tolerance leaves room for other kernels (GPU, _ref path)
+        assert v == pytest.approx(evaluate(M.derived_from_supernet(sup, genotype), "blur", size=256), abs=1e-6)
         assert torch.equal(sup.alphas, alphas) and sup.training
         values.append(v)
     assert len(set(values)) == len(values)  # distinct candidates, distinct scores
