@@ -6,6 +6,7 @@ Both take the measurement y (B,1,Lo) and return the reconstruction (B,1,L).
 """
 from __future__ import annotations
 
+import contextlib
 
 import torch
 import torch.nn as nn
@@ -13,7 +14,7 @@ import torch.nn.functional as F
 
 from das import operators
 from das.genotype import CELL_STATES, SEQ_LAYERS, Genotype
-from das.ops import WIDTH, NOISE_SIGMA, MixedOp, op_names
+from das.ops import CNN_OPS, WIDTH, NOISE_SIGMA, MixedOp, op_names
 
 CELLS = 2
 
@@ -26,10 +27,11 @@ def cell_edges(states: int = CELL_STATES) -> list[tuple[int, int]]:
 class _Network(nn.Module):
     """Shared plumbing: the operator A as a buffer, and the residual output u0 + body(u0)."""
 
-    def __init__(self, data: str):
+    def __init__(self, data: str, noise_sigma: float = NOISE_SIGMA):
         super().__init__()
         A = operators.Operator(data)
         self.data, self.stride, self.length = data, A.stride, A.length
+        self.noise_sigma = noise_sigma
         self.register_buffer("kernel", A.kernel, persistent=False)
 
     def mixed_ops(self):
@@ -59,7 +61,7 @@ class SeqNetwork(_Network):
     space = "seq"
 
     def __init__(self, data: str, layer_ops: list[list[str]], width: int = WIDTH, noise_sigma: float = NOISE_SIGMA):
-        super().__init__(data)
+        super().__init__(data, noise_sigma)
         self.layers = nn.ModuleList(MixedOp(ops, width, noise_sigma) for ops in layer_ops)
         self._mixed = self.mixed_ops()
 
@@ -70,7 +72,13 @@ class SeqNetwork(_Network):
 
 
 class _Cell(nn.Module):
-    """One cell: s_j = sum_{i<j} o_ij(s_i); output = conv1x1(concat(s4, s5))."""
+    """One cell: s_j = sum_{i<j} o_ij(s_i); output = conv1x1(concat(s4, s5)).
+
+    A derived cell holds only its non-zero edges. A state none of whose edges is held is the zero
+    signal, and the edges leaving it are still computed (SPEC 4): grad and noise read y, so
+    grad(0) = tau A^T y - tau n(0) is not zero. This makes a derived cell equal the supernet's cell
+    with one-hot alpha.
+    """
 
     def __init__(self, edge_ops: dict, width: int, noise_sigma: float, states: int = CELL_STATES):
         super().__init__()
@@ -81,15 +89,30 @@ class _Cell(nn.Module):
         self.index = {e: k for k, e in enumerate(cell_edges(states))}
 
     def forward(self, s0, y, weights):
-        s = [s0] + [None] * self.states
+        """s0 (B,1,L), y (B,1,Lo), weights (15, n_ops) softmax or None (derived) -> (B,1,L)."""
+        s = [s0] + [None] * self.states  # None: no edge into this state so far, i.e. the zero signal
         for i, j in self.edges:
-            if s[i] is None:  # a state with no non-zero input is zero, and so is what it feeds
-                continue
             w = None if weights is None else weights[self.index[(i, j)]]
-            v = self.ops[f"{i}_{j}"](s[i], y, w)
+            src = s[i] if s[i] is not None else torch.zeros_like(s0)
+            v = self.ops[f"{i}_{j}"](src, y, w)
             s[j] = v if s[j] is None else s[j] + v
         last = [t if t is not None else torch.zeros_like(s0) for t in s[-2:]]
-        return self.out(torch.cat(last, dim=1))
+        return self.output(*last)
+
+    def output(self, s4: torch.Tensor, s5: torch.Tensor) -> torch.Tensor:
+        """conv1x1(concat(s4, s5)) = w0 s4 + w1 s5 + b: s4, s5 (B,1,L) -> (B,1,L).
+
+        Computed by hand rather than by nn.Conv1d, whose weight and bias gradients are one oneDNN
+        reduction over all B*L positions split by thread, so their last bits (and then a whole
+        search) depended on the thread count. Expanding w and b over the batch makes autograd
+        reduce over L per sample, then over B: reductions too short to be split across threads,
+        or split along their outputs, which keeps each sum's order fixed. `self.out` keeps holding
+        the parameters, so checkpoints are unchanged.
+        """
+        B = s4.shape[0]
+        w = self.out.weight.view(1, 2, 1).expand(B, 2, 1)
+        b = self.out.bias.view(1, 1, 1).expand(B, 1, 1)
+        return s4 * w[:, :1] + s5 * w[:, 1:] + b
 
 
 class CellNetwork(_Network):
@@ -99,7 +122,7 @@ class CellNetwork(_Network):
 
     def __init__(self, data: str, edge_ops: dict, width: int = WIDTH, noise_sigma: float = NOISE_SIGMA,
                  cells: int = CELLS):
-        super().__init__(data)
+        super().__init__(data, noise_sigma)
         self.cells = nn.ModuleList(_Cell(edge_ops, width, noise_sigma) for _ in range(cells))
         self._mixed = self.mixed_ops()
 
@@ -124,6 +147,45 @@ class _Supernet:
 
     def softmax_alphas(self) -> list[list[float]]:
         return F.softmax(self.alphas.detach().double(), dim=-1).tolist()
+
+    def choice_indices(self, genotype: Genotype) -> list[int]:
+        """The row-wise index into op_names of each layer's (seq) or edge's (cell) op in genotype."""
+        if genotype.space != self.space:
+            raise ValueError(f"a {genotype.space} genotype does not fit a {self.space} supernet")
+        chosen = genotype.layers if self.space == "seq" else [op for _, _, op in genotype.edges]
+        if self.space == "cell" and [(i, j) for i, j, _ in genotype.edges] != cell_edges():
+            raise ValueError("a cell genotype for a supernet must name all 15 edges in cell_edges() order")
+        if len(chosen) != self.alphas.shape[0]:
+            raise ValueError(f"genotype has {len(chosen)} layers, the supernet {self.alphas.shape[0]}")
+        missing = sorted(set(chosen) - set(self.op_names))
+        if missing:
+            raise ValueError(f"genotype ops {missing} are not candidates of this supernet ({self.op_names})")
+        return [self.op_names.index(op) for op in chosen]
+
+    @contextlib.contextmanager
+    def one_hot(self, genotype: Genotype, skip_zero: bool = True):
+        """Within the block alpha is one-hot on the genotype's choices: softmax exactly 1 for the
+        chosen op and exactly 0 for the others (logits 0 and -inf), weights as trained.
+
+        skip_zero: the mixed ops leave out the terms of weight 0 (see MixedOp.skip_zero_weights),
+        so the noise ops draw exactly what the derived network draws. The mixture's value is the
+        same either way; skip_zero=False computes every term, as in training.
+        The alphas and the mixed ops are restored on exit, bit for bit.
+        """
+        idx = self.choice_indices(genotype)
+        saved = self.alphas.detach().clone()
+        with torch.no_grad():
+            self.alphas.fill_(float("-inf"))
+            self.alphas[torch.arange(len(idx)), torch.tensor(idx)] = 0.0
+        for m in self._mixed:
+            m.skip_zero_weights = skip_zero
+        try:
+            yield self
+        finally:
+            with torch.no_grad():
+                self.alphas.copy_(saved)
+            for m in self._mixed:
+                m.skip_zero_weights = False
 
 
 class SeqSupernet(_Supernet, SeqNetwork):
@@ -172,6 +234,36 @@ def build_network(genotype: Genotype, data: str | None = None, noise_sigma: floa
     return CellNetwork(data, edge_ops, genotype.width, noise_sigma)
 
 
+def derived_from_supernet(supernet, genotype: Genotype | None = None):
+    """The discrete network of `genotype` (default: the supernet's own) carrying the supernet's
+    weights: each kept op takes the tau and the CNN (BN statistics included) of its layer/edge,
+    each cell takes its cell's output conv. Same device, dtype and train/eval mode.
+
+    It computes what the supernet computes with one-hot alpha on genotype (`_Supernet.one_hot`).
+    """
+    genotype = genotype or supernet.genotype()
+    supernet.choice_indices(genotype)  # validates space, length and op names
+    if genotype.width != supernet.width:
+        raise ValueError(f"genotype width {genotype.width} differs from the supernet's {supernet.width}")
+    net = build_network(genotype, supernet.data, supernet.noise_sigma)
+    net.to(device=supernet.kernel.device, dtype=supernet.alphas.dtype)
+    if genotype.space == "seq":
+        pairs = list(zip(net.layers, supernet.layers))
+    else:
+        pairs = []
+        for cell, source in zip(net.cells, supernet.cells):
+            cell.out.load_state_dict(source.out.state_dict())
+            pairs += [(m, source.ops[key]) for key, m in cell.ops.items()]
+    with torch.no_grad():
+        for m, source in pairs:
+            op = m.names[0]
+            if op in CNN_OPS:
+                m.bank.copy_slot(0, source.bank, source.cnn_slot[op])
+            if op == "grad":
+                m.tau.copy_(source.tau)
+    return net.train(supernet.training)
+
+
 def uniform_genotype(space: str, data: str, ops: str, op: str, width: int = WIDTH) -> Genotype:
     """Every layer/edge the same op: the grad-only and net-only baselines."""
     if space == "seq":
@@ -191,4 +283,4 @@ def random_genotype(space: str, data: str, ops: str, generator: torch.Generator,
 
 
 __all__ = ["SeqNetwork", "CellNetwork", "SeqSupernet", "CellSupernet", "build_supernet", "build_network",
-           "cell_edges", "uniform_genotype", "random_genotype", "SEQ_LAYERS"]
+           "cell_edges", "derived_from_supernet", "uniform_genotype", "random_genotype", "SEQ_LAYERS"]

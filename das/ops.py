@@ -109,6 +109,11 @@ class MixedOp(nn.Module):
         self.noise_sigma = noise_sigma
         # indices of the ops that are not `zero`: a zero op adds nothing, so it is never computed
         self.live = [i for i, n in enumerate(names) if n != "zero"]
+        # Set by `_Supernet.one_hot`: also leave out the ops whose weight is exactly 0. Their term
+        # w_t o_t(u) is exactly 0 either way; leaving them out only spares their compute and their
+        # random draws, so the noise ops of a one-hot supernet draw what the derived network draws.
+        # Off in training: it reads the weights on the host.
+        self.skip_zero_weights = False
         self.kernel, self.stride = None, 1
 
     def bind_operator(self, kernel: torch.Tensor, stride: int) -> None:
@@ -120,8 +125,12 @@ class MixedOp(nn.Module):
         if weights is None:
             assert len(self.names) == 1, "a mixed op needs weights"
             return OPS[self.names[0]](self, u, y, r)
-        if not self.live:
+        live = self.live
+        if self.skip_zero_weights:
+            nonzero = (weights != 0).tolist()
+            live = [i for i in live if nonzero[i]]
+        if not live:
             return torch.zeros_like(u)
-        outs = torch.stack([OPS[self.names[i]](self, u, y, r) for i in self.live])
-        w = weights if len(self.live) == len(self.names) else weights[self.live]
+        outs = torch.stack([OPS[self.names[i]](self, u, y, r) for i in live])
+        w = weights if len(live) == len(self.names) else weights[live]
         return torch.tensordot(w, outs, dims=1)

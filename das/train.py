@@ -39,15 +39,57 @@ def evaluate(model, data: str, device="cpu", size: int | None = None, sigma_n: f
     return mean_psnr(out, x)
 
 
+def one_hot_psnr(supernet, genotype, data: str, device="cpu", size: int | None = None) -> float:
+    """One-shot PSNR (dB) of a candidate architecture: the trained supernet with alpha one-hot on
+    the genotype's choices and the weights it inherits, not trained further (`evaluate`, BN in eval
+    mode). Equals evaluate() of `model.derived_from_supernet(supernet, genotype)`; the alphas are
+    restored afterwards."""
+    with supernet.one_hot(genotype):
+        return evaluate(supernet, data, device, size)
+
+
 def make_alpha_optimizer(params, hp: HParams):
     if hp.alpha_optimizer == "Adam":
         return torch.optim.Adam(params, lr=hp.alpha_lr, betas=(0.5, 0.999), weight_decay=hp.alpha_wd)
     return torch.optim.SGD(params, lr=hp.alpha_lr, weight_decay=hp.alpha_wd)
 
 
+def _bn_statistics(model) -> list[torch.Tensor]:
+    """The BatchNorm running statistics of every CNN: the running_mean and running_var buffers."""
+    return [b for n, b in model.named_buffers() if n.endswith(("running_mean", "running_var"))]
+
+
+def _rng_state(device: torch.device):
+    """The global RNG state(s) a forward pass draws from: the CPU one, and the device's on CUDA."""
+    return torch.get_rng_state(), (torch.cuda.get_rng_state(device) if device.type == "cuda" else None)
+
+
+def _set_rng_state(state, device: torch.device) -> None:
+    torch.set_rng_state(state[0])
+    if state[1] is not None:
+        torch.cuda.set_rng_state(state[1], device)
+
+
 class Architect:
     """The alpha step of DAS: first order, or second order with one unrolled theta step and a
-    finite-difference Hessian-vector product (DARTS, Liu et al. 2019, Eq. 7-8)."""
+    finite-difference Hessian-vector product (DARTS, Liu et al. 2019, Eq. 7-8).
+
+    Second order: grad_alpha L_val(w', alpha) - xi * H dw with w' = w - xi (grad_w L_train(w, alpha)
+    + wd w), dw = grad_w' L_val(w', alpha) and H dw ~ (grad_alpha L_train(w + r dw) -
+    grad_alpha L_train(w - r dw)) / (2 r), r = FD_RADIUS / ||dw|| (DARTS' 0.01). The error of that
+    central difference is O(r^2) only if the three passes on the training batch evaluate one and the
+    same function of (w, alpha): they see the same batch and replay the same random draws (the
+    noise op's eps), from the RNG state at the start of the step. Otherwise the difference of two
+    noise draws, divided by 2r, swamps the Hessian term. The validation pass draws afresh, and the
+    RNG leaves the step as if one training and one validation pass had run.
+
+    BatchNorm, both orders: the alpha step runs BN in training mode (batch statistics, as the theta
+    step sees them) and leaves running_mean / running_var as they were. The running statistics
+    estimate theta's activations for evaluation and belong to theta: only theta steps update them.
+    (A model in eval mode, as in DAS-single with frozen theta, keeps using its running statistics.)
+    """
+
+    FD_RADIUS = 0.01
 
     def __init__(self, model, hp: HParams, order: int = 1):
         if order not in (1, 2):
@@ -64,50 +106,71 @@ class Architect:
         return lr
 
     def step(self, train_batch, val_batch, xi: float) -> torch.Tensor:
-        """One alpha update; returns the validation loss (a 0-dim tensor)."""
+        """One alpha update; returns the validation loss (a 0-dim tensor).
+
+        train_batch (order 2 only) and val_batch: (x (B,1,L), y (B,1,Lo)); xi: the unrolled step's lr.
+        """
         alphas = self.model.arch_parameters()
         x_v, y_v = val_batch
-        if self.order == 1:
-            loss = F.mse_loss(self.model(y_v), x_v)
-            grads = torch.autograd.grad(loss, alphas)
-        else:
-            loss, grads = self._unrolled_grads(train_batch, val_batch, xi)
+        statistics = [b.clone() for b in _bn_statistics(self.model)]
+        try:
+            if self.order == 1:
+                loss = F.mse_loss(self.model(y_v), x_v)
+                grads = torch.autograd.grad(loss, alphas)
+            else:
+                loss, grads = self._unrolled_grads(train_batch, val_batch, xi)
+        finally:
+            with torch.no_grad():
+                for b, b0 in zip(_bn_statistics(self.model), statistics):
+                    b.copy_(b0)
         for a, g in zip(alphas, grads):
             a.grad = g
         self.optimizer.step()
         return loss.detach()
 
     def _unrolled_grads(self, train_batch, val_batch, xi):
+        """(L_val(w', alpha), the second-order gradient per arch parameter); weights restored."""
         model = self.model
         alphas, weights = model.arch_parameters(), model.weights()
         x_t, y_t = train_batch
         x_v, y_v = val_batch
+        device = alphas[0].device
+        draws = _rng_state(device)  # every pass on the training batch replays these draws
+
+        def train_loss():
+            _set_rng_state(draws, device)
+            return F.mse_loss(model(y_t), x_t)
+
         theta = [w.detach().clone() for w in weights]
-        buffers = [b.detach().clone() for b in model.buffers()]
-        # w' = w - xi * (grad_w L_train(w, alpha) + wd * w)
-        g_train = torch.autograd.grad(F.mse_loss(model(y_t), x_t), weights, allow_unused=True)
-        with torch.no_grad():
-            for w, g in zip(weights, g_train):
-                if g is not None:
-                    w.sub_(xi * (g + self.hp.param_wd * w))
-        loss = F.mse_loss(model(y_v), x_v)
-        grads = torch.autograd.grad(loss, alphas + weights, allow_unused=True)
-        d_alpha = grads[: len(alphas)]
-        d_w = [torch.zeros_like(w) if g is None else g for w, g in zip(weights, grads[len(alphas):])]
-        r = 0.01 / torch.cat([g.flatten() for g in d_w]).norm().clamp_min(1e-12)
-
-        def alpha_grad_at(sign):
+        try:
+            # w' = w - xi * (grad_w L_train(w, alpha) + wd * w)
+            g_train = torch.autograd.grad(train_loss(), weights, allow_unused=True)
             with torch.no_grad():
-                for w, w0, d in zip(weights, theta, d_w):
-                    w.copy_(w0 + sign * r * d)
-            return torch.autograd.grad(F.mse_loss(model(y_t), x_t), alphas)
+                for w, g in zip(weights, g_train):
+                    if g is not None:
+                        w.sub_(xi * (g + self.hp.param_wd * w))
+            loss = F.mse_loss(model(y_v), x_v)
+            after = _rng_state(device)
+            grads = torch.autograd.grad(loss, alphas + weights, allow_unused=True)
+            d_alpha = grads[: len(alphas)]
+            d_w = [torch.zeros_like(w) if g is None else g for w, g in zip(weights, grads[len(alphas):])]
+            # ||dw|| as a sum of per-tensor sums in list order: no reduction long enough to be split
+            # across threads, so r does not depend on the thread count
+            norm = torch.stack([g.pow(2).sum() for g in d_w]).sum().sqrt()
+            r = self.FD_RADIUS / norm.clamp_min(1e-12)
 
-        g_pos, g_neg = alpha_grad_at(1.0), alpha_grad_at(-1.0)
-        with torch.no_grad():
-            for w, w0 in zip(weights, theta):
-                w.copy_(w0)
-            for b, b0 in zip(model.buffers(), buffers):
-                b.copy_(b0)
+            def alpha_grad_at(sign):
+                with torch.no_grad():
+                    for w, w0, d in zip(weights, theta, d_w):
+                        w.copy_(w0 + sign * r * d)
+                return torch.autograd.grad(train_loss(), alphas)
+
+            g_pos, g_neg = alpha_grad_at(1.0), alpha_grad_at(-1.0)
+            _set_rng_state(after, device)
+        finally:
+            with torch.no_grad():
+                for w, w0 in zip(weights, theta):
+                    w.copy_(w0)
         hessian = [(p - n) / (2 * r) for p, n in zip(g_pos, g_neg)]
         return loss, [d - xi * h for d, h in zip(d_alpha, hessian)]
 
@@ -139,6 +202,9 @@ class Trainer:
         self.history = {"epoch": [], "train_loss": [], "train_psnr": [], "seconds": []}
         if search:
             self.history.update(val_loss=[], alphas=[])
+            # softmax(alpha) before the first step (rows of floats, like "alphas"): how far alpha
+            # moved, and whether the derived choice is just the argmax of the initialisation
+            self.history["alphas_init"] = self.model.softmax_alphas()
         if not train_theta:
             # frozen, pretrained operations (DAS-single): BN keeps its running statistics
             self.model.eval()
