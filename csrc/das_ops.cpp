@@ -14,6 +14,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <memory>
 #include <tuple>
 #include <vector>
 
@@ -79,12 +81,42 @@ inline scalar_t row_dot(const scalar_t* __restrict__ a, const scalar_t* __restri
   return s;
 }
 
+// Scratch memory aligned to 64 bytes. Every buffer that a vectorised loop reads starts on the same
+// alignment in every call, so the compiler's loop peeling (and with it the order of a reduction)
+// can never depend on where malloc happened to put a buffer: trial t computes the same bits alone
+// or inside a batch of trials.
+template <typename scalar_t>
+struct Scratch {
+  std::unique_ptr<scalar_t, decltype(&std::free)> ptr;
+  explicit Scratch(int64_t n)
+      : ptr(static_cast<scalar_t*>(std::aligned_alloc(64, ((std::max<int64_t>(n, 1) * sizeof(scalar_t) + 63) / 64) * 64)),
+            &std::free) {
+    TORCH_CHECK(ptr, "das: out of memory allocating ", n, " scratch values");
+  }
+  scalar_t* data() const { return ptr.get(); }
+  scalar_t& operator[](int64_t i) const { return ptr.get()[i]; }
+};
+
+// a * b + c as one rounding where the CPU has FMA, exactly what the compiler makes of `c += a * b` in the
+// tap-by-tap loops (-ffp-contract=fast); spelled out so that -fassociative-math cannot regroup a
+// chain of taps and change the bits.
+template <typename scalar_t>
+inline scalar_t madd(scalar_t a, scalar_t b, scalar_t c) {
+#ifdef __FMA__
+  return std::fma(a, b, c);
+#else
+  return a * b + c;
+#endif
+}
+
 // Signals of a batch as one flat row: each sample padded by p zeros on both sides, so a
 // convolution over the whole batch is a few long, vectorised multiply-adds.
 template <typename scalar_t>
 struct Rows {
   int64_t B, L, p, P, n;  // samples, length, padding, padded length, flat length B * P
-  Rows(int64_t B_, int64_t L_, int64_t p_) : B(B_), L(L_), p(p_), P(L_ + 2 * p_), n(B_ * (L_ + 2 * p_)) {}
+  int64_t ns;             // n rounded up to 64 bytes: the distance between consecutive rows in one buffer
+  Rows(int64_t B_, int64_t L_, int64_t p_)
+      : B(B_), L(L_), p(p_), P(L_ + 2 * p_), n(B_ * (L_ + 2 * p_)), ns((n + 15) / 16 * 16) {}
 
   void zero_pads(scalar_t* x) const {
     for (int64_t b = 0; b < B; ++b) {
@@ -109,33 +141,158 @@ struct Rows {
     for (int64_t b = 0; b < B; ++b)
       for (int64_t l = 0; l < L; ++l) dst[b * L + l] = src[b * P + p + l];
   }
-  // out[i] (+)= sum_t w[t] x[i + t - kk/2] over the inner flat range (kk/2 <= p)
+  // out[i] (+)= sum_t w[t] x[i + t - kk/2] over the inner flat range (kk/2 <= p).
+  // Every element adds its taps in the order t = 0..kk-1, one multiply-add each, on every path:
+  // the fused one-pass loops for the common tap counts give the same bits as the tap-by-tap passes.
   void conv(const scalar_t* __restrict__ x, const scalar_t* __restrict__ w, int64_t kk, scalar_t* __restrict__ out,
             bool accumulate, scalar_t bias = 0) const {
     const int64_t h = kk / 2, lo = p, hi = n - p;
     if (!accumulate)
       for (int64_t i = 0; i < n; ++i) out[i] = bias;
+    if (kk == 3) return conv_taps<3>(x, w, out);
+    if (kk == 7) return conv_taps<7>(x, w, out);
     for (int64_t t = 0; t < kk; ++t) {
       const scalar_t wt = w[t];
       const scalar_t* __restrict__ xs = x + (t - h);
       for (int64_t i = lo; i < hi; ++i) out[i] += wt * xs[i];
     }
   }
-  // the transpose: out[i + t - kk/2] += w[t] x[i]
+  // one pass over the row with the KK taps in registers: a third of the memory traffic for k = 3
+  template <int KK>
+  void conv_taps(const scalar_t* __restrict__ x, const scalar_t* __restrict__ w, scalar_t* __restrict__ out) const {
+    constexpr int h = KK / 2;
+    scalar_t wt[KK];
+    for (int t = 0; t < KK; ++t) wt[t] = w[t];
+    for (int64_t i = p; i < n - p; ++i) {
+      scalar_t s = out[i];
+      for (int t = 0; t < KK; ++t) s = madd(wt[t], x[i + t - h], s);
+      out[i] = s;
+    }
+  }
+  // the transpose: out[i + t - kk/2] += w[t] x[i], for i over the inner flat range
   void conv_transpose(const scalar_t* __restrict__ x, const scalar_t* __restrict__ w, int64_t kk,
                       scalar_t* __restrict__ out) const {
     const int64_t h = kk / 2, lo = p, hi = n - p;
+    if (hi - lo >= 2 * kk) {
+      if (kk == 3) return conv_transpose_taps<3>(x, w, out);
+      if (kk == 7) return conv_transpose_taps<7>(x, w, out);
+    }
     for (int64_t t = 0; t < kk; ++t) {
       const scalar_t wt = w[t];
       scalar_t* __restrict__ os = out + (t - h);
       for (int64_t i = lo; i < hi; ++i) os[i] += wt * x[i];
     }
   }
+  // out[j] += sum_t w[t] x[j - t + h] over the t with j - t + h in [lo, hi), in the order t = 0..KK-1:
+  // all taps in the interior, one pass; the few elements at both ends take theirs one by one.
+  template <int KK>
+  void conv_transpose_taps(const scalar_t* __restrict__ x, const scalar_t* __restrict__ w,
+                           scalar_t* __restrict__ out) const {
+    constexpr int h = KK / 2;
+    const int64_t lo = p, hi = n - p;
+    scalar_t wt[KK];
+    for (int t = 0; t < KK; ++t) wt[t] = w[t];
+    auto edge = [&](int64_t j0, int64_t j1) {
+      for (int64_t j = j0; j < j1; ++j)
+        for (int t = 0; t < KK; ++t) {
+          const int64_t i = j - t + h;
+          if (i >= lo && i < hi) out[j] = madd(wt[t], x[i], out[j]);
+        }
+    };
+    edge(lo - h, lo + h);
+    for (int64_t j = lo + h; j < hi - h; ++j) {
+      scalar_t s = out[j];
+      for (int t = 0; t < KK; ++t) s = madd(wt[t], x[j - t + h], s);
+      out[j] = s;
+    }
+    edge(hi - h, hi + h);
+  }
+  // f(i, conv(x)[i] + bias) for every i of the row (just bias on the outer pads, as conv leaves them):
+  // the convolution and what consumes it in one pass, with conv's arithmetic.
+  template <typename F>
+  void conv_map(const scalar_t* __restrict__ x, const scalar_t* __restrict__ w, int64_t kk, scalar_t bias,
+                F f) const {
+    const int64_t h = kk / 2;
+    for (int64_t i = 0; i < p; ++i) f(i, bias);
+    if (kk == 3) {
+      conv_map_taps<3>(x, w, bias, f);
+    } else {
+      for (int64_t i = p; i < n - p; ++i) {
+        scalar_t s = bias;
+        for (int64_t t = 0; t < kk; ++t) s = madd(w[t], x[i + t - h], s);
+        f(i, s);
+      }
+    }
+    for (int64_t i = n - p; i < n; ++i) f(i, bias);
+  }
+  template <int KK, typename F>
+  void conv_map_taps(const scalar_t* __restrict__ x, const scalar_t* __restrict__ w, scalar_t bias, F f) const {
+    constexpr int h = KK / 2;
+    scalar_t wt[KK];
+    for (int t = 0; t < KK; ++t) wt[t] = w[t];
+    for (int64_t i = p; i < n - p; ++i) {
+      scalar_t s = bias;
+      for (int t = 0; t < KK; ++t) s = madd(wt[t], x[i + t - h], s);
+      f(i, s);
+    }
+  }
+  // f(j, conv_transpose(x)[j]) for every j of the row, the transpose started from zeros: the same
+  // bits as zeroing a row, conv_transpose into it and then applying f.
+  template <typename F>
+  void conv_transpose_map(const scalar_t* __restrict__ x, const scalar_t* __restrict__ w, int64_t kk, F f) const {
+    const int64_t h = kk / 2, lo = p, hi = n - p;
+    auto one = [&](int64_t j) {  // the taps t = 0..kk-1 that reach j, in order
+      scalar_t s = 0;
+      for (int64_t t = 0; t < kk; ++t) {
+        const int64_t i = j - t + h;
+        if (i >= lo && i < hi) s = madd(w[t], x[i], s);
+      }
+      f(j, s);
+    };
+    if (kk != 3 || hi - lo < 2 * kk) {
+      for (int64_t j = 0; j < n; ++j) one(j);
+      return;
+    }
+    constexpr int64_t hh = 1;  // kk == 3
+    const scalar_t w0 = w[0], w1 = w[1], w2 = w[2];
+    for (int64_t j = 0; j < lo + hh; ++j) one(j);
+    for (int64_t j = lo + hh; j < hi - hh; ++j) {
+      scalar_t s = 0;
+      s = madd(w0, x[j + hh], s);
+      s = madd(w1, x[j + hh - 1], s);
+      s = madd(w2, x[j + hh - 2], s);
+      f(j, s);
+    }
+    for (int64_t j = hi - hh; j < n; ++j) one(j);
+  }
   // dw[t] = sum_i g[i] x[i + t - kk/2]; g must be zero on the pads
   template <typename acc_t>
   void weight_grad(const scalar_t* __restrict__ g, const scalar_t* __restrict__ x, int64_t kk, acc_t* dw) const {
     const int64_t h = kk / 2;
+    if (kk == 3) return weight_grad3(g + p, x + p - 1, n - 2 * p, dw);
     for (int64_t t = 0; t < kk; ++t) dw[t] = blocked_dot<acc_t>(g + p, x + p + (t - h), n - 2 * p);
+  }
+  // the three dot products of a 3-tap kernel in one pass over g, each with blocked_dot's chunking (64
+  // in the element type, the chunks in the accumulate type); with GCC's vectorisation here this gave
+  // the same bits as three blocked_dot passes, and either way every caller shares this one code path
+  template <typename acc_t>
+  static void weight_grad3(const scalar_t* __restrict__ a, const scalar_t* __restrict__ b, int64_t m, acc_t* dw) {
+    acc_t d0 = 0, d1 = 0, d2 = 0;
+    for (int64_t i = 0; i < m; i += 64) {
+      const int64_t len = std::min<int64_t>(64, m - i);
+      scalar_t s0 = 0, s1 = 0, s2 = 0;
+      for (int64_t l = 0; l < len; ++l) {
+        s0 += a[i + l] * b[i + l];
+        s1 += a[i + l] * b[i + l + 1];
+        s2 += a[i + l] * b[i + l + 2];
+      }
+      d0 += s0;
+      d1 += s1;
+      d2 += s2;
+    }
+    dw[0] = d0;
+    dw[1] = d1;
+    dw[2] = d2;
   }
   // sums in chunks of 64 in the element type (vectorised), the chunks in the accumulate type
   template <typename acc_t>
@@ -215,15 +372,35 @@ void check_grad_step(const at::Tensor& u, const at::Tensor& y, const at::Tensor&
               "das: y must have shape (", u.size(0), ", 1, ", blurred_length(u.size(2), stride),
               ") = A u's shape for stride ", stride, ", got ", y.sizes());
 }
-}  // namespace
 
-// u - tau * (A^T (A u - y) + r): Eq. 6 with r = n(u; theta). The batch is small (B x 50), so
-// one thread works through it as flat padded rows rather than waking a thread pool.
-namespace {
+// Batched signals carry the trial first: (T, B, 1, L).
+void check_batched_signal(const at::Tensor& t, const char* name) {
+  check_float(t, name);
+  TORCH_CHECK(t.dim() == 4 && t.size(2) == 1, "das: ", name, " must have shape (T, B, 1, L), trials first, got ",
+              t.sizes(), "; stack the trials' (B, 1, L) signals with torch.stack");
+}
+
+void check_grad_step_batched(const at::Tensor& u, const at::Tensor& y, const at::Tensor& tau, const at::Tensor& r,
+                             const at::Tensor& kernel, int64_t stride) {
+  check_batched_signal(u, "u");
+  check_batched_signal(y, "y");
+  check_batched_signal(r, "r");
+  check_kernel(kernel, u, stride);
+  check_same(u, y, "u", "y");
+  check_same(u, r, "u", "r");
+  check_same(u, tau, "u", "tau");
+  const int64_t T = u.size(0), B = u.size(1), Lo = blurred_length(u.size(3), stride);
+  TORCH_CHECK(tau.dim() == 1 && tau.size(0) == T, "das: tau must hold one step size per trial, shape (", T,
+              ",), got ", tau.sizes());
+  TORCH_CHECK(r.sizes() == u.sizes(), "das: r must have the shape of u ", u.sizes(), ", got ", r.sizes());
+  TORCH_CHECK(y.size(0) == T && y.size(1) == B && y.size(3) == Lo, "das: y must have shape (", T, ", ", B, ", 1, ",
+              Lo, ") = A u's shape for stride ", stride, ", got ", y.sizes());
+}
+
+// g = A^T (A u - y) on padded rows; z holds the zero-filled residual
 template <typename scalar_t>
 void residual_adjoint(const Rows<scalar_t>& R, const scalar_t* upad, const scalar_t* y, const scalar_t* k,
                       int64_t K, int64_t stride, int64_t Lo, scalar_t* full, scalar_t* z, scalar_t* g) {
-  // g = A^T (A u - y) on padded rows; z holds the zero-filled residual
   R.conv(upad, k, K, full, false);
   for (int64_t i = 0; i < R.n; ++i) z[i] = 0;
   for (int64_t b = 0; b < R.B; ++b)
@@ -231,8 +408,68 @@ void residual_adjoint(const Rows<scalar_t>& R, const scalar_t* upad, const scala
   for (int64_t i = 0; i < R.n; ++i) g[i] = 0;
   R.conv_transpose(z, k, K, g);
 }
+
+// One trial of Eq. 6 on its batch: out = u - tau (A^T (A u - y) + r); u, r, out (B, L), y (B, Lo).
+// work holds 4 aligned rows of R.ns values. The unbatched and the batched op both call this, so a
+// trial's numbers are the same bits either way.
+template <typename scalar_t>
+void grad_step_trial(const Rows<scalar_t>& R, const scalar_t* u, const scalar_t* y, scalar_t tau, const scalar_t* r,
+                     const scalar_t* k, int64_t K, int64_t stride, int64_t Lo, scalar_t* work, scalar_t* out) {
+  scalar_t *upad = work, *full = work + R.ns, *z = work + 2 * R.ns, *g = work + 3 * R.ns;
+  R.pad(u, upad);
+  residual_adjoint(R, upad, y, k, K, stride, Lo, full, z, g);
+  const int64_t L = R.L;
+  for (int64_t b = 0; b < R.B; ++b) {
+    const scalar_t* gb = g + b * R.P + R.p;
+    for (int64_t l = 0; l < L; ++l) out[b * L + l] = u[b * L + l] - tau * (gb[l] + r[b * L + l]);
+  }
+}
+
+// One trial's gradients of grad_step for (u, y, r); returns tau's. work holds 6 aligned rows.
+template <typename scalar_t>
+scalar_t grad_step_backward_trial(const Rows<scalar_t>& R, const scalar_t* go, const scalar_t* u, const scalar_t* y,
+                                  scalar_t tau, const scalar_t* r, const scalar_t* kp, int64_t K, int64_t stride,
+                                  int64_t Lo, scalar_t* work, scalar_t* gu, scalar_t* gy, scalar_t* gr) {
+  using acc_t = at::acc_type<scalar_t, false>;
+  scalar_t *gpad = work, *full = work + R.ns, *z = work + 2 * R.ns, *atag = work + 3 * R.ns;
+  scalar_t *upad = work + 4 * R.ns, *g = work + 5 * R.ns;
+  const int64_t B = R.B, L = R.L;
+  // A^T A g for u's gradient, tau A g for y's
+  R.pad(go, gpad);
+  R.conv(gpad, kp, K, full, false);
+  for (int64_t i = 0; i < R.n; ++i) z[i] = 0;
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t i = 0; i < Lo; ++i) {
+      const int64_t q = b * R.P + R.p + i * stride;
+      z[q] = full[q];
+      gy[b * Lo + i] = tau * full[q];
+    }
+  for (int64_t i = 0; i < R.n; ++i) atag[i] = 0;
+  R.conv_transpose(z, kp, K, atag);
+  // tau's gradient needs A^T (A u - y) + r again
+  R.pad(u, upad);
+  residual_adjoint(R, upad, y, kp, K, stride, Lo, full, z, g);
+  acc_t acc = 0;
+  for (int64_t b = 0; b < B; ++b) {
+    const scalar_t *ab = atag + b * R.P + R.p, *gb = g + b * R.P + R.p;
+    scalar_t row = 0;
+    for (int64_t l = 0; l < L; ++l) {
+      const scalar_t gv = go[b * L + l];
+      gu[b * L + l] = gv - tau * ab[l];
+      gr[b * L + l] = -tau * gv;
+      row += gv * (gb[l] + r[b * L + l]);
+    }
+    acc += row;
+  }
+  return static_cast<scalar_t>(-acc);
+}
+
+// Trials per task of the batched grad step: one trial of B=128 is a few microseconds of work.
+constexpr int64_t kStepGrain = 4;
 }  // namespace
 
+// u - tau * (A^T (A u - y) + r): Eq. 6 with r = n(u; theta). The batch is small (B x 50), so
+// one thread works through it as flat padded rows rather than waking a thread pool.
 at::Tensor grad_step_cpu(const at::Tensor& u_, const at::Tensor& y_, const at::Tensor& tau_, const at::Tensor& r_,
                          const at::Tensor& kernel_, int64_t stride) {
   check_grad_step(u_, y_, tau_, r_, kernel_, stride);
@@ -241,18 +478,10 @@ at::Tensor grad_step_cpu(const at::Tensor& u_, const at::Tensor& y_, const at::T
   const int64_t B = u.size(0), L = u.size(2), Lo = y.size(2), K = kernel.size(0);
   auto out = at::empty_like(u);
   AT_DISPATCH_FLOATING_TYPES(u.scalar_type(), "das_grad_step", [&] {
-    const scalar_t tau = tau_.item<scalar_t>();
     const Rows<scalar_t> R(B, L, K / 2);
-    std::vector<scalar_t> upad(R.n), full(R.n), z(R.n), g(R.n);
-    R.pad(u.data_ptr<scalar_t>(), upad.data());
-    residual_adjoint(R, upad.data(), y.data_ptr<scalar_t>(), kernel.data_ptr<scalar_t>(), K, stride, Lo, full.data(),
-                     z.data(), g.data());
-    const scalar_t *up = u.data_ptr<scalar_t>(), *rp = r.data_ptr<scalar_t>();
-    scalar_t* op = out.data_ptr<scalar_t>();
-    for (int64_t b = 0; b < B; ++b) {
-      const scalar_t* gb = g.data() + b * R.P + R.p;
-      for (int64_t l = 0; l < L; ++l) op[b * L + l] = up[b * L + l] - tau * (gb[l] + rp[b * L + l]);
-    }
+    Scratch<scalar_t> work(4 * R.ns);
+    grad_step_trial(R, u.data_ptr<scalar_t>(), y.data_ptr<scalar_t>(), tau_.item<scalar_t>(), r.data_ptr<scalar_t>(),
+                    kernel.data_ptr<scalar_t>(), K, stride, Lo, work.data(), out.data_ptr<scalar_t>());
   });
   return out;
 }
@@ -270,42 +499,70 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> grad_step_backward_cp
   auto gu = at::empty_like(u), gy = at::empty_like(y), gr = at::empty_like(r);
   auto gtau = at::empty_like(tau_);
   AT_DISPATCH_FLOATING_TYPES(u.scalar_type(), "das_grad_step_backward", [&] {
-    using acc_t = at::acc_type<scalar_t, false>;
-    const scalar_t tau = tau_.item<scalar_t>();
-    const scalar_t* kp = kernel.data_ptr<scalar_t>();
     const Rows<scalar_t> R(B, L, K / 2);
-    std::vector<scalar_t> gpad(R.n), full(R.n), z(R.n), atag(R.n), upad(R.n), g(R.n);
-    // A^T A g for u's gradient, tau A g for y's
-    R.pad(go.data_ptr<scalar_t>(), gpad.data());
-    R.conv(gpad.data(), kp, K, full.data(), false);
-    for (int64_t i = 0; i < R.n; ++i) z[i] = 0;
-    scalar_t* gyp = gy.data_ptr<scalar_t>();
-    for (int64_t b = 0; b < B; ++b)
-      for (int64_t i = 0; i < Lo; ++i) {
-        const int64_t q = b * R.P + R.p + i * stride;
-        z[q] = full[q];
-        gyp[b * Lo + i] = tau * full[q];
-      }
-    for (int64_t i = 0; i < R.n; ++i) atag[i] = 0;
-    R.conv_transpose(z.data(), kp, K, atag.data());
-    // tau's gradient needs A^T (A u - y) + r again
-    R.pad(u.data_ptr<scalar_t>(), upad.data());
-    residual_adjoint(R, upad.data(), y.data_ptr<scalar_t>(), kp, K, stride, Lo, full.data(), z.data(), g.data());
-    const scalar_t *gop = go.data_ptr<scalar_t>(), *rp = r.data_ptr<scalar_t>();
-    scalar_t *gup = gu.data_ptr<scalar_t>(), *grp = gr.data_ptr<scalar_t>();
-    acc_t acc = 0;
-    for (int64_t b = 0; b < B; ++b) {
-      const scalar_t *ab = atag.data() + b * R.P + R.p, *gb = g.data() + b * R.P + R.p;
-      scalar_t row = 0;
-      for (int64_t l = 0; l < L; ++l) {
-        const scalar_t gv = gop[b * L + l];
-        gup[b * L + l] = gv - tau * ab[l];
-        grp[b * L + l] = -tau * gv;
-        row += gv * (gb[l] + rp[b * L + l]);
-      }
-      acc += row;
-    }
-    gtau.fill_(static_cast<scalar_t>(-acc));
+    Scratch<scalar_t> work(6 * R.ns);
+    const scalar_t g = grad_step_backward_trial(R, go.data_ptr<scalar_t>(), u.data_ptr<scalar_t>(),
+                                                y.data_ptr<scalar_t>(), tau_.item<scalar_t>(), r.data_ptr<scalar_t>(),
+                                                kernel.data_ptr<scalar_t>(), K, stride, Lo, work.data(),
+                                                gu.data_ptr<scalar_t>(), gy.data_ptr<scalar_t>(),
+                                                gr.data_ptr<scalar_t>());
+    gtau.fill_(g);
+  });
+  return {gu, gy, gtau, gr};
+}
+
+// T independent trials of Eq. 6 in one call: u, r (T,B,1,L), y (T,B,1,Lo), tau (T,) one step size
+// per trial. Trials are spread over threads; each trial runs grad_step_trial on its own, so its
+// result does not depend on T, on the other trials or on the number of threads.
+at::Tensor grad_step_batched_cpu(const at::Tensor& u_, const at::Tensor& y_, const at::Tensor& tau_,
+                                 const at::Tensor& r_, const at::Tensor& kernel_, int64_t stride) {
+  check_grad_step_batched(u_, y_, tau_, r_, kernel_, stride);
+  check_cpu(u_, "u");
+  auto u = u_.contiguous(), y = y_.contiguous(), r = r_.contiguous(), kernel = kernel_.contiguous();
+  auto tau = tau_.contiguous();
+  const int64_t T = u.size(0), B = u.size(1), L = u.size(3), Lo = y.size(3), K = kernel.size(0);
+  auto out = at::empty_like(u);
+  AT_DISPATCH_FLOATING_TYPES(u.scalar_type(), "das_grad_step_batched", [&] {
+    const Rows<scalar_t> R(B, L, K / 2);
+    const scalar_t *up = u.data_ptr<scalar_t>(), *yp = y.data_ptr<scalar_t>(), *rp = r.data_ptr<scalar_t>();
+    const scalar_t *tp = tau.data_ptr<scalar_t>(), *kp = kernel.data_ptr<scalar_t>();
+    scalar_t* op = out.data_ptr<scalar_t>();
+    at::parallel_for(0, T, kStepGrain, [&](int64_t t0, int64_t t1) {
+      Scratch<scalar_t> work(4 * R.ns);
+      for (int64_t t = t0; t < t1; ++t)
+        grad_step_trial(R, up + t * B * L, yp + t * B * Lo, tp[t], rp + t * B * L, kp, K, stride, Lo, work.data(),
+                        op + t * B * L);
+    });
+  });
+  return out;
+}
+
+// Gradients of grad_step_batched for (u, y, tau, r); tau's gradient is (T,), one sum per trial.
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> grad_step_batched_backward_cpu(
+    const at::Tensor& go_, const at::Tensor& u_, const at::Tensor& y_, const at::Tensor& tau_, const at::Tensor& r_,
+    const at::Tensor& kernel_, int64_t stride) {
+  check_grad_step_batched(u_, y_, tau_, r_, kernel_, stride);
+  check_cpu(u_, "u");
+  TORCH_CHECK(go_.sizes() == u_.sizes(), "das: grad_out must have the shape of u ", u_.sizes(), ", got ",
+              go_.sizes());
+  check_same(u_, go_, "u", "grad_out");
+  auto go = go_.contiguous(), u = u_.contiguous(), y = y_.contiguous(), r = r_.contiguous();
+  auto kernel = kernel_.contiguous(), tau = tau_.contiguous();
+  const int64_t T = u.size(0), B = u.size(1), L = u.size(3), Lo = y.size(3), K = kernel.size(0);
+  auto gu = at::empty_like(u), gy = at::empty_like(y), gr = at::empty_like(r), gtau = at::empty_like(tau);
+  AT_DISPATCH_FLOATING_TYPES(u.scalar_type(), "das_grad_step_batched_backward", [&] {
+    const Rows<scalar_t> R(B, L, K / 2);
+    const scalar_t *gop = go.data_ptr<scalar_t>(), *up = u.data_ptr<scalar_t>(), *yp = y.data_ptr<scalar_t>();
+    const scalar_t *rp = r.data_ptr<scalar_t>(), *tp = tau.data_ptr<scalar_t>(), *kp = kernel.data_ptr<scalar_t>();
+    scalar_t *gup = gu.data_ptr<scalar_t>(), *gyp = gy.data_ptr<scalar_t>(), *grp = gr.data_ptr<scalar_t>();
+    scalar_t* gtp = gtau.data_ptr<scalar_t>();
+    at::parallel_for(0, T, kStepGrain, [&](int64_t t0, int64_t t1) {
+      Scratch<scalar_t> work(6 * R.ns);
+      for (int64_t t = t0; t < t1; ++t)
+        gtp[t] = grad_step_backward_trial(R, gop + t * B * L, up + t * B * L, yp + t * B * Lo, tp[t], rp + t * B * L,
+                                          kp, K, stride, Lo, work.data(), gup + t * B * L, gyp + t * B * Lo,
+                                          grp + t * B * L);
+    });
   });
   return {gu, gy, gtau, gr};
 }
@@ -316,14 +573,21 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> grad_step_backward_cp
 // running_mean, running_var (K,C) are read in eval mode only (the wrapper updates them).
 // Returns out (K,B,1,L), mean (K,C), var (K,C) (batch statistics in training, biased var; the
 // running ones in eval) and rstd (K,C).
+// The batched op runs T such banks, each on its own input and weights: u (T,B,1,L), every
+// parameter and statistic with a leading T, out (T,K,B,1,L).
 //
 // Layout: one channel (k, c) at a time over the whole batch, as a flat row of B samples each
 // padded by p zeros on both sides (B * (L + 2p) values, ~26 KB for B=128). The convolutions
 // become shifted multiply-adds over that long row, which vectorise well, and BatchNorm's
 // statistics are sums over the same row, so forward and backward are each one pass per channel.
 // Nothing of size (K,B,C,L) is stored: the backward recomputes a channel's activations from u.
-// Channels are processed in fixed blocks with their own partial sums, reduced in block order,
-// so the results do not depend on the number of threads.
+//
+// Work is split into units (trial t, CNN k, block of kBlock channels). A unit writes only its own
+// slots (its channels' statistics and weight gradients, and its own partial row of the output or of
+// u's gradient); the partial rows are then added in block order, one trial (or one (t, k)) per task.
+// So no sum ever crosses trials, every sum has a fixed order, and the results depend neither on the
+// number of threads nor on T: the unbatched op is the batched kernel with T = 1, and trial t of a
+// batched call gives the same bits as the unbatched op on trial t alone.
 namespace {
 void check_cnn(const at::Tensor& u, const at::Tensor& w1, const at::Tensor& b1, const at::Tensor& gamma,
                const at::Tensor& beta, const at::Tensor& w2, const at::Tensor* b2) {
@@ -340,175 +604,275 @@ void check_cnn(const at::Tensor& u, const at::Tensor& w1, const at::Tensor& b1, 
   check_cpu(u, "u");
 }
 
+void check_cnn_batched(const at::Tensor& u, const at::Tensor& w1, const at::Tensor& b1, const at::Tensor& gamma,
+                       const at::Tensor& beta, const at::Tensor& w2, const at::Tensor* b2) {
+  check_batched_signal(u, "u");
+  const int64_t T = u.size(0);
+  TORCH_CHECK(u.size(1) >= 1, "das: cnn u needs at least one sample per trial for BatchNorm, got ", u.sizes());
+  TORCH_CHECK(w1.dim() == 4 && w1.size(0) == T && w1.size(3) % 2 == 1, "das: cnn w1 must be (T, K, C, k) with T = ",
+              T, " trials (u's first dimension) and k odd, got ", w1.sizes());
+  const int64_t K = w1.size(1), C = w1.size(2);
+  TORCH_CHECK(w2.dim() == 4 && w2.size(0) == T && w2.size(1) == K && w2.size(2) == C && w2.size(3) % 2 == 1,
+              "das: cnn w2 must be (", T, ", ", K, ", ", C, ", k) with k odd, got ", w2.sizes());
+  for (auto* t : {&b1, &gamma, &beta})
+    TORCH_CHECK(t->dim() == 3 && t->size(0) == T && t->size(1) == K && t->size(2) == C,
+                "das: cnn b1, gamma and beta must be (", T, ", ", K, ", ", C, "), got ", t->sizes());
+  if (b2) {
+    TORCH_CHECK(b2->dim() == 2 && b2->size(0) == T && b2->size(1) == K, "das: cnn b2 must be (", T, ", ", K,
+                "), got ", b2->sizes());
+    check_same(u, *b2, "u", "a cnn parameter");
+  }
+  for (auto* t : {&w1, &b1, &gamma, &beta, &w2}) check_same(u, *t, "u", "a cnn parameter");
+  check_cpu(u, "u");
+}
+
 constexpr int64_t kBlock = 4;  // channels per block of partial sums
 
-}  // namespace
+// Forward of T banks. u (T,B,L); w1 (T,K,C,k1); b1, gamma, beta (T,K,C); w2 (T,K,C,k2); b2 (T,K);
+// mean, var (T,K,C): written in training, read in eval; rstd (T,K,C) written; out (T,K,B,L).
+template <typename scalar_t>
+void cnn_forward_kernel(int64_t T, int64_t B, int64_t L, int64_t K, int64_t C, int64_t k1, int64_t k2,
+                        const scalar_t* u, const scalar_t* w1p, const scalar_t* b1p, const scalar_t* gp,
+                        const scalar_t* bp, const scalar_t* w2p, const scalar_t* b2p, scalar_t* mp, scalar_t* vp,
+                        scalar_t* rp, scalar_t* op, bool training, double eps) {
+  using acc_t = at::acc_type<scalar_t, false>;
+  const Rows<scalar_t> R(B, L, std::max(k1, k2) / 2);
+  const int64_t blocks_per_k = (C + kBlock - 1) / kBlock, nunits = T * K * blocks_per_k;
+  Scratch<scalar_t> upad(T * R.ns), partial(nunits * R.ns);
+  at::parallel_for(0, T, 1, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) R.pad(u + t * B * L, upad.data() + t * R.ns);
+  });
+  const acc_t cnt = static_cast<acc_t>(B * L);
+  at::parallel_for(0, nunits, 1, [&](int64_t q0, int64_t q1) {
+    Scratch<scalar_t> hbuf(R.ns);
+    scalar_t* h = hbuf.data();
+    for (int64_t q = q0; q < q1; ++q) {
+      // tk = t * K + k indexes the bank of trial t; j = tk * C + c one channel of it
+      const int64_t tk = q / blocks_per_k, t = tk / K;
+      const int64_t c0 = (q % blocks_per_k) * kBlock, c1 = std::min(C, c0 + kBlock);
+      const scalar_t* x = upad.data() + t * R.ns;
+      scalar_t* o = partial.data() + q * R.ns;
+      for (int64_t i = 0; i < R.n; ++i) o[i] = 0;
+      for (int64_t c = c0; c < c1; ++c) {
+        const int64_t j = tk * C + c;
+        R.conv(x, w1p + j * k1, k1, h, false, b1p[j]);
+        if (training) {
+          // statistics over the valid samples in two passes (the row is in cache): the pads hold
+          // the value whose deviation is summed, so they add nothing
+          R.fill_pads(h, scalar_t(0));
+          const acc_t mu = Rows<scalar_t>::template blocked_sum<acc_t>(h, R.n) / cnt;
+          const scalar_t m = static_cast<scalar_t>(mu);
+          R.fill_pads(h, m);
+          acc_t s2 = 0;
+          for (int64_t i = 0; i < R.n; i += 64) {
+            const int64_t len = std::min<int64_t>(64, R.n - i);
+            scalar_t a2 = 0;
+            for (int64_t l = 0; l < len; ++l) a2 += (h[i + l] - m) * (h[i + l] - m);
+            s2 += a2;
+          }
+          mp[j] = m;
+          vp[j] = static_cast<scalar_t>(s2 / cnt);
+        }
+        rp[j] = static_cast<scalar_t>(1.0 / std::sqrt(static_cast<acc_t>(vp[j]) + eps));
+        const scalar_t mj = mp[j], rs = rp[j], g = gp[j], be = bp[j];
+        for (int64_t i = 0; i < R.n; ++i) h[i] = std::max<scalar_t>(g * ((h[i] - mj) * rs) + be, scalar_t(0));
+        R.zero_pads(h);
+        R.conv(h, w2p + j * k2, k2, o, true);
+      }
+    }
+  });
+  at::parallel_for(0, T * K, 1, [&](int64_t tk0, int64_t tk1) {
+    Scratch<scalar_t> sum(R.ns);
+    for (int64_t tk = tk0; tk < tk1; ++tk) {
+      for (int64_t i = 0; i < R.n; ++i) sum[i] = b2p[tk];
+      for (int64_t q = tk * blocks_per_k; q < (tk + 1) * blocks_per_k; ++q) {
+        const scalar_t* o = partial.data() + q * R.ns;
+        for (int64_t i = 0; i < R.n; ++i) sum[i] += o[i];
+      }
+      R.unpad(sum.data(), op + tk * B * L);
+    }
+  });
+}
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> cnn_forward_cpu(
+// Backward of T banks: go (T,K,B,L), u (T,B,L), mean and rstd (T,K,C) from the forward; writes
+// du (T,B,L), dw1 (T,K,C,k1), db1, dgamma, dbeta (T,K,C), dw2 (T,K,C,k2), db2 (T,K).
+template <typename scalar_t>
+void cnn_backward_kernel(int64_t T, int64_t B, int64_t L, int64_t K, int64_t C, int64_t k1, int64_t k2,
+                         const scalar_t* go, const scalar_t* u, const scalar_t* mp, const scalar_t* rp,
+                         const scalar_t* w1p, const scalar_t* b1p, const scalar_t* gp, const scalar_t* bp,
+                         const scalar_t* w2p, scalar_t* dup, scalar_t* dw1p, scalar_t* db1p, scalar_t* dgp,
+                         scalar_t* dbp, scalar_t* dw2p, scalar_t* db2p, bool training) {
+  using acc_t = at::acc_type<scalar_t, false>;
+  const Rows<scalar_t> R(B, L, std::max(k1, k2) / 2);
+  const int64_t blocks_per_k = (C + kBlock - 1) / kBlock, nunits = T * K * blocks_per_k;
+  Scratch<scalar_t> upad(T * R.ns), gpad(T * K * R.ns), partial(nunits * R.ns);
+  at::parallel_for(0, T * K, 1, [&](int64_t tk0, int64_t tk1) {
+    for (int64_t tk = tk0; tk < tk1; ++tk) {
+      if (tk % K == 0) R.pad(u + (tk / K) * B * L, upad.data() + (tk / K) * R.ns);
+      scalar_t* g = gpad.data() + tk * R.ns;
+      R.pad(go + tk * B * L, g);
+      db2p[tk] = static_cast<scalar_t>(Rows<scalar_t>::template blocked_sum<acc_t>(g, R.n));
+    }
+  });
+  const acc_t cnt = static_cast<acc_t>(B * L);
+  at::parallel_for(0, nunits, 1, [&](int64_t q0, int64_t q1) {
+    Scratch<scalar_t> xbuf(R.ns), abuf(R.ns), dbuf(R.ns);
+    scalar_t *xhat = xbuf.data(), *a = abuf.data(), *d = dbuf.data();
+    std::vector<acc_t> dw(std::max(k1, k2));
+    for (int64_t q = q0; q < q1; ++q) {
+      const int64_t tk = q / blocks_per_k, t = tk / K;
+      const int64_t c0 = (q % blocks_per_k) * kBlock, c1 = std::min(C, c0 + kBlock);
+      const scalar_t* g = gpad.data() + tk * R.ns;
+      const scalar_t* x = upad.data() + t * R.ns;
+      scalar_t* du_q = partial.data() + q * R.ns;
+      for (int64_t i = 0; i < R.n; ++i) du_q[i] = 0;
+      for (int64_t c = c0; c < c1; ++c) {
+        const int64_t j = tk * C + c;
+        // recompute xhat and a = relu(gamma xhat + beta) in one pass, pads of a zero
+        const scalar_t m = mp[j], rs = rp[j], ga = gp[j], be = bp[j];
+        R.conv_map(x, w1p + j * k1, k1, b1p[j], [&](int64_t i, scalar_t hv) {
+          const scalar_t xh = (hv - m) * rs;
+          xhat[i] = xh;
+          a[i] = std::max<scalar_t>(ga * xh + be, scalar_t(0));
+        });
+        R.zero_pads(a);
+        // conv2: weight gradient, then dz = relu'(z) * conv2^T(g) in one pass; pads of dz are zero since a is
+        R.weight_grad(g, a, k2, dw.data());
+        for (int64_t tt = 0; tt < k2; ++tt) dw2p[j * k2 + tt] = static_cast<scalar_t>(dw[tt]);
+        R.conv_transpose_map(g, w2p + j * k2, k2,
+                             [&](int64_t i, scalar_t v) { d[i] = v * static_cast<scalar_t>(a[i] > 0); });
+        const acc_t sg = Rows<scalar_t>::template blocked_dot<acc_t>(d, xhat, R.n);
+        const acc_t sb = Rows<scalar_t>::template blocked_sum<acc_t>(d, R.n);
+        dgp[j] = static_cast<scalar_t>(sg);
+        dbp[j] = static_cast<scalar_t>(sb);
+        // BatchNorm: dh = rstd (gamma dz - mean(gamma dz) - xhat mean(gamma dz xhat)) in training
+        const scalar_t m1 = training ? static_cast<scalar_t>(ga * sb / cnt) : scalar_t(0);
+        const scalar_t m2 = training ? static_cast<scalar_t>(ga * sg / cnt) : scalar_t(0);
+        for (int64_t i = 0; i < R.n; ++i) d[i] = rs * (ga * d[i] - m1 - xhat[i] * m2);
+        R.zero_pads(d);
+        // conv1: weight, bias and input gradients
+        R.weight_grad(d, x, k1, dw.data());
+        for (int64_t tt = 0; tt < k1; ++tt) dw1p[j * k1 + tt] = static_cast<scalar_t>(dw[tt]);
+        db1p[j] = static_cast<scalar_t>(Rows<scalar_t>::template blocked_sum<acc_t>(d, R.n));
+        R.conv_transpose(d, w1p + j * k1, k1, du_q);
+      }
+    }
+  });
+  // u's gradient of trial t: its K * blocks_per_k partial rows, added in unit order
+  at::parallel_for(0, T, 1, [&](int64_t t0, int64_t t1) {
+    Scratch<scalar_t> sum(R.ns);
+    for (int64_t t = t0; t < t1; ++t) {
+      for (int64_t i = 0; i < R.n; ++i) sum[i] = 0;
+      for (int64_t q = t * K * blocks_per_k; q < (t + 1) * K * blocks_per_k; ++q) {
+        const scalar_t* o = partial.data() + q * R.ns;
+        for (int64_t i = 0; i < R.n; ++i) sum[i] += o[i];
+      }
+      R.unpad(sum.data(), dup + t * B * L);
+    }
+  });
+}
+
+// The shared body of cnn_forward (T = 1, no leading dimension) and cnn_forward_batched.
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> cnn_forward_any(
     const at::Tensor& u_, const at::Tensor& w1_, const at::Tensor& b1_, const at::Tensor& gamma_,
     const at::Tensor& beta_, const at::Tensor& w2_, const at::Tensor& b2_, const at::Tensor& running_mean,
-    const at::Tensor& running_var, bool training, double eps) {
-  check_cnn(u_, w1_, b1_, gamma_, beta_, w2_, &b2_);
+    const at::Tensor& running_var, bool training, double eps, bool batched) {
   auto u = u_.contiguous(), w1 = w1_.contiguous(), b1 = b1_.contiguous(), gamma = gamma_.contiguous();
   auto beta = beta_.contiguous(), w2 = w2_.contiguous(), b2 = b2_.contiguous();
-  const int64_t B = u.size(0), L = u.size(2), K = w1.size(0), C = w1.size(1);
-  const int64_t k1 = w1.size(2), k2 = w2.size(2);
+  const int64_t T = batched ? u.size(0) : 1, B = u.size(-3), L = u.size(-1);
+  const int64_t K = w1.size(-3), C = w1.size(-2), k1 = w1.size(-1), k2 = w2.size(-1);
   TORCH_CHECK(training || (running_mean.sizes() == gamma.sizes() && running_var.sizes() == gamma.sizes()),
-              "das: cnn in eval mode needs running_mean and running_var of shape (K, C)");
-  auto out = at::empty({K, B, 1, L}, u.options());
+              "das: cnn in eval mode needs running_mean and running_var of shape ",
+              batched ? "(T, K, C) = " : "(K, C) = ", gamma.sizes(), ", got ", running_mean.sizes(), " and ",
+              running_var.sizes());
+  auto out = batched ? at::empty({T, K, B, 1, L}, u.options()) : at::empty({K, B, 1, L}, u.options());
   at::Tensor mean, var;
   if (training) {
-    mean = at::empty({K, C}, u.options());
-    var = at::empty({K, C}, u.options());
+    mean = at::empty(gamma.sizes(), u.options());
+    var = at::empty(gamma.sizes(), u.options());
   } else {
     mean = running_mean.to(u.scalar_type()).contiguous().clone();  // outputs never alias inputs
     var = running_var.to(u.scalar_type()).contiguous().clone();
   }
-  auto rstd = at::empty({K, C}, u.options());
+  auto rstd = at::empty(gamma.sizes(), u.options());
   AT_DISPATCH_FLOATING_TYPES(u.scalar_type(), "das_cnn_forward", [&] {
-    using acc_t = at::acc_type<scalar_t, false>;
-    const Rows<scalar_t> R(B, L, std::max(k1, k2) / 2);
-    const scalar_t *w1p = w1.data_ptr<scalar_t>(), *b1p = b1.data_ptr<scalar_t>(), *gp = gamma.data_ptr<scalar_t>();
-    const scalar_t *bp = beta.data_ptr<scalar_t>(), *w2p = w2.data_ptr<scalar_t>(), *b2p = b2.data_ptr<scalar_t>();
-    scalar_t *mp = mean.data_ptr<scalar_t>(), *vp = var.data_ptr<scalar_t>(), *rp = rstd.data_ptr<scalar_t>();
-    std::vector<scalar_t> upad(R.n);
-    R.pad(u.data_ptr<scalar_t>(), upad.data());
-    const int64_t blocks_per_k = (C + kBlock - 1) / kBlock, nblocks = K * blocks_per_k;
-    std::vector<scalar_t> partial(nblocks * R.n);
-    const acc_t cnt = static_cast<acc_t>(B * L);
-    at::parallel_for(0, nblocks, 1, [&](int64_t q0, int64_t q1) {
-      std::vector<scalar_t> h(R.n);
-      for (int64_t q = q0; q < q1; ++q) {
-        const int64_t k = q / blocks_per_k, c0 = (q % blocks_per_k) * kBlock, c1 = std::min(C, c0 + kBlock);
-        scalar_t* o = partial.data() + q * R.n;
-        for (int64_t i = 0; i < R.n; ++i) o[i] = 0;
-        for (int64_t c = c0; c < c1; ++c) {
-          const int64_t j = k * C + c;
-          R.conv(upad.data(), w1p + j * k1, k1, h.data(), false, b1p[j]);
-          if (training) {
-            // statistics over the valid samples in two passes (the row is in cache): the pads hold
-            // the value whose deviation is summed, so they add nothing
-            R.fill_pads(h.data(), scalar_t(0));
-            const acc_t mu = Rows<scalar_t>::template blocked_sum<acc_t>(h.data(), R.n) / cnt;
-            const scalar_t m = static_cast<scalar_t>(mu);
-            R.fill_pads(h.data(), m);
-            acc_t s2 = 0;
-            for (int64_t i = 0; i < R.n; i += 64) {
-              const int64_t len = std::min<int64_t>(64, R.n - i);
-              scalar_t a2 = 0;
-              for (int64_t l = 0; l < len; ++l) a2 += (h[i + l] - m) * (h[i + l] - m);
-              s2 += a2;
-            }
-            mp[j] = m;
-            vp[j] = static_cast<scalar_t>(s2 / cnt);
-          }
-          rp[j] = static_cast<scalar_t>(1.0 / std::sqrt(static_cast<acc_t>(vp[j]) + eps));
-          const scalar_t mj = mp[j], rs = rp[j], g = gp[j], be = bp[j];
-          for (int64_t i = 0; i < R.n; ++i) h[i] = std::max<scalar_t>(g * ((h[i] - mj) * rs) + be, scalar_t(0));
-          R.zero_pads(h.data());
-          R.conv(h.data(), w2p + j * k2, k2, o, true);
-        }
-      }
-    });
-    scalar_t* op = out.data_ptr<scalar_t>();
-    std::vector<scalar_t> sum(R.n);
-    for (int64_t k = 0; k < K; ++k) {
-      for (int64_t i = 0; i < R.n; ++i) sum[i] = b2p[k];
-      for (int64_t q = k * blocks_per_k; q < (k + 1) * blocks_per_k; ++q) {
-        const scalar_t* o = partial.data() + q * R.n;
-        for (int64_t i = 0; i < R.n; ++i) sum[i] += o[i];
-      }
-      R.unpad(sum.data(), op + k * B * L);
-    }
+    cnn_forward_kernel<scalar_t>(T, B, L, K, C, k1, k2, u.data_ptr<scalar_t>(), w1.data_ptr<scalar_t>(),
+                                 b1.data_ptr<scalar_t>(), gamma.data_ptr<scalar_t>(), beta.data_ptr<scalar_t>(),
+                                 w2.data_ptr<scalar_t>(), b2.data_ptr<scalar_t>(), mean.data_ptr<scalar_t>(),
+                                 var.data_ptr<scalar_t>(), rstd.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(),
+                                 training, eps);
   });
   return {out, mean, var, rstd};
 }
 
-// Returns the gradients for (u, w1, b1, gamma, beta, w2, b2).
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> cnn_backward_cpu(
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> cnn_backward_any(
     const at::Tensor& go_, const at::Tensor& u_, const at::Tensor& mean_, const at::Tensor& rstd_,
     const at::Tensor& w1_, const at::Tensor& b1_, const at::Tensor& gamma_, const at::Tensor& beta_,
-    const at::Tensor& w2_, bool training) {
-  check_cnn(u_, w1_, b1_, gamma_, beta_, w2_, nullptr);
-  const int64_t B = u_.size(0), L = u_.size(2), K = w1_.size(0), C = w1_.size(1);
-  TORCH_CHECK(go_.dim() == 4 && go_.size(0) == K && go_.size(1) == B && go_.size(3) == L,
-              "das: cnn_backward grad_out must be (K, B, 1, L)");
-  TORCH_CHECK(mean_.sizes() == gamma_.sizes() && rstd_.sizes() == gamma_.sizes(),
-              "das: cnn_backward mean and rstd must be (K, C)");
+    const at::Tensor& w2_, bool training, bool batched) {
+  const int64_t T = batched ? u_.size(0) : 1, B = u_.size(-3), L = u_.size(-1);
+  const int64_t K = w1_.size(-3), C = w1_.size(-2);
+  auto go_shape = batched ? std::vector<int64_t>{T, K, B, 1, L} : std::vector<int64_t>{K, B, 1, L};
+  TORCH_CHECK(go_.sizes() == at::IntArrayRef(go_shape), "das: cnn_backward grad_out must be ",
+              batched ? "(T, K, B, 1, L) = " : "(K, B, 1, L) = ", at::IntArrayRef(go_shape), ", got ", go_.sizes());
+  check_same(u_, go_, "u", "grad_out");
+  TORCH_CHECK(mean_.sizes() == gamma_.sizes() && rstd_.sizes() == gamma_.sizes(), "das: cnn_backward mean and rstd must be ",
+              batched ? "(T, K, C) = " : "(K, C) = ", gamma_.sizes());
+  check_same(u_, mean_, "u", "mean");
+  check_same(u_, rstd_, "u", "rstd");
   auto go = go_.contiguous(), u = u_.contiguous(), mean = mean_.contiguous(), rstd = rstd_.contiguous();
   auto w1 = w1_.contiguous(), b1 = b1_.contiguous(), gamma = gamma_.contiguous(), beta = beta_.contiguous();
   auto w2 = w2_.contiguous();
-  const int64_t k1 = w1.size(2), k2 = w2.size(2);
+  const int64_t k1 = w1.size(-1), k2 = w2.size(-1);
   auto du = at::empty_like(u);
-  auto dw1 = at::empty_like(w1), db1 = at::empty({K, C}, u.options());
-  auto dgamma = at::empty({K, C}, u.options()), dbeta = at::empty({K, C}, u.options());
-  auto dw2 = at::empty_like(w2), db2 = at::empty({K}, u.options());
+  auto dw1 = at::empty_like(w1), db1 = at::empty(gamma.sizes(), u.options());
+  auto dgamma = at::empty(gamma.sizes(), u.options()), dbeta = at::empty(gamma.sizes(), u.options());
+  auto dw2 = at::empty_like(w2);
+  auto db2 = batched ? at::empty({T, K}, u.options()) : at::empty({K}, u.options());
   AT_DISPATCH_FLOATING_TYPES(u.scalar_type(), "das_cnn_backward", [&] {
-    using acc_t = at::acc_type<scalar_t, false>;
-    const Rows<scalar_t> R(B, L, std::max(k1, k2) / 2);
-    const scalar_t *w1p = w1.data_ptr<scalar_t>(), *b1p = b1.data_ptr<scalar_t>(), *gp = gamma.data_ptr<scalar_t>();
-    const scalar_t *bp = beta.data_ptr<scalar_t>(), *w2p = w2.data_ptr<scalar_t>();
-    const scalar_t *mp = mean.data_ptr<scalar_t>(), *rp = rstd.data_ptr<scalar_t>();
-    scalar_t *dw1p = dw1.data_ptr<scalar_t>(), *db1p = db1.data_ptr<scalar_t>(), *dgp = dgamma.data_ptr<scalar_t>();
-    scalar_t *dbp = dbeta.data_ptr<scalar_t>(), *dw2p = dw2.data_ptr<scalar_t>(), *db2p = db2.data_ptr<scalar_t>();
-    std::vector<scalar_t> upad(R.n), gpad(K * R.n);
-    R.pad(u.data_ptr<scalar_t>(), upad.data());
-    for (int64_t k = 0; k < K; ++k) {
-      R.pad(go.data_ptr<scalar_t>() + k * B * L, gpad.data() + k * R.n);
-      db2p[k] = static_cast<scalar_t>(Rows<scalar_t>::template blocked_sum<acc_t>(gpad.data() + k * R.n, R.n));
-    }
-    const int64_t blocks_per_k = (C + kBlock - 1) / kBlock, nblocks = K * blocks_per_k;
-    std::vector<scalar_t> partial(nblocks * R.n);
-    const acc_t cnt = static_cast<acc_t>(B * L);
-    at::parallel_for(0, nblocks, 1, [&](int64_t q0, int64_t q1) {
-      std::vector<scalar_t> xhat(R.n), a(R.n), d(R.n);
-      std::vector<acc_t> dw(std::max(k1, k2));
-      for (int64_t q = q0; q < q1; ++q) {
-        const int64_t k = q / blocks_per_k, c0 = (q % blocks_per_k) * kBlock, c1 = std::min(C, c0 + kBlock);
-        const scalar_t* g = gpad.data() + k * R.n;
-        scalar_t* du_q = partial.data() + q * R.n;
-        for (int64_t i = 0; i < R.n; ++i) du_q[i] = 0;
-        for (int64_t c = c0; c < c1; ++c) {
-          const int64_t j = k * C + c;
-          // recompute xhat and a = relu(gamma xhat + beta), pads of a zero
-          R.conv(upad.data(), w1p + j * k1, k1, xhat.data(), false, b1p[j]);
-          const scalar_t m = mp[j], rs = rp[j], ga = gp[j], be = bp[j];
-          for (int64_t i = 0; i < R.n; ++i) {
-            xhat[i] = (xhat[i] - m) * rs;
-            a[i] = std::max<scalar_t>(ga * xhat[i] + be, scalar_t(0));
-          }
-          R.zero_pads(a.data());
-          // conv2: weight gradient, then dz = relu'(z) * conv2^T(g); pads of dz are zero since a is
-          R.weight_grad(g, a.data(), k2, dw.data());
-          for (int64_t t = 0; t < k2; ++t) dw2p[j * k2 + t] = static_cast<scalar_t>(dw[t]);
-          for (int64_t i = 0; i < R.n; ++i) d[i] = 0;
-          R.conv_transpose(g, w2p + j * k2, k2, d.data());
-          for (int64_t i = 0; i < R.n; ++i) d[i] *= static_cast<scalar_t>(a[i] > 0);
-          const acc_t sg = Rows<scalar_t>::template blocked_dot<acc_t>(d.data(), xhat.data(), R.n);
-          const acc_t sb = Rows<scalar_t>::template blocked_sum<acc_t>(d.data(), R.n);
-          dgp[j] = static_cast<scalar_t>(sg);
-          dbp[j] = static_cast<scalar_t>(sb);
-          // BatchNorm: dh = rstd (gamma dz - mean(gamma dz) - xhat mean(gamma dz xhat)) in training
-          const scalar_t m1 = training ? static_cast<scalar_t>(ga * sb / cnt) : scalar_t(0);
-          const scalar_t m2 = training ? static_cast<scalar_t>(ga * sg / cnt) : scalar_t(0);
-          for (int64_t i = 0; i < R.n; ++i) d[i] = rs * (ga * d[i] - m1 - xhat[i] * m2);
-          R.zero_pads(d.data());
-          // conv1: weight, bias and input gradients
-          R.weight_grad(d.data(), upad.data(), k1, dw.data());
-          for (int64_t t = 0; t < k1; ++t) dw1p[j * k1 + t] = static_cast<scalar_t>(dw[t]);
-          db1p[j] = static_cast<scalar_t>(Rows<scalar_t>::template blocked_sum<acc_t>(d.data(), R.n));
-          R.conv_transpose(d.data(), w1p + j * k1, k1, du_q);
-        }
-      }
-    });
-    std::vector<scalar_t> sum(R.n, 0);
-    for (int64_t q = 0; q < nblocks; ++q) {
-      const scalar_t* o = partial.data() + q * R.n;
-      for (int64_t i = 0; i < R.n; ++i) sum[i] += o[i];
-    }
-    R.unpad(sum.data(), du.data_ptr<scalar_t>());
+    cnn_backward_kernel<scalar_t>(T, B, L, K, C, k1, k2, go.data_ptr<scalar_t>(), u.data_ptr<scalar_t>(),
+                                  mean.data_ptr<scalar_t>(), rstd.data_ptr<scalar_t>(), w1.data_ptr<scalar_t>(),
+                                  b1.data_ptr<scalar_t>(), gamma.data_ptr<scalar_t>(), beta.data_ptr<scalar_t>(),
+                                  w2.data_ptr<scalar_t>(), du.data_ptr<scalar_t>(), dw1.data_ptr<scalar_t>(),
+                                  db1.data_ptr<scalar_t>(), dgamma.data_ptr<scalar_t>(), dbeta.data_ptr<scalar_t>(),
+                                  dw2.data_ptr<scalar_t>(), db2.data_ptr<scalar_t>(), training);
   });
   return {du, dw1, db1, dgamma, dbeta, dw2, db2};
+}
+
+}  // namespace
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> cnn_forward_cpu(
+    const at::Tensor& u, const at::Tensor& w1, const at::Tensor& b1, const at::Tensor& gamma, const at::Tensor& beta,
+    const at::Tensor& w2, const at::Tensor& b2, const at::Tensor& running_mean, const at::Tensor& running_var,
+    bool training, double eps) {
+  check_cnn(u, w1, b1, gamma, beta, w2, &b2);
+  return cnn_forward_any(u, w1, b1, gamma, beta, w2, b2, running_mean, running_var, training, eps, false);
+}
+
+// Returns the gradients for (u, w1, b1, gamma, beta, w2, b2).
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> cnn_backward_cpu(
+    const at::Tensor& go, const at::Tensor& u, const at::Tensor& mean, const at::Tensor& rstd, const at::Tensor& w1,
+    const at::Tensor& b1, const at::Tensor& gamma, const at::Tensor& beta, const at::Tensor& w2, bool training) {
+  check_cnn(u, w1, b1, gamma, beta, w2, nullptr);
+  return cnn_backward_any(go, u, mean, rstd, w1, b1, gamma, beta, w2, training, false);
+}
+
+// T banks, one per trial: u (T,B,1,L), parameters and statistics with a leading T; out (T,K,B,1,L).
+// BatchNorm's statistics of trial t are over trial t's batch only.
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> cnn_forward_batched_cpu(
+    const at::Tensor& u, const at::Tensor& w1, const at::Tensor& b1, const at::Tensor& gamma, const at::Tensor& beta,
+    const at::Tensor& w2, const at::Tensor& b2, const at::Tensor& running_mean, const at::Tensor& running_var,
+    bool training, double eps) {
+  check_cnn_batched(u, w1, b1, gamma, beta, w2, &b2);
+  return cnn_forward_any(u, w1, b1, gamma, beta, w2, b2, running_mean, running_var, training, eps, true);
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>
+cnn_backward_batched_cpu(const at::Tensor& go, const at::Tensor& u, const at::Tensor& mean, const at::Tensor& rstd,
+                         const at::Tensor& w1, const at::Tensor& b1, const at::Tensor& gamma, const at::Tensor& beta,
+                         const at::Tensor& w2, bool training) {
+  check_cnn_batched(u, w1, b1, gamma, beta, w2, nullptr);
+  return cnn_backward_any(go, u, mean, rstd, w1, b1, gamma, beta, w2, training, true);
 }
 
 TORCH_LIBRARY(das, m) {
@@ -525,6 +889,19 @@ TORCH_LIBRARY(das, m) {
   m.def(
       "cnn_backward(Tensor grad_out, Tensor u, Tensor mean, Tensor rstd, Tensor w1, Tensor b1, Tensor gamma, "
       "Tensor beta, Tensor w2, bool training) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
+  // The same ops over T independent trials, trials first (see the kernels above for the shapes).
+  m.def("grad_step_batched(Tensor u, Tensor y, Tensor tau, Tensor r, Tensor kernel, int stride) -> Tensor");
+  m.def(
+      "grad_step_batched_backward(Tensor grad_out, Tensor u, Tensor y, Tensor tau, Tensor r, Tensor kernel, "
+      "int stride) -> (Tensor, Tensor, Tensor, Tensor)");
+  m.def(
+      "cnn_forward_batched(Tensor u, Tensor w1, Tensor b1, Tensor gamma, Tensor beta, Tensor w2, Tensor b2, "
+      "Tensor running_mean, Tensor running_var, bool training, float eps) "
+      "-> (Tensor, Tensor, Tensor, Tensor)");
+  m.def(
+      "cnn_backward_batched(Tensor grad_out, Tensor u, Tensor mean, Tensor rstd, Tensor w1, Tensor b1, "
+      "Tensor gamma, Tensor beta, Tensor w2, bool training) "
+      "-> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
 }
 
 TORCH_LIBRARY_IMPL(das, CPU, m) {
@@ -534,6 +911,10 @@ TORCH_LIBRARY_IMPL(das, CPU, m) {
   m.impl("grad_step_backward", &grad_step_backward_cpu);
   m.impl("cnn_forward", &cnn_forward_cpu);
   m.impl("cnn_backward", &cnn_backward_cpu);
+  m.impl("grad_step_batched", &grad_step_batched_cpu);
+  m.impl("grad_step_batched_backward", &grad_step_batched_backward_cpu);
+  m.impl("cnn_forward_batched", &cnn_forward_batched_cpu);
+  m.impl("cnn_backward_batched", &cnn_backward_batched_cpu);
 }
 
 }  // namespace das

@@ -98,6 +98,44 @@ def cnn_bank_ref(u, w1, b1, gamma, beta, w2, b2, running_mean, running_var, trai
     return out.transpose(0, 1).unsqueeze(2)
 
 
+# Batched twins: T independent trials, trials first. Nothing in them mixes trials.
+def blur_batched_ref(x: torch.Tensor, kernel: torch.Tensor, stride: int) -> torch.Tensor:
+    """A x per trial: x (T,B,1,L) -> (T,B,1,(L-1)//stride+1)."""
+    T, B = x.shape[:2]
+    return blur_ref(x.reshape(T * B, 1, x.shape[-1]), kernel, stride).reshape(T, B, 1, -1)
+
+
+def blur_adjoint_batched_ref(v: torch.Tensor, kernel: torch.Tensor, stride: int, length: int) -> torch.Tensor:
+    """A^T v per trial: v (T,B,1,Lo) -> (T,B,1,length)."""
+    T, B = v.shape[:2]
+    return blur_adjoint_ref(v.reshape(T * B, 1, v.shape[-1]), kernel, stride, length).reshape(T, B, 1, length)
+
+
+def grad_step_batched_ref(u, y, tau, r, kernel, stride):
+    """u - tau_t (A^T (A u - y) + r) per trial t: u, r (T,B,1,L), y (T,B,1,Lo), tau (T,)."""
+    residual = blur_batched_ref(u, kernel, stride) - y
+    return u - tau.reshape(-1, 1, 1, 1) * (blur_adjoint_batched_ref(residual, kernel, stride, u.shape[-1]) + r)
+
+
+def cnn_bank_batched_ref(u, w1, b1, gamma, beta, w2, b2, running_mean, running_var, training, momentum=0.1,
+                         eps=1e-5):
+    """T banks of K CNNs, trial t on its own input: u (T,B,1,L) -> (T,K,B,1,L).
+
+    w1 (T,K,C,k1); b1, gamma, beta, running_* (T,K,C); w2 (T,K,C,k2); b2 (T,K). Trials become
+    channel groups, so BatchNorm's statistics of a channel are over its own trial's batch only.
+    In training the running statistics are updated in place, as nn.BatchNorm1d does.
+    """
+    T, K, C, k1 = w1.shape
+    k2 = w2.shape[-1]
+    B, L = u.shape[1], u.shape[-1]
+    x = u.reshape(T, B, L).transpose(0, 1)  # (B, T, L): trial t is input channel t
+    h = F.conv1d(x, w1.reshape(T * K * C, 1, k1), b1.reshape(-1), padding=k1 // 2, groups=T)
+    h = F.batch_norm(h, running_mean.view(-1), running_var.view(-1), gamma.reshape(-1), beta.reshape(-1),
+                     training, momentum, eps)
+    out = F.conv1d(F.relu(h), w2.reshape(T * K, C, k2), b2.reshape(-1), padding=k2 // 2, groups=T * K)
+    return out.transpose(0, 1).reshape(T, K, B, 1, L)
+
+
 # --------------------------------------------------------------------------- extension wrappers
 def blur(x: torch.Tensor, kernel: torch.Tensor, stride: int) -> torch.Tensor:
     """A x: x (B,1,L) -> (B,1,(L-1)//stride+1)."""
@@ -132,6 +170,46 @@ def cnn_bank(u, w1, b1, gamma, beta, w2, b2, running_mean, running_var, training
     if training:
         with torch.no_grad():
             n = u.shape[0] * u.shape[-1]
+            running_mean.lerp_(mean, momentum)
+            running_var.lerp_(var * (n / max(n - 1, 1)), momentum)
+    return out
+
+
+def blur_batched(x: torch.Tensor, kernel: torch.Tensor, stride: int) -> torch.Tensor:
+    """A x per trial: x (T,B,1,L) -> (T,B,1,Lo); the rows of all trials go through one blur call."""
+    T, B = x.shape[:2]
+    return blur(x.reshape(T * B, 1, x.shape[-1]), kernel, stride).reshape(T, B, 1, -1)
+
+
+def blur_adjoint_batched(v: torch.Tensor, kernel: torch.Tensor, stride: int, length: int) -> torch.Tensor:
+    """A^T v per trial: v (T,B,1,Lo) -> (T,B,1,length)."""
+    T, B = v.shape[:2]
+    return blur_adjoint(v.reshape(T * B, 1, v.shape[-1]), kernel, stride, length).reshape(T, B, 1, length)
+
+
+def grad_step_batched(u, y, tau, r, kernel, stride):
+    """Eq. 6 for T trials at once, tau (T,) one step size per trial: u, r (T,B,1,L), y (T,B,1,Lo)."""
+    if _use_extension:
+        return torch.ops.das.grad_step_batched(u, y, tau, r, kernel, stride)
+    return grad_step_batched_ref(u, y, tau, r, kernel, stride)
+
+
+def cnn_bank_batched(u, w1, b1, gamma, beta, w2, b2, running_mean, running_var, training, momentum=0.1,
+                     eps=1e-5):
+    """T banks of K CNNs, one per trial: u (T,B,1,L) -> (T,K,B,1,L); see ``cnn_bank_batched_ref``.
+
+    Trial t's numbers are the same bits as ``cnn_bank`` on trial t alone (CPU extension).
+    On the GPU this runs the ``_ref`` composition (cuDNN), which has no custom kernel.
+    """
+    if not _use_extension or u.is_cuda:
+        return cnn_bank_batched_ref(u, w1, b1, gamma, beta, w2, b2, running_mean, running_var, training, momentum,
+                                    eps)
+    out, mean, var, _ = torch.ops.das.cnn_forward_batched(u, w1, b1, gamma, beta, w2, b2, running_mean,
+                                                          running_var, training, eps)
+    if training:
+        # elementwise, as in cnn_bank, so each trial's running statistics match the unbatched update
+        with torch.no_grad():
+            n = u.shape[1] * u.shape[-1]
             running_mean.lerp_(mean, momentum)
             running_var.lerp_(var * (n / max(n - 1, 1)), momentum)
     return out
@@ -222,6 +300,47 @@ if HAS_EXTENSION:
         return (*grads, None, None, None, None)
 
     torch.library.register_autograd("das::cnn_forward", _cnn_backward, setup_context=_cnn_setup)
+
+    # The batched ops: the same autograd structure, every tensor with a leading trial dimension T.
+    @torch.library.register_fake("das::grad_step_batched")
+    def _grad_step_batched_fake(u, y, tau, r, kernel, stride):
+        return torch.empty_like(u)
+
+    @torch.library.register_fake("das::grad_step_batched_backward")
+    def _grad_step_batched_backward_fake(grad_out, u, y, tau, r, kernel, stride):
+        return torch.empty_like(u), torch.empty_like(y), torch.empty_like(tau), torch.empty_like(r)
+
+    @torch.library.register_fake("das::cnn_forward_batched")
+    def _cnn_forward_batched_fake(u, w1, b1, gamma, beta, w2, b2, running_mean, running_var, training, eps):
+        T, K, C, _ = w1.shape
+        _, B, _, L = u.shape
+        stat = u.new_empty(T, K, C)
+        return u.new_empty(T, K, B, 1, L), stat, torch.empty_like(stat), torch.empty_like(stat)
+
+    @torch.library.register_fake("das::cnn_backward_batched")
+    def _cnn_backward_batched_fake(grad_out, u, mean, rstd, w1, b1, gamma, beta, w2, training):
+        T, K, C, _ = w1.shape
+        return (torch.empty_like(u), torch.empty_like(w1), u.new_empty(T, K, C), u.new_empty(T, K, C),
+                u.new_empty(T, K, C), torch.empty_like(w2), u.new_empty(T, K))
+
+    def _grad_step_batched_backward(ctx, grad):
+        u, y, tau, r, kernel = ctx.saved_tensors
+        gu, gy, gtau, gr = torch.ops.das.grad_step_batched_backward(grad.contiguous(), u, y, tau, r, kernel,
+                                                                    ctx.stride)
+        return gu, gy, gtau, gr, None, None
+
+    torch.library.register_autograd("das::grad_step_batched", _grad_step_batched_backward,
+                                    setup_context=_grad_step_setup)
+
+    def _cnn_batched_backward(ctx, grad_out, *unused_grads):
+        u, mean, rstd, w1, b1, gamma, beta, w2 = ctx.saved_tensors
+        if grad_out is None:
+            return (None,) * 11
+        grads = torch.ops.das.cnn_backward_batched(grad_out.contiguous(), u, mean, rstd, w1, b1, gamma, beta, w2,
+                                                   ctx.training)
+        return (*grads, None, None, None, None)
+
+    torch.library.register_autograd("das::cnn_forward_batched", _cnn_batched_backward, setup_context=_cnn_setup)
 
 
 class Operator:

@@ -1,0 +1,399 @@
+"""The trial-batched ops (leading trial dimension T) against their _ref twins, gradcheck, opcheck,
+bad input, and batch invariance: trial t gives the same bits alone, inside batches of other trials,
+through the unbatched op, and with 1 or 2 threads."""
+import os
+import shutil
+import subprocess
+
+import pytest
+import torch
+
+from das import operators as O
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.skipif(not O.HAS_EXTENSION, reason="extension not built")
+DATA = ["blur", "downsample"]
+DTYPES = [torch.float32, torch.float64]
+L = 50
+
+
+def tol(dtype):
+    return dict(rtol=1e-4, atol=1e-4) if dtype == torch.float32 else dict(rtol=1e-10, atol=1e-10)
+
+
+def weights_like(out):
+    """A fixed, non-constant upstream gradient, so every output element matters."""
+    return torch.linspace(-1, 1, out.numel(), dtype=out.dtype, device=out.device).reshape(out.shape)
+
+
+def assert_same(a, b, what):
+    """Bit for bit: torch.equal, and the same dtype and shape."""
+    assert a.dtype == b.dtype and a.shape == b.shape, f"{what}: {a.dtype}{tuple(a.shape)} vs {b.dtype}{tuple(b.shape)}"
+    if not torch.equal(a, b):
+        diff = (a.double() - b.double()).abs().max().item()
+        raise AssertionError(f"{what} differs (max abs difference {diff:.3g})")
+
+
+# ---------------------------------------------------------------- inputs, one trial per seed
+def step_trial(seed, data="blur", B=6, dtype=torch.float32, device="cpu"):
+    """One trial of grad_step, a function of its seed only: u, y, tau (0-d), r, grad_out."""
+    g = torch.Generator().manual_seed(seed)
+    rnd = lambda *s: torch.randn(*s, generator=g, dtype=dtype).to(device)
+    Lo = O.blurred_length(L, O.STRIDES[data])
+    return rnd(B, 1, L), rnd(B, 1, Lo), rnd(()).abs() + 0.2, rnd(B, 1, L), rnd(B, 1, L)
+
+
+def cnn_trial(seed, K=2, C=16, B=128, dtype=torch.float32):
+    """One trial of the CNN bank: u, [w1, b1, gamma, beta, w2, b2], [running_mean, running_var], grad_out."""
+    g = torch.Generator().manual_seed(seed)
+    rnd = lambda *s: torch.randn(*s, generator=g, dtype=dtype)
+    u = rnd(B, 1, L)
+    params = [rnd(K, C, 3), rnd(K, C), rnd(K, C).abs() + 0.5, rnd(K, C), rnd(K, C, 3), rnd(K)]
+    stats = [rnd(K, C) * 0.1, rnd(K, C).abs() + 0.5]
+    return u, params, stats, rnd(K, B, 1, L)
+
+
+def stack(trials):
+    """Stack per-trial tuples of tensors (or lists of tensors) along a new leading dimension."""
+    return [torch.stack(x) if isinstance(x[0], torch.Tensor) else [torch.stack(y) for y in zip(*x)]
+            for x in zip(*trials)]
+
+
+def run_step_batched(trials, data):
+    """grad_step_batched forward + backward on the stacked trials; per trial (out, gu, gy, gtau, gr)."""
+    u, y, tau, r, go = [t.requires_grad_(i < 4) for i, t in enumerate(stack(trials))]
+    A = O.Operator(data, dtype=u.dtype, device=u.device)
+    out = O.grad_step_batched(u, y, tau, r, A.kernel, A.stride)
+    grads = torch.autograd.grad(out, [u, y, tau, r], go)
+    return [(out[t].detach(), *(gr[t] for gr in grads)) for t in range(len(trials))]
+
+
+def run_step_alone(trial, data):
+    """The unbatched grad_step on one trial: (out, gu, gy, gtau, gr)."""
+    u, y, tau, r, go = [t.clone().requires_grad_(i < 4) for i, t in enumerate(trial)]
+    A = O.Operator(data, dtype=u.dtype, device=u.device)
+    out = O.grad_step(u, y, tau, r, A.kernel, A.stride)
+    return (out.detach(), *torch.autograd.grad(out, [u, y, tau, r], go))
+
+
+def run_cnn_batched(trials, training, ref=False):
+    """cnn_bank_batched forward + backward; per trial (out, 7 gradients, running_mean, running_var)."""
+    u, params, stats, go = stack(trials)
+    xs = [u.requires_grad_()] + [p.requires_grad_() for p in params]
+    bank = O.cnn_bank_batched_ref if ref else O.cnn_bank_batched
+    out = bank(*xs, *stats, training)
+    grads = torch.autograd.grad(out, xs, go)
+    return [(out[t].detach(), *(g[t] for g in grads), stats[0][t], stats[1][t]) for t in range(len(trials))]
+
+
+def run_cnn_alone(trial, training):
+    """The unbatched cnn_bank on one trial: (out, 7 gradients, running_mean, running_var)."""
+    u, params, stats, go = trial
+    xs = [t.clone().requires_grad_() for t in [u] + params]
+    stats = [s.clone() for s in stats]
+    out = O.cnn_bank(*xs, *stats, training)
+    return (out.detach(), *torch.autograd.grad(out, xs, go), *stats)
+
+
+CNN_NAMES = ["out", "du", "dw1", "db1", "dgamma", "dbeta", "dw2", "db2", "running_mean", "running_var"]
+STEP_NAMES = ["out", "du", "dy", "dtau", "dr"]
+
+
+# ---------------------------------------------------------------- against the _ref twins
+@pytest.mark.parametrize("data", DATA)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_grad_step_batched_matches_ref(data, dtype, device):
+    trials = [step_trial(s, data, B=5, dtype=dtype, device=device) for s in range(3)]
+    results = []
+    for ext in (True, False):
+        with O.use_extension(ext):
+            results.append(run_step_batched(trials, data))
+    for t, (a, b) in enumerate(zip(*results)):
+        for name, x, y in zip(STEP_NAMES, a, b):
+            torch.testing.assert_close(x, y, **tol(dtype), msg=lambda m: f"trial {t} {name}: {m}")
+    assert results[0][0][3].shape == ()  # one tau gradient per trial
+
+
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_cnn_bank_batched_matches_ref(training, dtype):
+    trials = [cnn_trial(s, K=2, C=5, B=4, dtype=dtype) for s in range(3)]
+    ext = run_cnn_batched(trials, training)
+    ref = run_cnn_batched([(u, [p.clone() for p in ps], [s.clone() for s in st], go) for u, ps, st, go in trials],
+                          training, ref=True)
+    for t, (a, b) in enumerate(zip(ext, ref)):
+        for name, x, y in zip(CNN_NAMES, a, b):
+            torch.testing.assert_close(x, y, **tol(dtype), msg=lambda m: f"trial {t} {name}: {m}")
+    for t, (u, params, stats, go) in enumerate(trials):  # running stats moved in training only
+        assert torch.equal(ext[t][-2], stats[0]) != training
+
+
+def test_cnn_bank_batched_ref_is_per_trial_cnn_bank_ref():
+    """The grouped-convolution twin equals K-bank _ref calls trial by trial (BN statistics per trial)."""
+    trials = [cnn_trial(s, K=2, C=3, B=5, dtype=torch.float64) for s in range(4)]
+    batched = run_cnn_batched(trials, True, ref=True)
+    for t, (u, params, stats, go) in enumerate(trials):
+        stats = [s.clone() for s in stats]
+        out = O.cnn_bank_ref(u, *params, *stats, True)
+        torch.testing.assert_close(batched[t][0], out, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(batched[t][-2], stats[0], rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(batched[t][-1], stats[1], rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("data", DATA)
+def test_blur_batched_matches_ref_and_rows(data, device):
+    """blur / blur_adjoint on (T,B,1,L): the _ref twin, and the same bits as the unbatched op per trial."""
+    A = O.Operator(data, dtype=torch.float64, device=device)
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(3, 5, 1, L, generator=g, dtype=torch.float64).to(device)
+    v = torch.randn(3, 5, 1, A.measured_length, generator=g, dtype=torch.float64).to(device)
+    ax, atv = O.blur_batched(x, A.kernel, A.stride), O.blur_adjoint_batched(v, A.kernel, A.stride, L)
+    assert ax.shape == (3, 5, 1, A.measured_length) and atv.shape == (3, 5, 1, L)
+    torch.testing.assert_close(ax, O.blur_batched_ref(x, A.kernel, A.stride), **tol(torch.float64))
+    torch.testing.assert_close(atv, O.blur_adjoint_batched_ref(v, A.kernel, A.stride, L), **tol(torch.float64))
+    for t in range(3):
+        assert_same(ax[t], A(x[t]), f"blur trial {t}")
+        assert_same(atv[t], A.adjoint(v[t]), f"blur_adjoint trial {t}")
+
+
+# ---------------------------------------------------------------- gradcheck and opcheck
+@pytest.mark.parametrize("data", DATA)
+def test_gradcheck_grad_step_batched(data, device):
+    u, y, tau, r, _ = stack([step_trial(s, data, B=2, dtype=torch.float64, device=device) for s in range(3)])
+    A = O.Operator(data, dtype=torch.float64, device=device)
+    xs = [t.requires_grad_() for t in (u, y, tau, r)]
+    assert torch.autograd.gradcheck(lambda *a: torch.ops.das.grad_step_batched(*a, A.kernel, A.stride), xs)
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_gradcheck_cnn_batched(training):
+    u, params, stats, _ = stack([cnn_trial(s, K=2, C=3, B=3, dtype=torch.float64) for s in range(2)])
+    xs = [t.requires_grad_() for t in [u] + params]
+    f = lambda *a: torch.ops.das.cnn_forward_batched(*a, *stats, training, 1e-5)[0]
+    assert torch.autograd.gradcheck(f, xs)
+
+
+@pytest.mark.parametrize("data", DATA)
+def test_opcheck_grad_step_batched(data, device):
+    u, y, tau, r, go = stack([step_trial(s, data, B=3, dtype=torch.float64, device=device) for s in range(2)])
+    A = O.Operator(data, dtype=torch.float64, device=device)
+    xs = [t.clone().requires_grad_() for t in (u, y, tau, r)]
+    torch.library.opcheck(torch.ops.das.grad_step_batched.default, (*xs, A.kernel, A.stride))
+    torch.library.opcheck(torch.ops.das.grad_step_batched_backward.default, (go, u, y, tau, r, A.kernel, A.stride))
+
+
+def test_opcheck_cnn_batched():
+    u, params, stats, go = stack([cnn_trial(s, K=2, C=3, B=3, dtype=torch.float64) for s in range(2)])
+    for training in (True, False):
+        xs = [t.clone().requires_grad_() for t in [u] + params]
+        torch.library.opcheck(torch.ops.das.cnn_forward_batched.default, (*xs, *stats, training, 1e-5))
+        _, mean, _, rstd = torch.ops.das.cnn_forward_batched(u, *params, *stats, training, 1e-5)
+        torch.library.opcheck(torch.ops.das.cnn_backward_batched.default,
+                              (go, u, mean, rstd, *params[:5], training))
+
+
+# ---------------------------------------------------------------- batch invariance, bit for bit
+# Trial `seed` alone, and inside batches of 2, 5 and 16 with other trials at other positions.
+COMPOSITIONS = [[1], [1, 7], [7, 1], [3, 9, 1, 4, 5], list(range(20, 31)) + [1] + list(range(40, 44))]
+
+
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("shape", [dict(K=2, C=16, B=128, dtype=torch.float32),
+                                   dict(K=3, C=5, B=7, dtype=torch.float64)], ids=["K2C16B128f32", "K3C5B7f64"])
+def test_cnn_bank_batch_invariance(training, shape):
+    """Every trial of every batch gives the bits it gives alone (T = 1) and through the unbatched cnn_bank:
+    output, all seven gradients and the updated running statistics."""
+    alone = {}
+    for seed in sorted({s for comp in COMPOSITIONS for s in comp}):
+        trial = cnn_trial(seed, **shape)
+        (alone[seed],) = run_cnn_batched([trial], training)
+        for name, a, b in zip(CNN_NAMES, alone[seed], run_cnn_alone(trial, training)):
+            assert_same(a, b, f"seed {seed} {name}: T=1 batched vs unbatched cnn_bank")
+    for comp in COMPOSITIONS[1:]:
+        for seed, res in zip(comp, run_cnn_batched([cnn_trial(s, **shape) for s in comp], training)):
+            for name, a, b in zip(CNN_NAMES, res, alone[seed]):
+                assert_same(a, b, f"seed {seed} {name} in a batch of {len(comp)} vs alone")
+
+
+@pytest.mark.parametrize("data", DATA)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_grad_step_batch_invariance(data, dtype):
+    """grad_step_batched: each trial's output and gradients equal the unbatched grad_step's, bit for bit,
+    whatever batch it is in."""
+    alone = {}
+    for seed in sorted({s for comp in COMPOSITIONS for s in comp}):
+        trial = step_trial(seed, data, B=128, dtype=dtype)
+        (alone[seed],) = run_step_batched([trial], data)
+        for name, a, b in zip(STEP_NAMES, alone[seed], run_step_alone(trial, data)):
+            assert_same(a, b.reshape(a.shape), f"seed {seed} {name}: T=1 batched vs unbatched grad_step")
+    for comp in COMPOSITIONS[1:]:
+        for seed, res in zip(comp, run_step_batched([step_trial(s, data, B=128, dtype=dtype) for s in comp], data)):
+            for name, a, b in zip(STEP_NAMES, res, alone[seed]):
+                assert_same(a, b, f"seed {seed} {name} in a batch of {len(comp)} vs alone")
+
+
+@pytest.fixture
+def threads():
+    """Yields torch.set_num_threads and restores the thread count afterwards."""
+    old = torch.get_num_threads()
+    yield torch.set_num_threads
+    torch.set_num_threads(old)
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_thread_invariance(training, threads):
+    """1 and 2 threads give the same bits for a batch of 5 trials (CNN bank and grad step)."""
+    comp = [3, 9, 1, 4, 5]
+    results = []
+    for n in (1, 2):
+        threads(n)
+        assert torch.get_num_threads() == n
+        cnn = run_cnn_batched([cnn_trial(s) for s in comp], training)
+        step = run_step_batched([step_trial(s, "downsample", B=128) for s in comp], "downsample")
+        results.append((cnn, step))
+    (cnn1, step1), (cnn2, step2) = results
+    for t in range(len(comp)):
+        for name, a, b in zip(CNN_NAMES, cnn1[t], cnn2[t]):
+            assert_same(a, b, f"trial {t} {name}, 1 vs 2 threads")
+        for name, a, b in zip(STEP_NAMES, step1[t], step2[t]):
+            assert_same(a, b, f"trial {t} grad_step {name}, 1 vs 2 threads")
+
+
+def test_batched_wrappers_fall_back_to_ref():
+    """Without the extension the batched wrappers run the _ref twins (same numbers to tolerance)."""
+    trials = [cnn_trial(s, K=2, C=3, B=4, dtype=torch.float64) for s in range(2)]
+    with O.use_extension(False):
+        assert not O.extension_enabled()
+        off = run_cnn_batched(trials, True)
+    on = run_cnn_batched(trials, True)
+    for a, b in zip(off, on):
+        for name, x, y in zip(CNN_NAMES, a, b):
+            torch.testing.assert_close(x, y, rtol=1e-10, atol=1e-10, msg=lambda m: f"{name}: {m}")
+
+
+# ---------------------------------------------------------------- bad input, one test per case
+def step_args(T=2, B=3, dtype=torch.float32):
+    A = O.Operator("downsample", dtype=dtype)
+    return [torch.zeros(T, B, 1, L, dtype=dtype), torch.zeros(T, B, 1, 13, dtype=dtype),
+            torch.ones(T, dtype=dtype), torch.zeros(T, B, 1, L, dtype=dtype), A.kernel, 4]
+
+
+def test_grad_step_batched_rejects_unbatched_signal():
+    args = step_args()
+    args[0] = args[0][0]
+    with pytest.raises(RuntimeError, match=r"u must have shape \(T, B, 1, L\), trials first"):
+        torch.ops.das.grad_step_batched(*args)
+
+
+def test_grad_step_batched_rejects_one_tau_for_all():
+    args = step_args()
+    args[2] = torch.ones(())
+    with pytest.raises(RuntimeError, match=r"tau must hold one step size per trial, shape \(2,\)"):
+        torch.ops.das.grad_step_batched(*args)
+
+
+def test_grad_step_batched_rejects_y_of_other_trial_count():
+    args = step_args()
+    args[1] = torch.zeros(3, 3, 1, 13)
+    with pytest.raises(RuntimeError, match=r"y must have shape \(2, 3, 1, 13\)"):
+        torch.ops.das.grad_step_batched(*args)
+
+
+def test_grad_step_batched_rejects_r_of_other_trial_count():
+    args = step_args()
+    args[3] = torch.zeros(1, 3, 1, L)
+    with pytest.raises(RuntimeError, match="r must have the shape of u"):
+        torch.ops.das.grad_step_batched(*args)
+
+
+def test_grad_step_batched_rejects_integer_signal():
+    args = step_args()
+    args[0] = args[0].long()
+    with pytest.raises(RuntimeError, match="u must be float32 or float64"):
+        torch.ops.das.grad_step_batched(*args)
+
+
+def test_grad_step_batched_rejects_mixed_dtypes():
+    args = step_args()
+    args[2] = args[2].double()
+    with pytest.raises(RuntimeError, match="u is Float but tau is Double; use one dtype"):
+        torch.ops.das.grad_step_batched(*args)
+
+
+def test_grad_step_batched_backward_rejects_bad_grad_out():
+    args = step_args()
+    with pytest.raises(RuntimeError, match="grad_out must have the shape of u"):
+        torch.ops.das.grad_step_batched_backward(torch.zeros(1, 3, 1, L), *args)
+
+
+def cnn_args(T=2, training=True):
+    u, params, stats, _ = stack([cnn_trial(s, K=2, C=3, B=4) for s in range(T)])
+    return [u, *params, *stats, training, 1e-5]
+
+
+def test_cnn_batched_rejects_w1_of_other_trial_count():
+    args = cnn_args()
+    args[1] = args[1][:1]
+    with pytest.raises(RuntimeError, match=r"cnn w1 must be \(T, K, C, k\) with T = 2 trials"):
+        torch.ops.das.cnn_forward_batched(*args)
+
+
+def test_cnn_batched_rejects_unbatched_w2():
+    args = cnn_args()
+    args[5] = args[5][0]
+    with pytest.raises(RuntimeError, match=r"cnn w2 must be \(2, 2, 3, k\)"):
+        torch.ops.das.cnn_forward_batched(*args)
+
+
+def test_cnn_batched_rejects_gamma_of_other_trial_count():
+    args = cnn_args()
+    args[3] = torch.cat([args[3], args[3]])
+    with pytest.raises(RuntimeError, match=r"b1, gamma and beta must be \(2, 2, 3\)"):
+        torch.ops.das.cnn_forward_batched(*args)
+
+
+def test_cnn_batched_rejects_bad_b2():
+    args = cnn_args()
+    args[6] = args[6].reshape(-1)
+    with pytest.raises(RuntimeError, match=r"cnn b2 must be \(2, 2\)"):
+        torch.ops.das.cnn_forward_batched(*args)
+
+
+def test_cnn_batched_rejects_mixed_dtypes():
+    args = cnn_args()
+    args[6] = args[6].double()
+    with pytest.raises(RuntimeError, match="use one dtype"):
+        torch.ops.das.cnn_forward_batched(*args)
+
+
+def test_cnn_batched_rejects_integer_input():
+    args = cnn_args()
+    args[0] = args[0].long()
+    with pytest.raises(RuntimeError, match="u must be float32 or float64"):
+        torch.ops.das.cnn_forward_batched(*args)
+
+
+def test_cnn_batched_eval_rejects_unbatched_running_stats():
+    args = cnn_args(training=False)
+    args[7], args[8] = args[7][0], args[8][0]
+    with pytest.raises(RuntimeError, match=r"eval mode needs running_mean and running_var of shape \(T, K, C\)"):
+        torch.ops.das.cnn_forward_batched(*args)
+
+
+def test_cnn_batched_backward_rejects_bad_grad_out():
+    u, w1, b1, gamma, beta, w2, b2, rm, rv, _, _ = cnn_args()
+    with pytest.raises(RuntimeError, match=r"grad_out must be \(T, K, B, 1, L\) = \[2, 2, 4, 1, 50\]"):
+        torch.ops.das.cnn_backward_batched(torch.zeros(2, 4, 1, L), u, rm, rv, w1, b1, gamma, beta, w2, True)
+
+
+# ---------------------------------------------------------------- CUDA build check (no GPU needed)
+@pytest.mark.skipif(shutil.which("nvcc") is None or shutil.which("nm") is None, reason="nvcc or nm not installed")
+def test_cuda_batched_grad_step_compiles(tmp_path):
+    """das_cuda.cu compiles with nvcc -c (test_operators' recipe) and defines the batched grad step's host
+    functions, so a CUDA build registers grad_step_batched and its backward."""
+    from tests import test_operators
+
+    test_operators.test_cuda_sources_compile(os.path.join(ROOT, "csrc", "cuda", "das_cuda.cu"), tmp_path)
+    symbols = subprocess.run(["nm", "-C", str(tmp_path / "k.o")], capture_output=True, text=True, check=True).stdout
+    for name in ("das::grad_step_batched_cuda(", "das::grad_step_batched_backward_cuda("):
+        assert name in symbols, f"{name} missing from the CUDA object"
