@@ -18,7 +18,7 @@ from pathlib import Path
 from das import cli
 from das.genotype import load_genotype
 from das.trial import (BASELINES, RANDOM_SEARCH_CANDIDATES, Status, TrialSpec, check_resume_target,
-                       read_result, retrain_spec, run_train, unlock_all)
+                       read_result, retrain_spec, run_trains, unlock_all)
 from das.utils import UserError, set_threads
 
 # flags whose value a retrain of a searched genotype takes from the search
@@ -52,16 +52,16 @@ def _main(args) -> dict:
     set_threads(args.threads)
     device = cli.check_device(args)
     specs, root = _genotype_specs(args) if args.genotype else _baseline_specs(args)
-    results = []
-    for spec in specs:
-        if args.resume:
+    if args.resume:
+        for spec in specs:
             check_resume_target(spec, root)
-        r = run_train(spec, root, device=device, resume=args.resume, overwrite=args.overwrite, quiet=args.quiet,
-                      args=vars(args))
-        results.append(r)
-        if not args.quiet:
+    # every seed in one computation (batches of at most --max-batch networks)
+    results = run_trains(specs, root, device=device, resume=args.resume, overwrite=args.overwrite, quiet=args.quiet,
+                         args=vars(args), max_batch=args.max_batch)
+    unlock_all()
+    if not args.quiet:
+        for r in results:
             _report(r)
-        unlock_all()
     return {**results[-1], "results": results}
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import sys
 
 from das import cli
-from das.trial import SEARCH_METHODS, Status, check_resume_target, run_search, unlock_all
+from das.trial import SEARCH_METHODS, Status, check_resume_target, run_searches, unlock_all
 from das.utils import UserError, set_threads
 
 
@@ -49,18 +49,18 @@ def _main(args) -> dict:
     set_threads(args.threads)
     device = cli.check_device(args)
     specs = [cli.spec_from_args(args, method=args.method, seed=s, order=args.order) for s in cli.seeds_of(args)]
-    results = []
-    for spec in specs:
-        if args.resume:
+    if args.resume:
+        for spec in specs:
             check_resume_target(spec, args.out)
-        r = run_search(spec, args.out, device=device, resume=args.resume, overwrite=args.overwrite,
-                       quiet=args.quiet, args=vars(args))
-        results.append(r)
+    # every seed in one computation (batches of at most --max-batch trials)
+    results = run_searches(specs, args.out, device=device, resume=args.resume, overwrite=args.overwrite,
+                           quiet=args.quiet, args=vars(args), max_batch=args.max_batch)
+    unlock_all()
+    for r in results:
         if r["status"] == Status.SEARCHED and not args.no_plot:
             _draw(r)
         if not args.quiet:
             _report(r)
-        unlock_all()
     return {**results[-1], "results": results}
 
 

@@ -1,22 +1,26 @@
 """Search spaces (SPEC 4): the sequential 10-layer space and the DARTS-like cell space.
 
-A network is built either as a supernet (every layer/edge a MixedOp over all candidates,
-with architecture parameters alpha) or as a discrete network from a genotype (one op each).
-Both take the measurement y (B,1,Lo) and return the reconstruction (B,1,L).
+A network holds T trials at once (a leading trial dimension on every parameter, statistic and
+tensor; T = 1 is one trial alone). It is built either as a supernet (every layer/edge a MixedOp
+over all candidates, with architecture parameters alpha (T, rows, n_ops)) or as the discrete
+networks of T genotypes (one op per layer/edge per trial). Both take the measurements
+y (T,B,1,Lo) and return reconstructions (T,B,1,L). Trial t's weights come from its own
+generator, seeded by its seed, so its numbers do not depend on its batch.
 """
 from __future__ import annotations
 
 import contextlib
+import math
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from das import operators
 from das.genotype import CELL_STATES, SEQ_LAYERS, Genotype
-from das.ops import CNN_OPS, WIDTH, NOISE_SIGMA, MixedOp, op_names
+from das.ops import NOISE_SIGMA, WIDTH, ChosenOp, MixedOp, NoiseStreams, op_names
 
 CELLS = 2
+NOISE_STREAM = 2  # stream index of the noise op's generator (0, 1: the training and validation data)
 
 
 def cell_edges(states: int = CELL_STATES) -> list[tuple[int, int]]:
@@ -24,33 +28,57 @@ def cell_edges(states: int = CELL_STATES) -> list[tuple[int, int]]:
     return [(i, j) for j in range(1, states + 1) for i in range(j)]
 
 
-class _Network(nn.Module):
-    """Shared plumbing: the operator A as a buffer, and the residual output u0 + body(u0)."""
+def init_generators(seeds) -> list[torch.Generator]:
+    """One generator per trial for its initial weights: trial t's draws are its own."""
+    return [torch.Generator().manual_seed(int(s)) for s in seeds]
 
-    def __init__(self, data: str, noise_sigma: float = NOISE_SIGMA):
+
+def noise_seed(seed: int) -> int:
+    return 7_919 * int(seed) + 104_729 * (NOISE_STREAM + 1)
+
+
+def softmax_rows(a: torch.Tensor) -> torch.Tensor:
+    """softmax over the last dimension, written out with a fixed order of single-rounding sums so a
+    row's bits never depend on how many rows there are: a (..., n) -> (..., n)."""
+    e = torch.exp(a - a.max(dim=-1, keepdim=True).values)
+    total = e[..., 0]
+    for i in range(1, a.shape[-1]):
+        total = total + e[..., i]
+    return e / total.unsqueeze(-1)
+
+
+class _Network(nn.Module):
+    """Shared plumbing: the operator A as a buffer, the noise streams, the residual u0 + body(u0)."""
+
+    def __init__(self, data: str, seeds):
         super().__init__()
         A = operators.Operator(data)
         self.data, self.stride, self.length = data, A.stride, A.length
-        self.noise_sigma = noise_sigma
+        self.seeds = [int(s) for s in seeds]
         self.register_buffer("kernel", A.kernel, persistent=False)
+        self.noise = NoiseStreams([noise_seed(s) for s in self.seeds])
 
-    def mixed_ops(self):
-        return [m for m in self.modules() if isinstance(m, MixedOp)]
+    @property
+    def trials(self) -> int:
+        return len(self.seeds)
+
+    def layers_with_ops(self):
+        return [m for m in self.modules() if isinstance(m, (MixedOp, ChosenOp))]
 
     def _bind(self):
-        for m in self._mixed:
-            m.kernel, m.stride = self.kernel, self.stride
+        for m in self._ops:
+            m.bind_operator(self.kernel, self.stride)
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:
-        """y (B,1,Lo) -> x_hat (B,1,L)."""
+        """y (T,B,1,Lo) -> x_hat (T,B,1,L)."""
         self._bind()
-        u0 = operators.blur_adjoint(y, self.kernel, self.stride, self.length)
+        u0 = operators.blur_adjoint_batched(y, self.kernel, self.stride, self.length)
         return u0 + self.body(u0, y, self.op_weights())
 
     def op_weights(self):
         return None
 
-    def weights(self):
+    def weights(self) -> list[nn.Parameter]:
         """The operation parameters theta (everything but alpha)."""
         return [p for n, p in self.named_parameters() if n != "alphas"]
 
@@ -60,71 +88,50 @@ class SeqNetwork(_Network):
 
     space = "seq"
 
-    def __init__(self, data: str, layer_ops: list[list[str]], width: int = WIDTH, noise_sigma: float = NOISE_SIGMA):
-        super().__init__(data, noise_sigma)
-        self.layers = nn.ModuleList(MixedOp(ops, width, noise_sigma) for ops in layer_ops)
-        self._mixed = self.mixed_ops()
-
     def body(self, u, y, weights):
         for j, layer in enumerate(self.layers):
-            u = layer(u, y, None if weights is None else weights[j])
+            u = layer(u, y, None if weights is None else weights[:, j])
         return u
 
 
 class _Cell(nn.Module):
-    """One cell: s_j = sum_{i<j} o_ij(s_i); output = conv1x1(concat(s4, s5)).
+    """One cell: s_j = sum_{i<j} o_ij(s_i); output = conv1x1(concat(s4, s5)) per trial.
 
-    A derived cell holds only its non-zero edges. A state none of whose edges is held is the zero
-    signal, and the edges leaving it are still computed (SPEC 4): grad and noise read y, so
-    grad(0) = tau A^T y - tau n(0) is not zero. This makes a derived cell equal the supernet's cell
-    with one-hot alpha.
+    Every non-zero edge is computed, also from a state whose inputs were all `zero` (that state is
+    0, but grad and noise still read y: SPEC 4). The 1x1 convolution is w0 s4 + w1 s5 + b, written
+    elementwise so each trial's arithmetic is the same in any batch and on any thread count.
     """
 
-    def __init__(self, edge_ops: dict, width: int, noise_sigma: float, states: int = CELL_STATES):
+    def __init__(self, make_op, gens, states: int = CELL_STATES):
         super().__init__()
         self.states = states
-        self.edges = [e for e in cell_edges(states) if e in edge_ops]
-        self.ops = nn.ModuleDict({f"{i}_{j}": MixedOp(edge_ops[(i, j)], width, noise_sigma) for i, j in self.edges})
-        self.out = nn.Conv1d(2, 1, kernel_size=1)
-        self.index = {e: k for k, e in enumerate(cell_edges(states))}
+        self.edges = cell_edges(states)
+        made = {f"{i}_{j}": make_op(i, j) for i, j in self.edges}
+        self.ops = nn.ModuleDict({k: v for k, v in made.items() if v is not None})
+        # nn.Conv1d(2, 1, 1)'s initialisation: weight and bias uniform in +-1/sqrt(fan_in)
+        bound = 1 / math.sqrt(2)
+        w, b = [], []
+        for g in gens:
+            w.append(torch.empty(2).uniform_(-bound, bound, generator=g))
+            b.append(torch.empty(1).uniform_(-bound, bound, generator=g))
+        self.out_w = nn.Parameter(torch.stack(w))  # (T, 2)
+        self.out_b = nn.Parameter(torch.cat(b))    # (T,)
 
     def forward(self, s0, y, weights):
-        """s0 (B,1,L), y (B,1,Lo), weights (15, n_ops) softmax or None (derived) -> (B,1,L)."""
-        s = [s0] + [None] * self.states  # None: no edge into this state so far, i.e. the zero signal
-        for i, j in self.edges:
-            w = None if weights is None else weights[self.index[(i, j)]]
-            src = s[i] if s[i] is not None else torch.zeros_like(s0)
-            v = self.ops[f"{i}_{j}"](src, y, w)
-            s[j] = v if s[j] is None else s[j] + v
-        last = [t if t is not None else torch.zeros_like(s0) for t in s[-2:]]
-        return self.output(*last)
-
-    def output(self, s4: torch.Tensor, s5: torch.Tensor) -> torch.Tensor:
-        """conv1x1(concat(s4, s5)) = w0 s4 + w1 s5 + b: s4, s5 (B,1,L) -> (B,1,L).
-
-        Computed by hand rather than by nn.Conv1d, whose weight and bias gradients are one oneDNN
-        reduction over all B*L positions split by thread, so their last bits (and then a whole
-        search) depended on the thread count. Expanding w and b over the batch makes autograd
-        reduce over L per sample, then over B: reductions too short to be split across threads,
-        or split along their outputs, which keeps each sum's order fixed. `self.out` keeps holding
-        the parameters, so checkpoints are unchanged.
-        """
-        B = s4.shape[0]
-        w = self.out.weight.view(1, 2, 1).expand(B, 2, 1)
-        b = self.out.bias.view(1, 1, 1).expand(B, 1, 1)
-        return s4 * w[:, :1] + s5 * w[:, 1:] + b
+        s = [s0] + [torch.zeros_like(s0) for _ in range(self.states)]
+        for k, (i, j) in enumerate(self.edges):
+            op = self.ops[f"{i}_{j}"] if f"{i}_{j}" in self.ops else None
+            if op is None:
+                continue
+            s[j] = s[j] + op(s[i], y, None if weights is None else weights[:, k])
+        w = self.out_w.reshape(-1, 2, 1, 1, 1)
+        return w[:, 0] * s[-2] + w[:, 1] * s[-1] + self.out_b.reshape(-1, 1, 1, 1)
 
 
 class CellNetwork(_Network):
-    """Cell space: output = u0 + cell2(cell1(u0)); both cells share one set of alphas."""
+    """Cell space: output = u0 + cell2(cell1(u0)); in the supernet both cells share one alpha."""
 
     space = "cell"
-
-    def __init__(self, data: str, edge_ops: dict, width: int = WIDTH, noise_sigma: float = NOISE_SIGMA,
-                 cells: int = CELLS):
-        super().__init__(data, noise_sigma)
-        self.cells = nn.ModuleList(_Cell(edge_ops, width, noise_sigma) for _ in range(cells))
-        self._mixed = self.mixed_ops()
 
     def body(self, u, y, weights):
         for cell in self.cells:
@@ -135,133 +142,161 @@ class CellNetwork(_Network):
 class _Supernet:
     """Mixin: alphas, their softmax, and derivation by argmax (DARTS' Network API)."""
 
-    def _init_alphas(self, rows: int, names: list[str]):
+    def _init_alphas(self, rows: int, names: list[str], gens):
         self.op_names = names
-        self.alphas = nn.Parameter(1e-3 * torch.randn(rows, len(names)))
+        self.alphas = nn.Parameter(1e-3 * torch.stack([torch.randn(rows, len(names), generator=g) for g in gens]))
 
     def op_weights(self):
-        return F.softmax(self.alphas, dim=-1)
+        return softmax_rows(self.alphas)
 
     def arch_parameters(self):
         return [self.alphas]
 
-    def softmax_alphas(self) -> list[list[float]]:
-        return F.softmax(self.alphas.detach().double(), dim=-1).tolist()
+    def softmax_alphas(self, t: int) -> list[list[float]]:
+        return softmax_rows(self.alphas.detach()[t].double()).tolist()
 
-    def choice_indices(self, genotype: Genotype) -> list[int]:
-        """The row-wise index into op_names of each layer's (seq) or edge's (cell) op in genotype."""
+    def genotypes(self) -> list[Genotype]:
+        return [self.genotype(t) for t in range(self.trials)]
+
+    def choices_of(self, genotype: Genotype) -> list[str]:
+        """The op of each layer (seq) or edge (cell) of a genotype that fits this supernet."""
         if genotype.space != self.space:
             raise ValueError(f"a {genotype.space} genotype does not fit a {self.space} supernet")
         chosen = genotype.layers if self.space == "seq" else [op for _, _, op in genotype.edges]
         if self.space == "cell" and [(i, j) for i, j, _ in genotype.edges] != cell_edges():
             raise ValueError("a cell genotype for a supernet must name all 15 edges in cell_edges() order")
-        if len(chosen) != self.alphas.shape[0]:
-            raise ValueError(f"genotype has {len(chosen)} layers, the supernet {self.alphas.shape[0]}")
+        if len(chosen) != self.alphas.shape[1]:
+            raise ValueError(f"genotype has {len(chosen)} layers, the supernet {self.alphas.shape[1]}")
         missing = sorted(set(chosen) - set(self.op_names))
         if missing:
             raise ValueError(f"genotype ops {missing} are not candidates of this supernet ({self.op_names})")
-        return [self.op_names.index(op) for op in chosen]
+        return list(chosen)
 
     @contextlib.contextmanager
-    def one_hot(self, genotype: Genotype, skip_zero: bool = True):
-        """Within the block alpha is one-hot on the genotype's choices: softmax exactly 1 for the
-        chosen op and exactly 0 for the others (logits 0 and -inf), weights as trained.
-
-        skip_zero: the mixed ops leave out the terms of weight 0 (see MixedOp.skip_zero_weights),
-        so the noise ops draw exactly what the derived network draws. The mixture's value is the
-        same either way; skip_zero=False computes every term, as in training.
-        The alphas and the mixed ops are restored on exit, bit for bit.
-        """
-        idx = self.choice_indices(genotype)
-        saved = self.alphas.detach().clone()
-        with torch.no_grad():
-            self.alphas.fill_(float("-inf"))
-            self.alphas[torch.arange(len(idx)), torch.tensor(idx)] = 0.0
-        for m in self._mixed:
-            m.skip_zero_weights = skip_zero
+    def one_hot(self, genotypes):
+        """Within the block trial t computes the supernet with alpha one-hot on genotypes[t]'s
+        choices (one genotype for all trials, or one per trial), weights as trained: each mixed op
+        computes the chosen op alone, which is exactly the mixture's value for a one-hot softmax
+        (the other terms are 0), and draws noise only where the chosen op is `noise`, as the
+        derived network does. The mixed ops are restored on exit."""
+        if isinstance(genotypes, Genotype):
+            genotypes = [genotypes] * self.trials
+        if len(genotypes) != self.trials:
+            raise ValueError(f"one genotype per trial: got {len(genotypes)} for {self.trials} trials")
+        rows = [self.choices_of(g) for g in genotypes]
+        mixed = self._mixed_rows()
+        for k, ops in enumerate(mixed):
+            for m in ops:
+                m.choices = [r[k] for r in rows]
         try:
             yield self
         finally:
-            with torch.no_grad():
-                self.alphas.copy_(saved)
-            for m in self._mixed:
-                m.skip_zero_weights = False
+            for ops in mixed:
+                for m in ops:
+                    m.choices = None
+
+    def _mixed_rows(self):
+        """The mixed ops of each alpha row: one per seq layer, one per cell per edge."""
+        if self.space == "seq":
+            return [[m] for m in self.layers]
+        return [[cell.ops[f"{i}_{j}"] for cell in self.cells] for i, j in cell_edges()]
 
 
 class SeqSupernet(_Supernet, SeqNetwork):
-    def __init__(self, data: str, ops: str, width: int = WIDTH, noise_sigma: float = NOISE_SIGMA,
+    def __init__(self, data: str, ops: str, seeds, width: int = WIDTH, noise_sigma: float = NOISE_SIGMA,
                  layers: int = SEQ_LAYERS):
+        super().__init__(data, seeds)
         names = op_names(ops, "seq")
-        SeqNetwork.__init__(self, data, [names] * layers, width, noise_sigma)
-        self._init_alphas(layers, names)
+        gens = init_generators(self.seeds)
+        self.layers = nn.ModuleList(MixedOp(names, width, gens, self.noise, noise_sigma) for _ in range(layers))
+        self._init_alphas(layers, names, gens)
+        self._ops = self.layers_with_ops()
         self.ops_name, self.width = ops, width
 
-    def genotype(self) -> Genotype:
-        choice = self.alphas.detach().argmax(dim=-1).tolist()
+    def genotype(self, t: int = 0) -> Genotype:
+        choice = self.alphas.detach()[t].argmax(dim=-1).tolist()
         return Genotype(space="seq", ops=self.ops_name, data=self.data, width=self.width,
-                        layers=[self.op_names[c] for c in choice], alphas=self.softmax_alphas())
+                        layers=[self.op_names[c] for c in choice], alphas=self.softmax_alphas(t))
 
 
 class CellSupernet(_Supernet, CellNetwork):
-    def __init__(self, data: str, ops: str, width: int = WIDTH, noise_sigma: float = NOISE_SIGMA):
+    def __init__(self, data: str, ops: str, seeds, width: int = WIDTH, noise_sigma: float = NOISE_SIGMA,
+                 cells: int = CELLS):
+        super().__init__(data, seeds)
         names = op_names(ops, "cell")
-        edges = cell_edges()
-        CellNetwork.__init__(self, data, {e: names for e in edges}, width, noise_sigma)
-        self._init_alphas(len(edges), names)
+        gens = init_generators(self.seeds)
+        self.cells = nn.ModuleList(
+            _Cell(lambda i, j: MixedOp(names, width, gens, self.noise, noise_sigma), gens) for _ in range(cells))
+        self._init_alphas(len(cell_edges()), names, gens)
+        self._ops = self.layers_with_ops()
         self.ops_name, self.width = ops, width
 
-    def genotype(self) -> Genotype:
-        choice = self.alphas.detach().argmax(dim=-1).tolist()
+    def genotype(self, t: int = 0) -> Genotype:
+        choice = self.alphas.detach()[t].argmax(dim=-1).tolist()
         edges = [(i, j, self.op_names[c]) for (i, j), c in zip(cell_edges(), choice)]
         return Genotype(space="cell", ops=self.ops_name, data=self.data, width=self.width,
-                        edges=edges, alphas=self.softmax_alphas())
+                        edges=edges, alphas=self.softmax_alphas(t))
 
 
-def build_supernet(space: str, data: str, ops: str, width: int = WIDTH, noise_sigma: float = NOISE_SIGMA):
+class SeqDiscrete(SeqNetwork):
+    """The discrete networks of T sequential genotypes (one op per layer per trial)."""
+
+    def __init__(self, data: str, genotypes: list[Genotype], seeds, noise_sigma: float = NOISE_SIGMA):
+        super().__init__(data, seeds)
+        gens = init_generators(self.seeds)
+        width = _one_width(genotypes)
+        self.layers = nn.ModuleList(
+            ChosenOp([g.layers[j] for g in genotypes], width, gens, self.noise, noise_sigma) for j in range(SEQ_LAYERS))
+        self._ops = self.layers_with_ops()
+        self.genotype_list = genotypes
+
+
+class CellDiscrete(CellNetwork):
+    """The discrete networks of T cell genotypes (one op per edge per trial, `zero` allowed)."""
+
+    def __init__(self, data: str, genotypes: list[Genotype], seeds, noise_sigma: float = NOISE_SIGMA,
+                 cells: int = CELLS):
+        super().__init__(data, seeds)
+        gens = init_generators(self.seeds)
+        width = _one_width(genotypes)
+        choice = [{(i, j): op for i, j, op in g.edges} for g in genotypes]
+
+        def make(i, j):
+            ops = [c.get((i, j), "zero") for c in choice]
+            return None if all(op == "zero" for op in ops) else ChosenOp(ops, width, gens, self.noise, noise_sigma)
+
+        self.cells = nn.ModuleList(_Cell(make, gens) for _ in range(cells))
+        self._ops = self.layers_with_ops()
+        self.genotype_list = genotypes
+
+
+def _one_width(genotypes) -> int:
+    widths = {g.width for g in genotypes}
+    if len(widths) != 1:
+        raise ValueError(f"a batch of networks needs one width, got {sorted(widths)}")
+    return widths.pop()
+
+
+def build_supernet(space: str, data: str, ops: str, seeds, width: int = WIDTH, noise_sigma: float = NOISE_SIGMA):
+    """The supernets of T trials (seeds: one per trial)."""
     if space == "seq":
-        return SeqSupernet(data, ops, width, noise_sigma)
+        return SeqSupernet(data, ops, seeds, width, noise_sigma)
     if space == "cell":
-        return CellSupernet(data, ops, width, noise_sigma)
+        return CellSupernet(data, ops, seeds, width, noise_sigma)
     raise ValueError(f"unknown space {space!r}; choose seq or cell")
 
 
-def build_network(genotype: Genotype, data: str | None = None, noise_sigma: float = NOISE_SIGMA):
-    """The discrete network of a genotype, freshly initialised."""
-    data = data or genotype.data
-    if genotype.space == "seq":
-        return SeqNetwork(data, [[op] for op in genotype.layers], genotype.width, noise_sigma)
-    edge_ops = {(i, j): [op] for i, j, op in genotype.edges if op != "zero"}
-    return CellNetwork(data, edge_ops, genotype.width, noise_sigma)
-
-
-def derived_from_supernet(supernet, genotype: Genotype | None = None):
-    """The discrete network of `genotype` (default: the supernet's own) carrying the supernet's
-    weights: each kept op takes the tau and the CNN (BN statistics included) of its layer/edge,
-    each cell takes its cell's output conv. Same device, dtype and train/eval mode.
-
-    It computes what the supernet computes with one-hot alpha on genotype (`_Supernet.one_hot`).
-    """
-    genotype = genotype or supernet.genotype()
-    supernet.choice_indices(genotype)  # validates space, length and op names
-    if genotype.width != supernet.width:
-        raise ValueError(f"genotype width {genotype.width} differs from the supernet's {supernet.width}")
-    net = build_network(genotype, supernet.data, supernet.noise_sigma)
-    net.to(device=supernet.kernel.device, dtype=supernet.alphas.dtype)
-    if genotype.space == "seq":
-        pairs = list(zip(net.layers, supernet.layers))
-    else:
-        pairs = []
-        for cell, source in zip(net.cells, supernet.cells):
-            cell.out.load_state_dict(source.out.state_dict())
-            pairs += [(m, source.ops[key]) for key, m in cell.ops.items()]
-    with torch.no_grad():
-        for m, source in pairs:
-            op = m.names[0]
-            if op in CNN_OPS:
-                m.bank.copy_slot(0, source.bank, source.cnn_slot[op])
-            if op == "grad":
-                m.tau.copy_(source.tau)
-    return net.train(supernet.training)
+def build_network(genotypes, data: str | None = None, seeds=(0,), noise_sigma: float = NOISE_SIGMA):
+    """The discrete networks of T genotypes of one space, trial t initialised from seeds[t]."""
+    if isinstance(genotypes, Genotype):
+        genotypes = [genotypes]
+    data = data or genotypes[0].data
+    spaces = {g.space for g in genotypes}
+    if len(spaces) != 1 or len(genotypes) != len(seeds):
+        raise ValueError("a batch of networks needs one space and one seed per genotype")
+    if spaces == {"seq"}:
+        return SeqDiscrete(data, genotypes, seeds, noise_sigma)
+    return CellDiscrete(data, genotypes, seeds, noise_sigma)
 
 
 def uniform_genotype(space: str, data: str, ops: str, op: str, width: int = WIDTH) -> Genotype:
@@ -282,5 +317,37 @@ def random_genotype(space: str, data: str, ops: str, generator: torch.Generator,
                     edges=[(i, j, names[p]) for (i, j), p in zip(cell_edges(), pick)])
 
 
-__all__ = ["SeqNetwork", "CellNetwork", "SeqSupernet", "CellSupernet", "build_supernet", "build_network",
-           "cell_edges", "derived_from_supernet", "uniform_genotype", "random_genotype", "SEQ_LAYERS"]
+@torch.no_grad()
+def derived_from_supernet(supernet, genotype: Genotype | None = None, t: int = 0):
+    """The discrete network (T = 1) of `genotype` (default: trial t's own) carrying trial t's supernet
+    weights (tau and the CNN, BN statistics included, of each chosen op; the cells' output
+    convolution) and its noise stream; it computes what `supernet.one_hot` computes for trial t."""
+    genotype = genotype or supernet.genotype(t)
+    supernet.choices_of(genotype)  # validates space, length and op names
+    if genotype.width != supernet.width:
+        raise ValueError(f"genotype width {genotype.width} differs from the supernet's {supernet.width}")
+    net = build_network(genotype, supernet.data, seeds=[supernet.seeds[t]], noise_sigma=_noise_sigma(supernet))
+    net.to(device=supernet.kernel.device, dtype=supernet.alphas.dtype)
+    net.noise.gens[0].set_state(supernet.noise.gens[t].get_state())
+    pairs = list(zip(supernet.layers, net.layers)) if genotype.space == "seq" else [
+        (sc.ops[k], nc.ops[k]) for sc, nc in zip(supernet.cells, net.cells) for k in nc.ops]
+    for src, dst in pairs:
+        op = dst.choices[0]
+        if op in ("grad", "net"):
+            dst.bank.copy_slot(0, 0, src.bank, t, src.cnn_slot[op])
+        if op == "grad":
+            dst.tau[0] = src.tau[t]
+    if genotype.space == "cell":
+        for sc, nc in zip(supernet.cells, net.cells):
+            nc.out_w[0] = sc.out_w[t]
+            nc.out_b[0] = sc.out_b[t]
+    return net.train(supernet.training)
+
+
+def _noise_sigma(net) -> float:
+    return next((m.noise_sigma for m in net.layers_with_ops()), NOISE_SIGMA)
+
+
+__all__ = ["SeqNetwork", "CellNetwork", "SeqSupernet", "CellSupernet", "SeqDiscrete", "CellDiscrete",
+           "build_supernet", "build_network", "cell_edges", "uniform_genotype", "random_genotype",
+           "derived_from_supernet", "SEQ_LAYERS"]

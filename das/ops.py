@@ -1,8 +1,12 @@
 """The operation registry (paper 4.3, SPEC 3) and the CNN n(u; theta) that `grad` and `net` share.
 
-Every op maps u (B,1,L) to (B,1,L) and may read the measurement y. An op is one entry of OPS:
-a function (layer, u, y, r) -> (B,1,L), where `layer` is the MixedOp that owns its parameters
-and r (K,B,1,L) holds the outputs of that layer's CNNs (one per CNN-carrying op).
+Everything carries a leading trial dimension T: T independent trials (seeds) run as one
+computation, and nothing here ever mixes trials. Every op maps u (T,B,1,L) to (T,B,1,L) and
+may read the measurement y (T,B,1,Lo). An op is one entry of OPS: a function
+(layer, u, y, r) -> (T,B,1,L), where `layer` owns the parameters (tau, the noise streams) and r
+holds the output of the CNN the op uses. A trial's numbers do not depend on the other trials of
+its batch: each trial's parameters are drawn from its own generator, its noise from its own
+stream, and every kernel computes a trial's arithmetic the same way for any T.
 """
 from __future__ import annotations
 
@@ -19,63 +23,125 @@ NOISE_SIGMA = 0.1
 WIDTH = 16
 
 
-class CNNBank(nn.Module):
-    """K independent CNNs conv(1->C, k=3) -> BatchNorm1d(C) -> ReLU -> conv(C->1, k=3) on one input.
+def per_trial(draw, gens: list[torch.Generator]) -> torch.Tensor:
+    """Stack one draw per trial, each from that trial's own generator: (T, *shape)."""
+    return torch.stack([draw(g) for g in gens])
 
-    Parameters are stacked along K, so all K run as one fused kernel. Initialised like
-    nn.Conv1d / nn.BatchNorm1d.
+
+class CNNBank(nn.Module):
+    """K independent CNNs conv(1->C, k=3) -> BatchNorm1d(C) -> ReLU -> conv(C->1, k=3) per trial.
+
+    Parameters are (T, K, ...): trial t's K CNNs read trial t's input only, and its BatchNorm
+    statistics are over its own batch. Initialised like nn.Conv1d / nn.BatchNorm1d, trial t from
+    gens[t]; `draw[t]` False leaves trial t's slots at zero without consuming its generator
+    (a discrete layer whose op has no CNN).
     """
 
-    def __init__(self, count: int, width: int = WIDTH, kernel_size: int = 3, momentum: float = 0.1, eps: float = 1e-5):
+    PARAMS = ("w1", "b1", "gamma", "beta", "w2", "b2", "running_mean", "running_var")
+
+    def __init__(self, count: int, width: int, gens: list[torch.Generator], draw: list[bool] | None = None,
+                 kernel_size: int = 3, momentum: float = 0.1, eps: float = 1e-5):
         super().__init__()
         K, C, k = count, width, kernel_size
         self.momentum, self.eps = momentum, eps
         b1_bound, b2_bound = 1 / math.sqrt(k), 1 / math.sqrt(C * k)
-        self.w1 = nn.Parameter(torch.empty(K, C, k).uniform_(-b1_bound, b1_bound))
-        self.b1 = nn.Parameter(torch.empty(K, C).uniform_(-b1_bound, b1_bound))
-        self.gamma = nn.Parameter(torch.ones(K, C))
-        self.beta = nn.Parameter(torch.zeros(K, C))
-        self.w2 = nn.Parameter(torch.empty(K, C, k).uniform_(-b2_bound, b2_bound))
-        self.b2 = nn.Parameter(torch.empty(K).uniform_(-b2_bound, b2_bound))
-        self.register_buffer("running_mean", torch.zeros(K, C))
-        self.register_buffer("running_var", torch.ones(K, C))
+        draw = draw or [True] * len(gens)
+        w1, b1, w2, b2 = [], [], [], []
+        for g, d in zip(gens, draw):
+            if d:
+                w1.append(torch.empty(K, C, k).uniform_(-b1_bound, b1_bound, generator=g))
+                b1.append(torch.empty(K, C).uniform_(-b1_bound, b1_bound, generator=g))
+                w2.append(torch.empty(K, C, k).uniform_(-b2_bound, b2_bound, generator=g))
+                b2.append(torch.empty(K).uniform_(-b2_bound, b2_bound, generator=g))
+            else:
+                w1.append(torch.zeros(K, C, k)), b1.append(torch.zeros(K, C))
+                w2.append(torch.zeros(K, C, k)), b2.append(torch.zeros(K))
+        T = len(gens)
+        self.w1, self.b1 = nn.Parameter(torch.stack(w1)), nn.Parameter(torch.stack(b1))
+        self.gamma, self.beta = nn.Parameter(torch.ones(T, K, C)), nn.Parameter(torch.zeros(T, K, C))
+        self.w2, self.b2 = nn.Parameter(torch.stack(w2)), nn.Parameter(torch.stack(b2))
+        self.register_buffer("running_mean", torch.zeros(T, K, C))
+        self.register_buffer("running_var", torch.ones(T, K, C))
 
-    def forward(self, u: torch.Tensor) -> torch.Tensor:
-        """u (B,1,L) -> (K,B,1,L)."""
-        return operators.cnn_bank(u, self.w1, self.b1, self.gamma, self.beta, self.w2, self.b2,
-                                  self.running_mean, self.running_var, self.training, self.momentum, self.eps)
-
-    PARAMS = ("w1", "b1", "gamma", "beta", "w2", "b2", "running_mean", "running_var")
+    def forward(self, u: torch.Tensor, idx: torch.Tensor | None = None) -> torch.Tensor:
+        """u (T',B,1,L) -> (T',K,B,1,L) for the trials idx (all when None; then T' = T)."""
+        p = [getattr(self, n) for n in self.PARAMS]
+        if idx is None:
+            return operators.cnn_bank_batched(u, *p, self.training, self.momentum, self.eps)
+        sub = [t.index_select(0, idx) for t in p]
+        out = operators.cnn_bank_batched(u, *sub, self.training, self.momentum, self.eps)
+        if self.training:  # the running statistics of the trials that ran
+            with torch.no_grad():
+                self.running_mean.index_copy_(0, idx, sub[6])
+                self.running_var.index_copy_(0, idx, sub[7])
+        return out
 
     @torch.no_grad()
-    def copy_slot(self, k: int, other: "CNNBank", other_k: int) -> None:
-        """Copy CNN number other_k of another bank into slot k of this one."""
+    def copy_slot(self, t: int, k: int, other: "CNNBank", other_t: int, other_k: int) -> None:
+        """Copy CNN other_k of trial other_t of another bank into slot k of trial t."""
         for name in self.PARAMS:
-            getattr(self, name)[k].copy_(getattr(other, name)[other_k])
+            getattr(self, name)[t, k].copy_(getattr(other, name)[other_t, other_k])
 
 
-def _grad(layer, u, y, r):
-    # Eq. 6: u - tau A^T(A u - y) - tau n(u; theta), one fused kernel
-    return operators.grad_step(u, y, layer.tau, r[layer.cnn_slot["grad"]], layer.kernel, layer.stride)
+class NoiseStreams:
+    """One generator per trial for the harmful noise op: a trial's draws never depend on its batch.
+
+    `fork(seed)` sets every stream to the same fresh seed (the evaluation set: every trial and
+    every method sees the same draws), `state`/`set_state` let the passes of one second-order
+    alpha step see the same draws.
+    """
+
+    def __init__(self, seeds: list[int]):
+        # CPU generators on every device: the same draws on CPU and GPU
+        self.gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
+
+    def randn(self, shape, idx: torch.Tensor | None = None, device="cpu") -> torch.Tensor:
+        """(T', *shape) standard normal draws, trial t from its own stream (the trials idx)."""
+        gens = self.gens if idx is None else [self.gens[i] for i in idx.tolist()]
+        return torch.stack([torch.randn(shape, generator=g) for g in gens]).to(device)
+
+    def state(self) -> list[torch.Tensor]:
+        return [g.get_state() for g in self.gens]
+
+    def set_state(self, states) -> None:
+        for g, s in zip(self.gens, states):
+            g.set_state(s)
+
+    def fork(self, seed: int) -> list[torch.Tensor]:
+        """Reseed every stream with `seed`; returns the old states for set_state."""
+        old = self.state()
+        for g in self.gens:
+            g.manual_seed(int(seed))
+        return old
 
 
-def _net(layer, u, y, r):
+def _rows(x: torch.Tensor, idx):
+    return x if idx is None else x.index_select(0, idx)
+
+
+def _grad(layer, u, y, r, idx=None):
+    # Eq. 6: u - tau A^T(A u - y) - tau n(u; theta), one fused kernel with a step size per trial
+    return operators.grad_step_batched(u, y, _rows(layer.tau, idx), r["grad"], layer.kernel, layer.stride)
+
+
+def _net(layer, u, y, r, idx=None):
     # Eq. 7: n(u; theta)
-    return r[layer.cnn_slot["net"]]
+    return r["net"]
 
 
-def _roll(layer, u, y, r):
-    # harmful by design: shifts batch, channel and signal by one
-    return torch.roll(u, shifts=(1, 1, 1), dims=(0, 1, 2))
+def _roll(layer, u, y, r, idx=None):
+    # harmful by design: each trial's (B,1,L) block shifted by one along batch, channel and signal
+    return torch.roll(u, shifts=(1, 1, 1), dims=(1, 2, 3))
 
 
-def _noise(layer, u, y, r):
+def _noise(layer, u, y, r, idx=None):
     # harmful by design: a plain gradient step plus fresh Gaussian noise at every call
-    eps = torch.randn_like(u)
-    return operators.grad_step(u, y, layer.one, eps.mul_(-layer.noise_sigma), layer.kernel, layer.stride)
+    eps = layer.noise.randn(u.shape[1:], idx, u.device).to(u.dtype)
+    one = torch.ones(u.shape[0], dtype=u.dtype, device=u.device)
+    return operators.grad_step_batched(u, y, one, eps * (-layer.noise_sigma), layer.kernel, layer.stride)
 
 
-def _zero(layer, u, y, r):
+def _zero(layer, u, y, r, idx=None):
     return torch.zeros_like(u)
 
 
@@ -89,48 +155,104 @@ def op_names(ops: str, space: str) -> list[str]:
     return OP_SETS[ops] + (["zero"] if space == "cell" else [])
 
 
-class MixedOp(nn.Module):
-    """sum_t w_t o_t(u) over candidate ops (SPEC 4); a single op when given one name.
+class _Layer(nn.Module):
+    """What a mixed and a chosen op share: tau, the bound operator A, the noise streams."""
 
-    The kernel and stride of A are set by the owning network (`bind_operator`).
-    """
-
-    def __init__(self, names: list[str], width: int = WIDTH, noise_sigma: float = NOISE_SIGMA):
+    def __init__(self, T: int, has_grad: bool, noise: NoiseStreams, noise_sigma: float):
         super().__init__()
-        for n in names:
-            if n not in OPS:
-                raise ValueError(f"unknown op {n!r}; choose from {sorted(OPS)}")
-        self.names = list(names)
-        cnn_ops = [n for n in names if n in CNN_OPS]
-        self.cnn_slot = {n: i for i, n in enumerate(cnn_ops)}
-        self.bank = CNNBank(len(cnn_ops), width) if cnn_ops else None
-        self.tau = nn.Parameter(torch.ones(())) if "grad" in names else None
-        self.register_buffer("one", torch.ones(()), persistent=False)
-        self.noise_sigma = noise_sigma
-        # indices of the ops that are not `zero`: a zero op adds nothing, so it is never computed
-        self.live = [i for i, n in enumerate(names) if n != "zero"]
-        # Set by `_Supernet.one_hot`: also leave out the ops whose weight is exactly 0. Their term
-        # w_t o_t(u) is exactly 0 either way; leaving them out only spares their compute and their
-        # random draws, so the noise ops of a one-hot supernet draw what the derived network draws.
-        # Off in training: it reads the weights on the host.
-        self.skip_zero_weights = False
+        self.tau = nn.Parameter(torch.ones(T)) if has_grad else None
+        self.noise, self.noise_sigma = noise, noise_sigma
         self.kernel, self.stride = None, 1
 
     def bind_operator(self, kernel: torch.Tensor, stride: int) -> None:
         self.kernel, self.stride = kernel, stride
 
-    def forward(self, u: torch.Tensor, y: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
-        """u (B,1,L), y (B,1,Lo), weights (n_ops,) softmax or None for a single op -> (B,1,L)."""
-        r = self.bank(u) if self.bank is not None else None
-        if weights is None:
-            assert len(self.names) == 1, "a mixed op needs weights"
-            return OPS[self.names[0]](self, u, y, r)
-        live = self.live
-        if self.skip_zero_weights:
-            nonzero = (weights != 0).tolist()
-            live = [i for i in live if nonzero[i]]
-        if not live:
-            return torch.zeros_like(u)
-        outs = torch.stack([OPS[self.names[i]](self, u, y, r) for i in live])
-        w = weights if len(live) == len(self.names) else weights[live]
-        return torch.tensordot(w, outs, dims=1)
+
+def chosen_forward(layer, choices: list[str], u: torch.Tensor, y: torch.Tensor, slot) -> torch.Tensor:
+    """Trial t computes the op choices[t] alone (`zero`: zeros), each op on the trials that chose it.
+
+    slot(name): the CNN slot of op `name` in layer.bank. u (T,B,1,L), y (T,B,1,Lo) -> (T,B,1,L).
+    """
+    groups: dict[str, list[int]] = {}
+    for t, c in enumerate(choices):
+        if c != "zero":
+            groups.setdefault(c, []).append(t)
+    T = u.shape[0]
+    if len(groups) == 1 and len(next(iter(groups.values()))) == T:  # every trial the same op
+        name = next(iter(groups))
+        r = {name: layer.bank(u)[:, slot(name)]} if name in CNN_OPS else {}
+        return OPS[name](layer, u, y, r)
+    out = torch.zeros_like(u)
+    cnn_trials = [t for t, c in enumerate(choices) if c in CNN_OPS]
+    if cnn_trials:
+        cnn_idx = torch.tensor(cnn_trials, device=u.device)
+        cnn = layer.bank(u.index_select(0, cnn_idx), cnn_idx)
+        pos = {t: k for k, t in enumerate(cnn_trials)}
+    for name, trials in groups.items():
+        idx = torch.tensor(trials, device=u.device)
+        r = {}
+        if name in CNN_OPS:
+            r = {name: cnn.index_select(0, torch.tensor([pos[t] for t in trials], device=u.device))[:, slot(name)]}
+        v = OPS[name](layer, u.index_select(0, idx), y.index_select(0, idx), r, idx)
+        out = out.index_copy(0, idx, v)
+    return out
+
+
+class MixedOp(_Layer):
+    """sum_t softmax(alpha)_t o_t(u) over the candidate ops (SPEC 4), for T trials.
+
+    The CNN-carrying candidates share one bank (K = 2 CNNs per trial), run as one kernel. With
+    `choices` set (one op name per trial, see model.one_hot) it computes trial t's chosen op alone,
+    with the weights it has: what the mixture gives for a one-hot alpha, without computing (or
+    drawing noise for) the terms of weight 0.
+    """
+
+    def __init__(self, names: list[str], width: int, gens, noise: NoiseStreams, noise_sigma: float = NOISE_SIGMA):
+        for n in names:
+            if n not in OPS:
+                raise ValueError(f"unknown op {n!r}; choose from {sorted(OPS)}")
+        super().__init__(len(gens), "grad" in names, noise, noise_sigma)
+        self.names = list(names)
+        cnn_ops = [n for n in names if n in CNN_OPS]
+        self.cnn_slot = {n: i for i, n in enumerate(cnn_ops)}
+        self.bank = CNNBank(len(cnn_ops), width, gens) if cnn_ops else None
+        # a zero op adds nothing, so it is never computed
+        self.live = [i for i, n in enumerate(names) if n != "zero"]
+        self.choices: list[str] | None = None
+
+    def forward(self, u: torch.Tensor, y: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """u (T,B,1,L), y (T,B,1,Lo), weights (T,n_ops) softmax -> (T,B,1,L)."""
+        if self.choices is not None:
+            return chosen_forward(self, self.choices, u, y, self.cnn_slot.__getitem__)
+        r = {}
+        if self.bank is not None:
+            banks = self.bank(u)
+            r = {n: banks[:, k] for n, k in self.cnn_slot.items()}
+        out = None
+        for i in self.live:  # a fixed order of single-rounding products and sums: the same bits for any T
+            term = weights[:, i].reshape(-1, 1, 1, 1) * OPS[self.names[i]](self, u, y, r)
+            out = term if out is None else out + term
+        return torch.zeros_like(u) if out is None else out
+
+
+class ChosenOp(_Layer):
+    """One op per trial (a derived or baseline architecture): trial t computes choices[t].
+
+    Each op runs on the trials that chose it only, so an op a trial does not use costs nothing.
+    A trial's layer has one CNN if its op carries one; trial t's weights are drawn from gens[t]
+    in the same order as in a network of that trial alone.
+    """
+
+    def __init__(self, choices: list[str], width: int, gens, noise: NoiseStreams,
+                 noise_sigma: float = NOISE_SIGMA):
+        for n in choices:
+            if n not in OPS:
+                raise ValueError(f"unknown op {n!r}; choose from {sorted(OPS)}")
+        super().__init__(len(gens), "grad" in choices, noise, noise_sigma)
+        self.choices = list(choices)
+        needs_cnn = [c in CNN_OPS for c in choices]
+        self.bank = CNNBank(1, width, gens, draw=needs_cnn) if any(needs_cnn) else None
+
+    def forward(self, u: torch.Tensor, y: torch.Tensor, weights=None) -> torch.Tensor:
+        """u (T,B,1,L), y (T,B,1,Lo) -> (T,B,1,L); a trial that chose `zero` gets zeros."""
+        return chosen_forward(self, self.choices, u, y, lambda name: 0)

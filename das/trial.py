@@ -38,9 +38,9 @@ from das.data import FORMATIONS
 from das.genotype import SPACES, Genotype
 from das.hparams import SAFE_NAME, HParams, shipped_preset
 from das.ops import OP_SETS
-from das.train import Trainer, evaluate
-from das.utils import (Diverged, Log, UserError, load_checkpoint, read_json, save_torch, set_seed, versions,
-                       write_json)
+from das.diagnostics import alpha_diagnostics
+from das.train import Trainer, evaluate, one_hot_psnr, save_checkpoints
+from das.utils import Log, UserError, load_checkpoint, read_json, save_torch, versions, write_json
 
 SCHEMA = 2
 
@@ -423,72 +423,165 @@ def finite(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
-def _train(trainer: Trainer, ckpt: Path, spec: TrialSpec, resuming: bool, log: Log):
-    if resuming and ckpt.exists():
-        state = load_checkpoint(ckpt, "epoch checkpoint", "rerun with --overwrite")
-        if state.get("spec") not in (None, spec.to_dict()):
-            diff = spec.differences(state["spec"])
-            raise UserError(f"{ckpt}: checkpoint of another trial (differs in {', '.join(diff)}); "
-                            "rerun with --overwrite")
-        try:
-            trainer.load_state_dict(state)
-        except (KeyError, RuntimeError, ValueError, TypeError) as exc:
-            raise UserError(f"{ckpt}: checkpoint does not fit this trial ({type(exc).__name__}); "
-                            "rerun with --overwrite") from None
-        if trainer.epoch > trainer.epochs:
-            raise UserError(f"{ckpt}: checkpoint is at epoch {trainer.epoch}, past this trial's {trainer.epochs}; "
-                            "rerun with --overwrite")
-        log(f"resuming from epoch {trainer.epoch}")
-    trainer.run(ckpt, extra_state={"spec": spec.to_dict()})
+def batch_key(spec: TrialSpec) -> str:
+    """Trials with the same key run as one batch: everything but the seeds and the architecture."""
+    d = spec.to_dict()
+    for k in ("seed", "retrain_seed", "genotype", "method", "candidates"):
+        d.pop(k)
+    if spec.stage == "search":
+        d["method"] = spec.method  # das-single keeps its weights frozen
+    return json.dumps(d, sort_keys=True)
 
 
-# ---------------------------------------------------------------------------- stages
-def run_search(spec: TrialSpec, root, *, device="cpu", resume=False, overwrite=False, quiet=False,
-               args: dict | None = None, pretrained=None, role: str | None = None) -> dict:
-    """Search, derive, write genotype.json / supernet.pt / result.json; return the result.
+def _load_state(ckpt: Path, spec: TrialSpec, epochs: int):
+    """A trial's epoch checkpoint, checked against its specification, or None."""
+    if not ckpt.exists():
+        return None
+    state = load_checkpoint(ckpt, "epoch checkpoint", "rerun with --overwrite")
+    if state.get("spec") != spec.to_dict():
+        diff = spec.differences(state["spec"]) if isinstance(state.get("spec"), dict) else ["spec"]
+        raise UserError(f"{ckpt}: checkpoint of another trial (differs in {', '.join(diff)}); rerun with --overwrite")
+    if not isinstance(state.get("epoch"), int) or not 0 < state["epoch"] <= epochs:
+        raise UserError(f"{ckpt}: checkpoint at epoch {state.get('epoch')!r} does not fit a trial of {epochs} epochs; "
+                        "rerun with --overwrite")
+    return state
+
+
+def _train_groups(jobs, epochs, build, *, device, log, desc, **trainer_kw):
+    """Train jobs (dicts with seed, ckpt, spec, state) as batches of one start epoch each.
+
+    build(jobs) -> model. Yields (jobs, model, trainer) after training each batch."""
+    by_epoch: dict[int, list] = {}
+    for j in jobs:
+        by_epoch.setdefault(j["state"]["epoch"] if j["state"] else 0, []).append(j)
+    for start, group in sorted(by_epoch.items()):
+        model = build(group)
+        trainer = Trainer(model, group[0]["spec"].hp(), group[0]["spec"].data, [j["seed"] for j in group], epochs,
+                          device, log=log, desc=desc, **trainer_kw)
+        if start:
+            try:
+                trainer.load_state_dicts([j["state"] for j in group])
+            except (KeyError, RuntimeError, ValueError, TypeError, IndexError) as exc:
+                raise UserError(f"{group[0]['ckpt']}: checkpoint does not fit this trial ({type(exc).__name__}); "
+                                "rerun with --overwrite") from None
+            log(f"resuming {len(group)} trial(s) from epoch {start}")
+        extra = [{"spec": j["spec"].to_dict()} for j in group]
+        trainer.run(lambda tr: save_checkpoints(tr, [j["ckpt"] for j in group], extra))
+        yield group, model, trainer
+
+
+def _chunks(items, size):
+    size = max(1, int(size or len(items) or 1))
+    return [items[k:k + size] for k in range(0, len(items), size)]
+
+
+def _batch_log(specs, folders, quiet):
+    """Log lines of a batch go to every trial's log.txt (and once to stderr)."""
+    logs = [Log(f / "log.txt", True) for f in folders]
+    echo = Log(None, quiet)
+
+    def log(msg):
+        for entry in logs:
+            entry(msg)
+        echo(msg)
+    return log
+
+
+def run_search(spec: TrialSpec, root, **kw) -> dict:
+    """Search, derive, write genotype.json / supernet.pt / result.json; return the result."""
+    return run_searches([spec], root, **kw)[0]
+
+
+def run_searches(specs: list[TrialSpec], root, *, device="cpu", resume=False, overwrite=False, quiet=False,
+                 args: dict | None = None, pretrained=None, role: str | None = None, max_batch: int = 64) -> list[dict]:
+    """Searches of one batch key, run as batches of at most max_batch trials; one result per spec.
 
     das-single trains (or reuses) its grad-only and net-only networks first, unless `pretrained`
     names their network.pt files. `role` marks a result that is not a study's trial (BOHB)."""
-    if spec.stage != "search":
-        raise ValueError("run_search takes a search specification")
-    if spec.method == "das-single" and pretrained is None:
-        pretrained = pretrain_das_single(spec, root, device=device, quiet=quiet)
-    folder, resuming = prepare_folder(spec, root, resume=resume, overwrite=overwrite)
-    previous = read_result(folder) if resuming else None
-    if previous and previous.get("status") in Status.FINISHED:
-        return {**previous, "dir": str(folder)}
-    log = Log(folder / "log.txt", quiet)
-    write_json(folder / ARGS, {"spec": spec.to_dict(), "argv": args, "provenance": provenance(device)})
-    result = new_result(spec, device, role)
-    write_json(folder / RESULT, result)
-    hp = spec.hp()
-    set_seed(spec.seed)
-    net = model_lib.build_supernet(spec.space, spec.data, spec.ops, spec.width, spec.noise_sigma)
-    if pretrained is not None:
-        load_pretrained_ops(net, *pretrained, spec)
-    trainer = Trainer(net, hp, spec.data, spec.seed, spec.epochs, device, search=True, order=spec.order,
-                      train_theta=(spec.method != "das-single"), batch=spec.batch_size,
-                      batches_per_epoch=spec.batches_per_epoch, sigma_n=spec.sigma_n, log=log,
-                      desc=f"search {spec.space}/{spec.data}/{spec.ops} seed {spec.seed}")
-    try:
-        _train(trainer, folder / CHECKPOINT, spec, resuming, log)
-    except Diverged as exc:
-        log(f"diverged: {exc}")
-        return {**_finish(result, folder, Status.DIVERGED, error=str(exc), history=trainer.history), "dir": str(folder)}
-    one_shot = evaluate(net, spec.data, device, sigma_n=spec.sigma_n)
-    genotype = net.genotype()
-    result["wall_seconds"]["search"] = trainer.elapsed
-    if not finite(one_shot):
-        log("diverged: the supernet's evaluation PSNR is not finite")
-        return {**_finish(result, folder, Status.DIVERGED, error="one-shot PSNR is not finite",
-                          history=trainer.history), "dir": str(folder)}
-    genotype.to_json(folder / "genotype.json")
-    save_torch(folder / "supernet.pt", {"kind": "supernet", "spec": spec.to_dict(), "model": net.state_dict(),
-                                        "genotype": genotype.to_dict()})
-    _finish(result, folder, Status.SEARCHED, one_shot_psnr=one_shot, genotype=genotype.to_dict(),
-            alphas=genotype.alphas, history=trainer.history)
+    if any(s.stage != "search" for s in specs) or len({batch_key(s) for s in specs}) > 1:
+        raise ValueError("run_searches takes search specifications of one batch key")
+    if specs[0].method == "das-single" and pretrained is None:
+        pretrained = pretrain_das_single(specs, root, device=device, quiet=quiet, max_batch=max_batch)
+    elif pretrained is not None:
+        pretrained = [pretrained] * len(specs)
+    results: list[dict | None] = [None] * len(specs)
+    jobs = []
+    for n, spec in enumerate(specs):
+        folder, resuming = prepare_folder(spec, root, resume=resume, overwrite=overwrite)
+        previous = read_result(folder) if resuming else None
+        if previous and previous.get("status") in Status.FINISHED:
+            results[n] = {**previous, "dir": str(folder)}
+            continue
+        write_json(folder / ARGS, {"spec": spec.to_dict(), "argv": args, "provenance": provenance(device)})
+        result = new_result(spec, device, role)
+        write_json(folder / RESULT, result)
+        jobs.append({"n": n, "spec": spec, "folder": folder, "result": result, "seed": spec.seed,
+                     "ckpt": folder / CHECKPOINT, "state": _load_state(folder / CHECKPOINT, spec, spec.epochs)
+                     if resuming else None, "pretrained": pretrained[n] if pretrained else None})
+    s0 = specs[0]
+    for chunk in _chunks(jobs, max_batch):
+        log = _batch_log(specs, [j["folder"] for j in chunk], quiet)
+
+        def build(group):
+            net = model_lib.build_supernet(s0.space, s0.data, s0.ops, [j["seed"] for j in group], s0.width,
+                                           s0.noise_sigma)
+            for t, j in enumerate(group):
+                if j["pretrained"] is not None:
+                    load_pretrained_ops(net, t, *j["pretrained"], j["spec"])
+            return net
+
+        desc = f"search {s0.space}/{s0.data}/{s0.ops}" + (f" {len(chunk)} trials" if len(chunk) > 1
+                                                          else f" seed {chunk[0]['seed']}")
+        for group, net, trainer in _train_groups(chunk, s0.epochs, build, device=device, log=log, desc=desc,
+                                                 search=True, order=s0.order, train_theta=(s0.method != "das-single"),
+                                                 batch=s0.batch_size, batches_per_epoch=s0.batches_per_epoch,
+                                                 sigma_n=s0.sigma_n):
+            one_shot = evaluate(net, s0.data, device, sigma_n=s0.sigma_n)
+            ranking = _one_shot_ranking(net, group, device)
+            for t, j in enumerate(group):
+                results[j["n"]] = _finish_search(j, net, trainer, t, one_shot[t], ranking[t], log)
+    return results
+
+
+def _one_shot_ranking(net, group, device) -> list[list[dict]]:
+    """Per trial: the candidates random search trains for the same seed, and the derived genotype,
+    scored on the trained supernet with one-hot alpha (no training): the supernet's ranking, to set
+    against their stand-alone architecture PSNR."""
+    s0 = group[0]["spec"]
+    cands = [baseline_genotypes(j["spec"].replace(method="random-search", stage="train",
+                                                  candidates=RANDOM_SEARCH_CANDIDATES)) for j in group]
+    derived = net.genotypes()
+    out = [[] for _ in group]
+    rows = [("derived", derived)] + [(f"random-search candidate {k}", [c[k] for c in cands])
+                                     for k in range(RANDOM_SEARCH_CANDIDATES)]
+    for kind, genotypes in rows:
+        scores = one_hot_psnr(net, genotypes, s0.data, device, sigma_n=s0.sigma_n)
+        for t in range(len(group)):
+            g = {k: v for k, v in genotypes[t].to_dict().items() if k != "alphas"}
+            out[t].append({"kind": kind, "genotype": g, "one_hot_psnr": scores[t]})
+    return out
+
+
+def _finish_search(j, net, trainer, t, one_shot, ranking, log) -> dict:
+    spec, folder, result = j["spec"], j["folder"], j["result"]
+    history = trainer.history[t]
+    result["wall_seconds"]["search"] = history["seconds"] and sum(history["seconds"])
+    result["provenance"]["trials_in_batch"] = trainer.T
+    if trainer.diverged[t] is not None or not finite(one_shot):
+        reason = trainer.diverged[t] or "one-shot PSNR is not finite"
+        log(f"seed {spec.seed} diverged: {reason}")
+        _finish(result, folder, Status.DIVERGED, error=reason, history=history)
+    else:
+        genotype = net.genotype(t)
+        genotype.to_json(folder / "genotype.json")
+        save_torch(folder / "supernet.pt", {"kind": "supernet", "spec": spec.to_dict(),
+                                            "model": {k: v[t:t + 1].clone() for k, v in net.state_dict().items()},
+                                            "genotype": genotype.to_dict()})
+        diagnostics = alpha_diagnostics(history["alphas_init"], genotype.alphas)
+        _finish(result, folder, Status.SEARCHED, one_shot_psnr=one_shot, genotype=genotype.to_dict(),
+                alphas=genotype.alphas, history=history, diagnostics=diagnostics, one_shot_ranking=ranking)
+        log(f"seed {spec.seed} search done: one-shot PSNR {one_shot:.2f} dB, genotype {genotype.describe()}")
     (folder / CHECKPOINT).unlink(missing_ok=True)
-    log(f"search done: one-shot PSNR {one_shot:.2f} dB, genotype {genotype.describe()}")
     return {**result, "dir": str(folder)}
 
 
@@ -504,77 +597,103 @@ def baseline_genotypes(spec: TrialSpec) -> list[Genotype]:
     return [model_lib.random_genotype(spec.space, spec.data, spec.ops, g, spec.width) for _ in range(count)]
 
 
-def train_network(folder: Path, spec: TrialSpec, genotype: Genotype, *, device, resuming, tag, log) -> dict:
-    """Train one architecture from scratch; returns {status, architecture_psnr, seconds, history, error}."""
-    seed = spec.train_seed()
-    set_seed(seed)
-    net = model_lib.build_network(genotype, spec.data, spec.noise_sigma)
-    trainer = Trainer(net, spec.hp(), spec.data, seed, spec.train_epochs(), device, search=False,
-                      batch=spec.batch_size, batches_per_epoch=spec.batches_per_epoch, sigma_n=spec.sigma_n,
-                      log=log, desc=f"{tag} {genotype.space}/{spec.data} seed {seed}")
-    ckpt = folder / f"{tag}_checkpoint.pt"
-    try:
-        _train(trainer, ckpt, spec, resuming, log)
-    except Diverged as exc:
-        log(f"{tag} diverged: {exc}")
-        return {"status": Status.DIVERGED, "architecture_psnr": None, "seconds": trainer.elapsed,
-                "history": trainer.history, "error": str(exc)}
-    psnr = evaluate(net, spec.data, device, sigma_n=spec.sigma_n)
-    ckpt.unlink(missing_ok=True)
-    if not finite(psnr):
-        log(f"{tag} diverged: evaluation PSNR is not finite")
-        return {"status": Status.DIVERGED, "architecture_psnr": None, "seconds": trainer.elapsed,
-                "history": trainer.history, "error": "architecture PSNR is not finite"}
-    save_torch(folder / f"{tag}.pt", {"kind": "network", "spec": spec.to_dict(), "data": spec.data,
-                                      "genotype": genotype.to_dict(), "model": net.state_dict(),
-                                      "architecture_psnr": psnr, "seed": seed})
-    log(f"{tag} done: architecture PSNR {psnr:.2f} dB ({genotype.describe()})")
-    return {"status": Status.COMPLETE, "architecture_psnr": psnr, "seconds": trainer.elapsed,
-            "history": trainer.history, "error": None}
-
-
-def run_train(spec: TrialSpec, root, *, device="cpu", resume=False, overwrite=False, quiet=False,
-              args: dict | None = None, role: str | None = None) -> dict:
+def run_train(spec: TrialSpec, root, **kw) -> dict:
     """Train a baseline, a genotype file, or a searched genotype (one retrain seed); write result.json."""
-    if spec.stage != "train":
-        raise ValueError("run_train takes a training specification")
-    folder, resuming = prepare_folder(spec, root, resume=resume, overwrite=overwrite)
-    previous = read_result(folder) if resuming else None
-    if previous and previous.get("status") in Status.FINISHED:
-        return {**previous, "dir": str(folder)}
-    write_json(folder / ARGS, {"spec": spec.to_dict(), "argv": args, "provenance": provenance(device)})
-    result = new_result(spec, device, role)
-    if previous and isinstance(previous.get("candidates"), list):
-        result["candidates"] = previous["candidates"]  # finished before an interruption
-    result.setdefault("candidates", [])
-    if spec.method in SEARCH_METHODS:
-        search = read_result(folder.parent) or {}
-        result["one_shot_psnr"] = search.get("one_shot_psnr")
-        result["search_dir"] = ".."
-    write_json(folder / RESULT, result)
-    log = Log(folder / "log.txt", quiet)
-    genotypes = baseline_genotypes(spec)
-    for k, genotype in enumerate(genotypes):
-        if k < len(result["candidates"]):
+    return run_trains([spec], root, **kw)[0]
+
+
+def run_trains(specs: list[TrialSpec], root, *, device="cpu", resume=False, overwrite=False, quiet=False,
+               args: dict | None = None, role: str | None = None, max_batch: int = 64) -> list[dict]:
+    """Training trials of one batch key: every network they train (random search: each candidate)
+    runs in batches of at most max_batch networks; one result per spec."""
+    if any(s.stage != "train" for s in specs) or len({batch_key(s) for s in specs}) > 1:
+        raise ValueError("run_trains takes training specifications of one batch key")
+    results: list[dict | None] = [None] * len(specs)
+    pending, jobs = {}, []
+    for n, spec in enumerate(specs):
+        folder, resuming = prepare_folder(spec, root, resume=resume, overwrite=overwrite)
+        previous = read_result(folder) if resuming else None
+        if previous and previous.get("status") in Status.FINISHED:
+            results[n] = {**previous, "dir": str(folder)}
             continue
-        tag = "network" if len(genotypes) == 1 else f"candidate{k}"
-        r = train_network(folder, spec, genotype, device=device, resuming=resuming, tag=tag, log=log)
-        result["candidates"].append({"genotype": genotype.to_dict(), **r})
-        result["wall_seconds"]["train"] = sum(c["seconds"] for c in result["candidates"])
+        write_json(folder / ARGS, {"spec": spec.to_dict(), "argv": args, "provenance": provenance(device)})
+        result = new_result(spec, device, role)
+        result["candidates"] = previous["candidates"] if previous and isinstance(previous.get("candidates"), list) else []
+        if spec.method in SEARCH_METHODS:
+            search = read_result(folder.parent) or {}
+            result["one_shot_psnr"] = search.get("one_shot_psnr")
+            result["search_dir"] = ".."
         write_json(folder / RESULT, result)
-    scored = [c for c in result["candidates"] if c["status"] == Status.COMPLETE]
-    if len(genotypes) == 1:
+        genotypes = baseline_genotypes(spec)
+        pending[n] = {"spec": spec, "folder": folder, "result": result, "count": len(genotypes), "done": {}}
+        for k, genotype in enumerate(genotypes):
+            if k < len(result["candidates"]):
+                continue  # finished before an interruption
+            tag = "network" if len(genotypes) == 1 else f"candidate{k}"
+            ckpt = folder / f"{tag}_checkpoint.pt"
+            jobs.append({"n": n, "k": k, "spec": spec, "folder": folder, "genotype": genotype, "tag": tag,
+                         "seed": spec.train_seed(), "ckpt": ckpt,
+                         "state": _load_state(ckpt, spec, spec.train_epochs()) if resuming else None})
+    s0 = specs[0]
+    for chunk in _chunks(jobs, max_batch):
+        log = _batch_log(specs, list(dict.fromkeys(j["folder"] for j in chunk)), quiet)
+
+        def build(group):
+            return model_lib.build_network([j["genotype"] for j in group], s0.data, [j["seed"] for j in group],
+                                           s0.noise_sigma)
+
+        desc = f"train {s0.space}/{s0.data}" + (f" {len(chunk)} networks" if len(chunk) > 1
+                                                else f" seed {chunk[0]['seed']}")
+        for group, net, trainer in _train_groups(chunk, s0.train_epochs(), build, device=device, log=log, desc=desc,
+                                                 batch=s0.batch_size, batches_per_epoch=s0.batches_per_epoch,
+                                                 sigma_n=s0.sigma_n):
+            psnrs = evaluate(net, s0.data, device, sigma_n=s0.sigma_n)
+            for t, j in enumerate(group):
+                pending[j["n"]]["done"][j["k"]] = _finish_network(j, net, trainer, t, psnrs[t], log)
+                p = pending[j["n"]]
+                # candidates are recorded in order, so an interrupted random search resumes where it was
+                while len(p["result"]["candidates"]) in p["done"]:
+                    p["result"]["candidates"].append(p["done"].pop(len(p["result"]["candidates"])))
+                p["result"]["wall_seconds"]["train"] = sum(c["seconds"] for c in p["result"]["candidates"])
+                write_json(p["folder"] / RESULT, p["result"])
+    for n, p in pending.items():
+        results[n] = _finish_train(p)
+    return results
+
+
+def _finish_network(j, net, trainer, t, psnr, log) -> dict:
+    history = trainer.history[t]
+    seconds = sum(history["seconds"])
+    j["ckpt"].unlink(missing_ok=True)
+    if trainer.diverged[t] is not None or not finite(psnr):
+        reason = trainer.diverged[t] or "architecture PSNR is not finite"
+        log(f"{j['tag']} seed {j['seed']} diverged: {reason}")
+        return {"genotype": j["genotype"].to_dict(), "status": Status.DIVERGED, "architecture_psnr": None,
+                "seconds": seconds, "history": history, "error": reason}
+    save_torch(j["folder"] / f"{j['tag']}.pt", {
+        "kind": "network", "spec": j["spec"].to_dict(), "data": j["spec"].data, "genotype": j["genotype"].to_dict(),
+        "model": {k: v[t:t + 1].clone() for k, v in net.state_dict().items()}, "architecture_psnr": psnr,
+        "seed": j["seed"]})
+    log(f"{j['tag']} seed {j['seed']} done: architecture PSNR {psnr:.2f} dB ({j['genotype'].describe()})")
+    return {"genotype": j["genotype"].to_dict(), "status": Status.COMPLETE, "architecture_psnr": psnr,
+            "seconds": seconds, "history": history, "error": None}
+
+
+def _finish_train(p) -> dict:
+    result, folder = p["result"], p["folder"]
+    result["provenance"]["trials_in_batch"] = None
+    candidates = result["candidates"]
+    scored = [c for c in candidates if c["status"] == Status.COMPLETE]
+    if p["count"] == 1:
         only = result.pop("candidates")[0]
         result["history"] = only["history"]
         if only["status"] != Status.COMPLETE:
             return {**_finish(result, folder, Status.DIVERGED, error=only["error"], genotype=only["genotype"]),
                     "dir": str(folder)}
-        _finish(result, folder, Status.COMPLETE, architecture_psnr=only["architecture_psnr"],
-                genotype=only["genotype"])
+        _finish(result, folder, Status.COMPLETE, architecture_psnr=only["architecture_psnr"], genotype=only["genotype"])
     elif scored:
         best = max(scored, key=lambda c: c["architecture_psnr"])
-        _finish(result, folder, Status.COMPLETE, architecture_psnr=best["architecture_psnr"],
-                genotype=best["genotype"])
+        _finish(result, folder, Status.COMPLETE, architecture_psnr=best["architecture_psnr"], genotype=best["genotype"])
     else:
         return {**_finish(result, folder, Status.DIVERGED, error="every candidate diverged"), "dir": str(folder)}
     Genotype.from_dict(result["genotype"]).to_json(folder / "genotype.json")
@@ -588,19 +707,34 @@ def retrain_spec(search: TrialSpec, genotype: Genotype, retrain_seed: int | None
                           retrain_epochs=retrain_epochs)
 
 
-def run_trial(spec: TrialSpec, root, *, retrain_seeds=None, device="cpu", quiet=True) -> list[dict]:
-    """The sweep's unit: a baseline, or a search and the retrain(s) of its genotype. Resumes what a
-    killed run left; returns the result of every stage."""
-    if spec.stage == "train":
-        return [run_train(spec, root, device=device, resume=True, quiet=quiet)]
-    s = run_search(spec, root, device=device, resume=True, quiet=quiet)
-    out = [s]
-    if s["status"] != Status.SEARCHED:
-        return out
-    g = Genotype.from_dict(s["genotype"], "searched genotype")
-    for r in retrain_seeds or [spec.seed]:
-        out.append(run_train(retrain_spec(spec, g, r), root, device=device, resume=True, quiet=quiet))
-    return out
+def run_trials(specs: list[TrialSpec], root, *, retrain_seeds=None, device="cpu", quiet=True,
+               max_batch: int = 64) -> list[dict]:
+    """The runner's unit: trials of one batch key, searched (or trained) together, then the
+    retrain(s) of every searched genotype together. Resumes what a killed run left; returns every
+    stage's result."""
+    if specs[0].stage == "train":
+        return run_trains(specs, root, device=device, resume=True, quiet=quiet, max_batch=max_batch)
+    searched = run_searches(specs, root, device=device, resume=True, quiet=quiet, max_batch=max_batch)
+    retrains = []
+    for spec, s in zip(specs, searched):
+        if s["status"] == Status.SEARCHED:
+            g = Genotype.from_dict(s["genotype"], "searched genotype")
+            retrains += [retrain_spec(spec, g, r) for r in (retrain_seeds or [spec.seed])]
+    done = run_trains(retrains, root, device=device, resume=True, quiet=quiet, max_batch=max_batch) if retrains else []
+    return searched + done
+
+
+def run_trial(spec: TrialSpec, root, **kw) -> list[dict]:
+    """One trial: a baseline, or a search and the retrain(s) of its genotype."""
+    return run_trials([spec], root, **kw)
+
+
+def group_batches(specs: list[TrialSpec], max_batch: int = 64) -> list[list[TrialSpec]]:
+    """Specs grouped by batch key, in chunks of at most max_batch (the sweep's tasks)."""
+    by: dict[str, list[TrialSpec]] = {}
+    for s in specs:
+        by.setdefault(batch_key(s), []).append(s)
+    return [chunk for group in by.values() for chunk in _chunks(group, max_batch)]
 
 
 def trial_done(spec: TrialSpec, root, retrain_seeds=None) -> bool:
@@ -631,23 +765,24 @@ def _read_quiet(folder: Path) -> dict | None:
 
 
 # ---------------------------------------------------------------------------- DAS-single
-def pretrain_das_single(spec: TrialSpec, root, *, device="cpu", quiet=False) -> tuple[Path, Path]:
-    """DAS-single's pretrained ops: a grad-only and a net-only network of the same settings, trained as
-    ordinary baseline trials (reused when they exist). Returns their network.pt paths."""
-    paths = []
+def pretrain_das_single(specs: list[TrialSpec], root, *, device="cpu", quiet=False, max_batch=64) -> list[tuple]:
+    """DAS-single's pretrained ops: per spec a grad-only and a net-only network of the same settings,
+    trained as ordinary baseline trials (reused when they exist). Returns their network.pt paths."""
+    paths = [[] for _ in specs]
     for method in ("grad-only", "net-only"):
-        base = spec.replace(method=method, stage="train", candidates=None)
-        r = run_train(base, root, device=device, resume=True, quiet=quiet)
-        if r["status"] != Status.COMPLETE:
-            raise UserError(f"{r['dir']}: the {method} network DAS-single needs did not train ({r['status']}); "
-                            "look at its log.txt")
-        unlock_trial(Path(r["dir"]))
-        paths.append(Path(r["dir"]) / "network.pt")
-    return tuple(paths)
+        base = [s.replace(method=method, stage="train", candidates=None) for s in specs]
+        done = run_trains(base, root, device=device, resume=True, quiet=quiet, max_batch=max_batch)
+        for n, r in enumerate(done):
+            if r["status"] != Status.COMPLETE:
+                raise UserError(f"{r['dir']}: the {method} network DAS-single needs did not train ({r['status']}); "
+                                "look at its log.txt")
+            unlock_trial(Path(r["dir"]))
+            paths[n].append(Path(r["dir"]) / "network.pt")
+    return [tuple(p) for p in paths]
 
 
-def load_pretrained_ops(net: torch.nn.Module, grad_ckpt, net_ckpt, spec: TrialSpec) -> None:
-    """Layer j's grad and net ops take the weights of layer j of the pretrained networks."""
+def load_pretrained_ops(net: torch.nn.Module, t: int, grad_ckpt, net_ckpt, spec: TrialSpec) -> None:
+    """Trial t's layer j grad and net ops take the weights of layer j of the pretrained networks."""
     for path, op in ((grad_ckpt, "grad"), (net_ckpt, "net")):
         ck = load_checkpoint(path, "pretrained checkpoint", "rerun with --overwrite")
         g = ck.get("genotype") if isinstance(ck.get("genotype"), dict) else {}
@@ -656,16 +791,16 @@ def load_pretrained_ops(net: torch.nn.Module, grad_ckpt, net_ckpt, spec: TrialSp
         if ck.get("data") != spec.data or g.get("width") != spec.width:
             raise UserError(f"{path}: pretrained for data {ck.get('data')!r} width {g.get('width')}, but the "
                             f"search uses {spec.data!r} width {spec.width}; rerun with --overwrite")
-        source = model_lib.build_network(Genotype.from_dict(g, str(path)), spec.data, spec.noise_sigma)
+        source = model_lib.build_network(Genotype.from_dict(g, str(path)), spec.data, [0], spec.noise_sigma)
         try:
             source.load_state_dict(ck["model"])
-        except (KeyError, RuntimeError) as exc:
+        except (KeyError, RuntimeError, TypeError) as exc:
             raise UserError(f"{path}: weights do not fit a {op}-only network ({type(exc).__name__})") from None
         for layer, src in zip(net.layers, source.layers):
-            layer.bank.copy_slot(layer.cnn_slot[op], src.bank, 0)
+            layer.bank.copy_slot(t, layer.cnn_slot[op], src.bank, 0, 0)
             if op == "grad":
                 with torch.no_grad():
-                    layer.tau.copy_(src.tau)
+                    layer.tau[t] = src.tau[0]
 
 
 # ---------------------------------------------------------------------------- reading a tree

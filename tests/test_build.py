@@ -16,8 +16,8 @@ def test_missing_extension_warns_once_and_falls_back():
     code = ("import sys, warnings; sys.modules['das._C'] = None; warnings.simplefilter('always'); "
             "import torch; from das import operators as O, model as M; from das.data import DataSource; "
             "assert not O.HAS_EXTENSION and not O.extension_enabled(); "
-            "x, y = DataSource('downsample', 0).batch(4); net = M.SeqSupernet('downsample', 'all'); "
-            "net(y).sum().backward(); print('ok')")
+            "x, y = DataSource('downsample', 0).batch(4); net = M.SeqSupernet('downsample', 'all', [0]); "
+            "net(y[None]).sum().backward(); print('ok')")
     p = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr[-2000:]
     assert p.stdout.strip() == "ok"

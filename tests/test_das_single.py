@@ -19,8 +19,8 @@ def test_theta_frozen_alpha_searched(tmp_path, monkeypatch):
     captured = {}
     real = trial.load_pretrained_ops
 
-    def spy(net, *a):
-        real(net, *a)
+    def spy(net, t, *a):
+        real(net, t, *a)
         captured["net"] = net
         captured["theta"] = {k: v.detach().clone() for k, v in net.state_dict().items()}
         captured["alphas"] = net.alphas.detach().clone()
@@ -47,23 +47,24 @@ def test_pretrained_weights_are_copied_layer_by_layer(tmp_path):
     from das.trial import TrialSpec, load_pretrained_ops, pretrain_das_single, unlock_all
     spec = TrialSpec.make(hp=load_hparams("BOHB-DAS-single"), space="seq", data="blur", ops="all",
                           method="das-single", seed=4, epochs=2, batches_per_epoch=2)
-    paths = pretrain_das_single(spec, tmp_path, quiet=True)
+    (paths,) = pretrain_das_single([spec], tmp_path, quiet=True)
     unlock_all()
-    net = M.SeqSupernet("blur", "all")
-    load_pretrained_ops(net, *paths, spec)
+    net = M.SeqSupernet("blur", "all", [3, 4])
+    load_pretrained_ops(net, 1, *paths, spec)  # into trial 1 of 2
     g = torch.load(paths[0], weights_only=True)["model"]
     n = torch.load(paths[1], weights_only=True)["model"]
     for j, layer in enumerate(net.layers):
-        assert torch.equal(layer.bank.w1[layer.cnn_slot["grad"]], g[f"layers.{j}.bank.w1"][0])
-        assert torch.equal(layer.bank.running_var[layer.cnn_slot["net"]], n[f"layers.{j}.bank.running_var"][0])
-        assert torch.equal(layer.tau.detach(), g[f"layers.{j}.tau"])
+        assert torch.equal(layer.bank.w1[1, layer.cnn_slot["grad"]], g[f"layers.{j}.bank.w1"][0, 0])
+        assert torch.equal(layer.bank.running_var[1, layer.cnn_slot["net"]], n[f"layers.{j}.bank.running_var"][0, 0])
+        assert torch.equal(layer.tau.detach()[1], g[f"layers.{j}.tau"][0])
+        assert not torch.equal(layer.bank.w1[0, layer.cnn_slot["grad"]], g[f"layers.{j}.bank.w1"][0, 0])
     # a checkpoint of the wrong op, data or width is refused with the reason
     with pytest.raises(UserError, match="not a sequential grad-only network checkpoint"):
-        load_pretrained_ops(net, paths[1], paths[1], spec)
+        load_pretrained_ops(net, 0, paths[1], paths[1], spec)
     with pytest.raises(UserError, match="pretrained for data 'blur' width 16, but the search uses 'downsample'"):
-        load_pretrained_ops(net, *paths, spec.replace(data="downsample"))
+        load_pretrained_ops(net, 0, *paths, spec.replace(data="downsample"))
     with pytest.raises(UserError, match="pretrained checkpoint not found"):
-        load_pretrained_ops(net, tmp_path / "x.pt", paths[1], spec)
+        load_pretrained_ops(net, 0, tmp_path / "x.pt", paths[1], spec)
 
 
 def test_rejects_bad_settings(tmp_path):
