@@ -301,6 +301,23 @@ struct Rows {
     for (int64_t i = 0; i < m; i += 64) s += row_dot(a + i, b + i, std::min<int64_t>(64, m - i));
     return s;
   }
+  // blocked_dot(a, b) and blocked_sum(a) in one pass over a, with their chunking
+  template <typename acc_t>
+  static void blocked_dot_sum(const scalar_t* __restrict__ a, const scalar_t* __restrict__ b, int64_t m, acc_t& dot,
+                              acc_t& sum) {
+    dot = 0;
+    sum = 0;
+    for (int64_t i = 0; i < m; i += 64) {
+      const int64_t len = std::min<int64_t>(64, m - i);
+      scalar_t sd = 0, ss = 0;
+      for (int64_t l = 0; l < len; ++l) {
+        sd += a[i + l] * b[i + l];
+        ss += a[i + l];
+      }
+      dot += sd;
+      sum += ss;
+    }
+  }
   template <typename acc_t>
   static acc_t blocked_sum(const scalar_t* __restrict__ a, int64_t m) {
     acc_t s = 0;
@@ -741,8 +758,8 @@ void cnn_backward_kernel(int64_t T, int64_t B, int64_t L, int64_t K, int64_t C, 
         for (int64_t tt = 0; tt < k2; ++tt) dw2p[j * k2 + tt] = static_cast<scalar_t>(dw[tt]);
         R.conv_transpose_map(g, w2p + j * k2, k2,
                              [&](int64_t i, scalar_t v) { d[i] = v * static_cast<scalar_t>(a[i] > 0); });
-        const acc_t sg = Rows<scalar_t>::template blocked_dot<acc_t>(d, xhat, R.n);
-        const acc_t sb = Rows<scalar_t>::template blocked_sum<acc_t>(d, R.n);
+        acc_t sg, sb;
+        Rows<scalar_t>::template blocked_dot_sum<acc_t>(d, xhat, R.n, sg, sb);
         dgp[j] = static_cast<scalar_t>(sg);
         dbp[j] = static_cast<scalar_t>(sb);
         // BatchNorm: dh = rstd (gamma dz - mean(gamma dz) - xhat mean(gamma dz xhat)) in training
