@@ -271,6 +271,22 @@ def test_batched_wrappers_fall_back_to_ref():
             torch.testing.assert_close(x, y, rtol=1e-10, atol=1e-10, msg=lambda m: f"{name}: {m}")
 
 
+def test_noncontiguous_and_empty_batches():
+    """A permuted (non-contiguous) u gives the bits of its contiguous copy; T = 0 gives empty outputs."""
+    A = O.Operator("blur")
+    u = torch.randn(L, 4, 3, 1).permute(2, 1, 3, 0)  # (3, 4, 1, L), not contiguous
+    assert not u.is_contiguous()
+    y, tau, r = torch.randn(3, 4, 1, L), torch.rand(3) + 0.2, torch.randn(3, 4, 1, L)
+    assert_same(O.grad_step_batched(u, y, tau, r, A.kernel, 1),
+                O.grad_step_batched(u.contiguous(), y, tau, r, A.kernel, 1), "grad_step_batched")
+    _, params, stats, _ = stack([cnn_trial(s, K=2, C=4, B=4) for s in range(3)])
+    out = [O.cnn_bank_batched(x, *params, *[t.clone() for t in stats], True) for x in (u, u.contiguous())]
+    assert_same(out[0], out[1], "cnn_bank_batched")
+    empty = torch.zeros(0, 4, 1, L)
+    assert O.grad_step_batched(empty, empty, torch.zeros(0), empty, A.kernel, 1).shape == (0, 4, 1, L)
+    assert O.cnn_bank_batched(empty, *[p[:0] for p in params], *[t[:0] for t in stats], True).shape == (0, 2, 4, 1, L)
+
+
 # ---------------------------------------------------------------- bad input, one test per case
 def step_args(T=2, B=3, dtype=torch.float32):
     A = O.Operator("downsample", dtype=dtype)
