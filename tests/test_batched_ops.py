@@ -242,7 +242,10 @@ def threads():
 
 @pytest.mark.parametrize("training", [True, False])
 def test_thread_invariance(training, threads):
-    """1 and 2 threads give the same bits for a batch of 5 trials (CNN bank and grad step)."""
+    """1 and 2 threads give the same bits for a batch of 5 trials (CNN bank and grad step), and each
+    trial alone on 2 threads gives them too. (The CNN kernels pick one task per bank or trial when there
+    are enough for every thread, else one per channel block: T=1 on 2 threads takes the second schedule,
+    the batch of 5 the first, so this also compares the two schedules.)"""
     comp = [3, 9, 1, 4, 5]
     results = []
     for n in (1, 2):
@@ -251,10 +254,12 @@ def test_thread_invariance(training, threads):
         cnn = run_cnn_batched([cnn_trial(s) for s in comp], training)
         step = run_step_batched([step_trial(s, "downsample", B=128) for s in comp], "downsample")
         results.append((cnn, step))
+    cnn_alone = [run_cnn_batched([cnn_trial(s)], training)[0] for s in comp]  # still on 2 threads
     (cnn1, step1), (cnn2, step2) = results
     for t in range(len(comp)):
-        for name, a, b in zip(CNN_NAMES, cnn1[t], cnn2[t]):
+        for name, a, b, c in zip(CNN_NAMES, cnn1[t], cnn2[t], cnn_alone[t]):
             assert_same(a, b, f"trial {t} {name}, 1 vs 2 threads")
+            assert_same(a, c, f"trial {t} {name}, in a batch on 1 thread vs alone on 2 threads")
         for name, a, b in zip(STEP_NAMES, step1[t], step2[t]):
             assert_same(a, b, f"trial {t} grad_step {name}, 1 vs 2 threads")
 
