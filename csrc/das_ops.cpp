@@ -88,13 +88,15 @@ inline scalar_t row_dot(const scalar_t* __restrict__ a, const scalar_t* __restri
 template <typename scalar_t>
 struct Scratch {
   std::unique_ptr<scalar_t, decltype(&std::free)> ptr;
-  explicit Scratch(int64_t n)
-      : ptr(static_cast<scalar_t*>(std::aligned_alloc(64, ((std::max<int64_t>(n, 1) * sizeof(scalar_t) + 63) / 64) * 64)),
-            &std::free) {
+  explicit Scratch(int64_t n) : ptr(allocate(n), &std::free) {
     TORCH_CHECK(ptr, "das: out of memory allocating ", n, " scratch values");
   }
   scalar_t* data() const { return ptr.get(); }
   scalar_t& operator[](int64_t i) const { return ptr.get()[i]; }
+  static scalar_t* allocate(int64_t n) {  // aligned_alloc wants a multiple of the alignment
+    const size_t bytes = (std::max<int64_t>(n, 1) * sizeof(scalar_t) + 63) / 64 * 64;
+    return static_cast<scalar_t*>(std::aligned_alloc(64, bytes));
+  }
 };
 
 // a * b + c as one rounding where the CPU has FMA, exactly what the compiler makes of `c += a * b` in the
@@ -877,8 +879,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
   TORCH_CHECK(go_.sizes() == at::IntArrayRef(go_shape), "das: cnn_backward grad_out must be ",
               batched ? "(T, K, B, 1, L) = " : "(K, B, 1, L) = ", at::IntArrayRef(go_shape), ", got ", go_.sizes());
   check_same(u_, go_, "u", "grad_out");
-  TORCH_CHECK(mean_.sizes() == gamma_.sizes() && rstd_.sizes() == gamma_.sizes(), "das: cnn_backward mean and rstd must be ",
-              batched ? "(T, K, C) = " : "(K, C) = ", gamma_.sizes());
+  TORCH_CHECK(mean_.sizes() == gamma_.sizes() && rstd_.sizes() == gamma_.sizes(),
+              "das: cnn_backward mean and rstd must be ", batched ? "(T, K, C) = " : "(K, C) = ", gamma_.sizes());
   check_same(u_, mean_, "u", "mean");
   check_same(u_, rstd_, "u", "rstd");
   auto go = go_.contiguous(), u = u_.contiguous(), mean = mean_.contiguous(), rstd = rstd_.contiguous();

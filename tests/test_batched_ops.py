@@ -289,6 +289,8 @@ def test_noncontiguous_and_empty_batches():
     assert_same(out[0], out[1], "cnn_bank_batched")
     empty = torch.zeros(0, 4, 1, L)
     assert O.grad_step_batched(empty, empty, torch.zeros(0), empty, A.kernel, 1).shape == (0, 4, 1, L)
+    assert O.blur_batched(empty, A.kernel, 1).shape == (0, 4, 1, L)
+    assert O.blur_adjoint_batched(empty, A.kernel, 1, L).shape == (0, 4, 1, L)
     assert O.cnn_bank_batched(empty, *[p[:0] for p in params], *[t[:0] for t in stats], True).shape == (0, 2, 4, 1, L)
 
 
