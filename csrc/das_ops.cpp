@@ -88,13 +88,15 @@ inline scalar_t row_dot(const scalar_t* __restrict__ a, const scalar_t* __restri
 template <typename scalar_t>
 struct Scratch {
   std::unique_ptr<scalar_t, decltype(&std::free)> ptr;
-  explicit Scratch(int64_t n)
-      : ptr(static_cast<scalar_t*>(std::aligned_alloc(64, ((std::max<int64_t>(n, 1) * sizeof(scalar_t) + 63) / 64) * 64)),
-            &std::free) {
+  explicit Scratch(int64_t n) : ptr(allocate(n), &std::free) {
     TORCH_CHECK(ptr, "das: out of memory allocating ", n, " scratch values");
   }
   scalar_t* data() const { return ptr.get(); }
   scalar_t& operator[](int64_t i) const { return ptr.get()[i]; }
+  static scalar_t* allocate(int64_t n) {  // aligned_alloc wants a multiple of the alignment
+    const size_t bytes = (std::max<int64_t>(n, 1) * sizeof(scalar_t) + 63) / 64 * 64;
+    return static_cast<scalar_t*>(std::aligned_alloc(64, bytes));
+  }
 };
 
 // a * b + c as one rounding where the CPU has FMA, exactly what the compiler makes of `c += a * b` in the
@@ -300,6 +302,23 @@ struct Rows {
     acc_t s = 0;
     for (int64_t i = 0; i < m; i += 64) s += row_dot(a + i, b + i, std::min<int64_t>(64, m - i));
     return s;
+  }
+  // blocked_dot(a, b) and blocked_sum(a) in one pass over a, with their chunking
+  template <typename acc_t>
+  static void blocked_dot_sum(const scalar_t* __restrict__ a, const scalar_t* __restrict__ b, int64_t m, acc_t& dot,
+                              acc_t& sum) {
+    dot = 0;
+    sum = 0;
+    for (int64_t i = 0; i < m; i += 64) {
+      const int64_t len = std::min<int64_t>(64, m - i);
+      scalar_t sd = 0, ss = 0;
+      for (int64_t l = 0; l < len; ++l) {
+        sd += a[i + l] * b[i + l];
+        ss += a[i + l];
+      }
+      dot += sd;
+      sum += ss;
+    }
   }
   template <typename acc_t>
   static acc_t blocked_sum(const scalar_t* __restrict__ a, int64_t m) {
@@ -584,10 +603,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> grad_step_batched_bac
 //
 // Work is split into units (trial t, CNN k, block of kBlock channels). A unit writes only its own
 // slots (its channels' statistics and weight gradients, and its own partial row of the output or of
-// u's gradient); the partial rows are then added in block order, one trial (or one (t, k)) per task.
-// So no sum ever crosses trials, every sum has a fixed order, and the results depend neither on the
-// number of threads nor on T: the unbatched op is the batched kernel with T = 1, and trial t of a
-// batched call gives the same bits as the unbatched op on trial t alone.
+// u's gradient); the partial rows are then added in block order, per bank (output) or per trial
+// (u's gradient). So no sum ever crosses trials, every sum has a fixed order, and the results depend
+// neither on the number of threads nor on T, nor on which of the two schedules (see the kernels)
+// ran: the unbatched op is the batched kernel with T = 1, and trial t of a batched call gives the
+// same bits as the unbatched op on trial t alone.
 namespace {
 void check_cnn(const at::Tensor& u, const at::Tensor& w1, const at::Tensor& b1, const at::Tensor& gamma,
                const at::Tensor& beta, const at::Tensor& w2, const at::Tensor* b2) {
@@ -638,59 +658,76 @@ void cnn_forward_kernel(int64_t T, int64_t B, int64_t L, int64_t K, int64_t C, i
   using acc_t = at::acc_type<scalar_t, false>;
   const Rows<scalar_t> R(B, L, std::max(k1, k2) / 2);
   const int64_t blocks_per_k = (C + kBlock - 1) / kBlock, nunits = T * K * blocks_per_k;
+  const acc_t cnt = static_cast<acc_t>(B * L);
+  // Unit q: the channels of block q % blocks_per_k of bank tk = q / blocks_per_k (= t * K + k) on the
+  // padded input x of its trial, into its own partial row o; h is scratch. j = tk * C + c is a channel.
+  auto unit = [&](int64_t q, const scalar_t* x, scalar_t* h, scalar_t* o) {
+    const int64_t tk = q / blocks_per_k;
+    const int64_t c0 = (q % blocks_per_k) * kBlock, c1 = std::min(C, c0 + kBlock);
+    for (int64_t i = 0; i < R.n; ++i) o[i] = 0;
+    for (int64_t c = c0; c < c1; ++c) {
+      const int64_t j = tk * C + c;
+      R.conv(x, w1p + j * k1, k1, h, false, b1p[j]);
+      if (training) {
+        // statistics over the valid samples in two passes (the row is in cache): the pads hold
+        // the value whose deviation is summed, so they add nothing
+        R.fill_pads(h, scalar_t(0));
+        const acc_t mu = Rows<scalar_t>::template blocked_sum<acc_t>(h, R.n) / cnt;
+        const scalar_t m = static_cast<scalar_t>(mu);
+        R.fill_pads(h, m);
+        acc_t s2 = 0;
+        for (int64_t i = 0; i < R.n; i += 64) {
+          const int64_t len = std::min<int64_t>(64, R.n - i);
+          scalar_t a2 = 0;
+          for (int64_t l = 0; l < len; ++l) a2 += (h[i + l] - m) * (h[i + l] - m);
+          s2 += a2;
+        }
+        mp[j] = m;
+        vp[j] = static_cast<scalar_t>(s2 / cnt);
+      }
+      rp[j] = static_cast<scalar_t>(1.0 / std::sqrt(static_cast<acc_t>(vp[j]) + eps));
+      const scalar_t mj = mp[j], rs = rp[j], g = gp[j], be = bp[j];
+      for (int64_t i = 0; i < R.n; ++i) h[i] = std::max<scalar_t>(g * ((h[i] - mj) * rs) + be, scalar_t(0));
+      R.zero_pads(h);
+      R.conv(h, w2p + j * k2, k2, o, true);
+    }
+  };
+  // out of bank tk: b2 plus its blocks' partial rows (blocks_per_k rows from part), in block order
+  auto reduce = [&](int64_t tk, const scalar_t* part, scalar_t* sum) {
+    for (int64_t i = 0; i < R.n; ++i) sum[i] = b2p[tk];
+    for (int64_t b = 0; b < blocks_per_k; ++b) {
+      const scalar_t* o = part + b * R.ns;
+      for (int64_t i = 0; i < R.n; ++i) sum[i] += o[i];
+    }
+    R.unpad(sum, op + tk * B * L);
+  };
+  // Two schedules of the same units and sums, so the same bits: with enough banks for every thread,
+  // one task per bank keeps its input and partial rows in thread-local, cache-resident buffers;
+  // otherwise (few banks, many threads) one task per unit, with every partial row kept until the end.
+  if (T * K >= 2 * at::get_num_threads()) {
+    at::parallel_for(0, T * K, 1, [&](int64_t tk0, int64_t tk1) {
+      Scratch<scalar_t> x(R.ns), h(R.ns), part(blocks_per_k * R.ns), sum(R.ns);
+      for (int64_t tk = tk0; tk < tk1; ++tk) {
+        if (tk == tk0 || tk % K == 0) R.pad(u + (tk / K) * B * L, x.data());
+        for (int64_t b = 0; b < blocks_per_k; ++b)
+          unit(tk * blocks_per_k + b, x.data(), h.data(), part.data() + b * R.ns);
+        reduce(tk, part.data(), sum.data());
+      }
+    });
+    return;
+  }
   Scratch<scalar_t> upad(T * R.ns), partial(nunits * R.ns);
   at::parallel_for(0, T, 1, [&](int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; ++t) R.pad(u + t * B * L, upad.data() + t * R.ns);
   });
-  const acc_t cnt = static_cast<acc_t>(B * L);
   at::parallel_for(0, nunits, 1, [&](int64_t q0, int64_t q1) {
-    Scratch<scalar_t> hbuf(R.ns);
-    scalar_t* h = hbuf.data();
-    for (int64_t q = q0; q < q1; ++q) {
-      // tk = t * K + k indexes the bank of trial t; j = tk * C + c one channel of it
-      const int64_t tk = q / blocks_per_k, t = tk / K;
-      const int64_t c0 = (q % blocks_per_k) * kBlock, c1 = std::min(C, c0 + kBlock);
-      const scalar_t* x = upad.data() + t * R.ns;
-      scalar_t* o = partial.data() + q * R.ns;
-      for (int64_t i = 0; i < R.n; ++i) o[i] = 0;
-      for (int64_t c = c0; c < c1; ++c) {
-        const int64_t j = tk * C + c;
-        R.conv(x, w1p + j * k1, k1, h, false, b1p[j]);
-        if (training) {
-          // statistics over the valid samples in two passes (the row is in cache): the pads hold
-          // the value whose deviation is summed, so they add nothing
-          R.fill_pads(h, scalar_t(0));
-          const acc_t mu = Rows<scalar_t>::template blocked_sum<acc_t>(h, R.n) / cnt;
-          const scalar_t m = static_cast<scalar_t>(mu);
-          R.fill_pads(h, m);
-          acc_t s2 = 0;
-          for (int64_t i = 0; i < R.n; i += 64) {
-            const int64_t len = std::min<int64_t>(64, R.n - i);
-            scalar_t a2 = 0;
-            for (int64_t l = 0; l < len; ++l) a2 += (h[i + l] - m) * (h[i + l] - m);
-            s2 += a2;
-          }
-          mp[j] = m;
-          vp[j] = static_cast<scalar_t>(s2 / cnt);
-        }
-        rp[j] = static_cast<scalar_t>(1.0 / std::sqrt(static_cast<acc_t>(vp[j]) + eps));
-        const scalar_t mj = mp[j], rs = rp[j], g = gp[j], be = bp[j];
-        for (int64_t i = 0; i < R.n; ++i) h[i] = std::max<scalar_t>(g * ((h[i] - mj) * rs) + be, scalar_t(0));
-        R.zero_pads(h);
-        R.conv(h, w2p + j * k2, k2, o, true);
-      }
-    }
+    Scratch<scalar_t> h(R.ns);
+    for (int64_t q = q0; q < q1; ++q)
+      unit(q, upad.data() + (q / blocks_per_k / K) * R.ns, h.data(), partial.data() + q * R.ns);
   });
   at::parallel_for(0, T * K, 1, [&](int64_t tk0, int64_t tk1) {
     Scratch<scalar_t> sum(R.ns);
-    for (int64_t tk = tk0; tk < tk1; ++tk) {
-      for (int64_t i = 0; i < R.n; ++i) sum[i] = b2p[tk];
-      for (int64_t q = tk * blocks_per_k; q < (tk + 1) * blocks_per_k; ++q) {
-        const scalar_t* o = partial.data() + q * R.ns;
-        for (int64_t i = 0; i < R.n; ++i) sum[i] += o[i];
-      }
-      R.unpad(sum.data(), op + tk * B * L);
-    }
+    for (int64_t tk = tk0; tk < tk1; ++tk) reduce(tk, partial.data() + tk * blocks_per_k * R.ns, sum.data());
   });
 }
 
@@ -705,70 +742,97 @@ void cnn_backward_kernel(int64_t T, int64_t B, int64_t L, int64_t K, int64_t C, 
   using acc_t = at::acc_type<scalar_t, false>;
   const Rows<scalar_t> R(B, L, std::max(k1, k2) / 2);
   const int64_t blocks_per_k = (C + kBlock - 1) / kBlock, nunits = T * K * blocks_per_k;
+  const int64_t units_per_t = K * blocks_per_k;
+  const acc_t cnt = static_cast<acc_t>(B * L);
+  // bank tk's padded grad_out into g, and b2's gradient (its sum)
+  auto pad_grad = [&](int64_t tk, scalar_t* g) {
+    R.pad(go + tk * B * L, g);
+    db2p[tk] = static_cast<scalar_t>(Rows<scalar_t>::template blocked_sum<acc_t>(g, R.n));
+  };
+  // Unit q (as in the forward) on the padded input x and grad_out g of its bank: the gradients of its
+  // channels' parameters, and its share of u's gradient into its own partial row du_q.
+  // xhat, a, d: rows of scratch; dw: max(k1, k2) values.
+  auto unit = [&](int64_t q, const scalar_t* x, const scalar_t* g, scalar_t* xhat, scalar_t* a, scalar_t* d,
+                  acc_t* dw, scalar_t* du_q) {
+    const int64_t tk = q / blocks_per_k;
+    const int64_t c0 = (q % blocks_per_k) * kBlock, c1 = std::min(C, c0 + kBlock);
+    for (int64_t i = 0; i < R.n; ++i) du_q[i] = 0;
+    for (int64_t c = c0; c < c1; ++c) {
+      const int64_t j = tk * C + c;
+      // recompute xhat and a = relu(gamma xhat + beta) in one pass, pads of a zero
+      const scalar_t m = mp[j], rs = rp[j], ga = gp[j], be = bp[j];
+      R.conv_map(x, w1p + j * k1, k1, b1p[j], [&](int64_t i, scalar_t hv) {
+        const scalar_t xh = (hv - m) * rs;
+        xhat[i] = xh;
+        a[i] = std::max<scalar_t>(ga * xh + be, scalar_t(0));
+      });
+      R.zero_pads(a);
+      // conv2: weight gradient, then dz = relu'(z) * conv2^T(g) in one pass; pads of dz are zero since a is
+      R.weight_grad(g, a, k2, dw);
+      for (int64_t tt = 0; tt < k2; ++tt) dw2p[j * k2 + tt] = static_cast<scalar_t>(dw[tt]);
+      R.conv_transpose_map(g, w2p + j * k2, k2,
+                           [&](int64_t i, scalar_t v) { d[i] = v * static_cast<scalar_t>(a[i] > 0); });
+      acc_t sg, sb;
+      Rows<scalar_t>::template blocked_dot_sum<acc_t>(d, xhat, R.n, sg, sb);
+      dgp[j] = static_cast<scalar_t>(sg);
+      dbp[j] = static_cast<scalar_t>(sb);
+      // BatchNorm: dh = rstd (gamma dz - mean(gamma dz) - xhat mean(gamma dz xhat)) in training
+      const scalar_t m1 = training ? static_cast<scalar_t>(ga * sb / cnt) : scalar_t(0);
+      const scalar_t m2 = training ? static_cast<scalar_t>(ga * sg / cnt) : scalar_t(0);
+      for (int64_t i = 0; i < R.n; ++i) d[i] = rs * (ga * d[i] - m1 - xhat[i] * m2);
+      R.zero_pads(d);
+      // conv1: weight, bias and input gradients
+      R.weight_grad(d, x, k1, dw);
+      for (int64_t tt = 0; tt < k1; ++tt) dw1p[j * k1 + tt] = static_cast<scalar_t>(dw[tt]);
+      db1p[j] = static_cast<scalar_t>(Rows<scalar_t>::template blocked_sum<acc_t>(d, R.n));
+      R.conv_transpose(d, w1p + j * k1, k1, du_q);
+    }
+  };
+  // u's gradient of trial t: its units_per_t partial rows from part, added in unit order
+  auto reduce = [&](int64_t t, const scalar_t* part, scalar_t* sum) {
+    for (int64_t i = 0; i < R.n; ++i) sum[i] = 0;
+    for (int64_t q = 0; q < units_per_t; ++q) {
+      const scalar_t* o = part + q * R.ns;
+      for (int64_t i = 0; i < R.n; ++i) sum[i] += o[i];
+    }
+    R.unpad(sum, dup + t * B * L);
+  };
+  // Two schedules of the same units and sums (see the forward): one task per trial when there are
+  // enough trials for every thread, else one task per unit with all partial rows kept to the end.
+  if (T >= 2 * at::get_num_threads()) {
+    at::parallel_for(0, T, 1, [&](int64_t t0, int64_t t1) {
+      Scratch<scalar_t> x(R.ns), g(K * R.ns), part(units_per_t * R.ns), xhat(R.ns), a(R.ns), d(R.ns), sum(R.ns);
+      std::vector<acc_t> dw(std::max(k1, k2));
+      for (int64_t t = t0; t < t1; ++t) {
+        R.pad(u + t * B * L, x.data());
+        for (int64_t k = 0; k < K; ++k) pad_grad(t * K + k, g.data() + k * R.ns);
+        for (int64_t q = 0; q < units_per_t; ++q)
+          unit(t * units_per_t + q, x.data(), g.data() + (q / blocks_per_k) * R.ns, xhat.data(), a.data(), d.data(),
+               dw.data(), part.data() + q * R.ns);
+        reduce(t, part.data(), sum.data());
+      }
+    });
+    return;
+  }
   Scratch<scalar_t> upad(T * R.ns), gpad(T * K * R.ns), partial(nunits * R.ns);
   at::parallel_for(0, T * K, 1, [&](int64_t tk0, int64_t tk1) {
     for (int64_t tk = tk0; tk < tk1; ++tk) {
       if (tk % K == 0) R.pad(u + (tk / K) * B * L, upad.data() + (tk / K) * R.ns);
-      scalar_t* g = gpad.data() + tk * R.ns;
-      R.pad(go + tk * B * L, g);
-      db2p[tk] = static_cast<scalar_t>(Rows<scalar_t>::template blocked_sum<acc_t>(g, R.n));
+      pad_grad(tk, gpad.data() + tk * R.ns);
     }
   });
-  const acc_t cnt = static_cast<acc_t>(B * L);
   at::parallel_for(0, nunits, 1, [&](int64_t q0, int64_t q1) {
-    Scratch<scalar_t> xbuf(R.ns), abuf(R.ns), dbuf(R.ns);
-    scalar_t *xhat = xbuf.data(), *a = abuf.data(), *d = dbuf.data();
+    Scratch<scalar_t> xhat(R.ns), a(R.ns), d(R.ns);
     std::vector<acc_t> dw(std::max(k1, k2));
     for (int64_t q = q0; q < q1; ++q) {
-      const int64_t tk = q / blocks_per_k, t = tk / K;
-      const int64_t c0 = (q % blocks_per_k) * kBlock, c1 = std::min(C, c0 + kBlock);
-      const scalar_t* g = gpad.data() + tk * R.ns;
-      const scalar_t* x = upad.data() + t * R.ns;
-      scalar_t* du_q = partial.data() + q * R.ns;
-      for (int64_t i = 0; i < R.n; ++i) du_q[i] = 0;
-      for (int64_t c = c0; c < c1; ++c) {
-        const int64_t j = tk * C + c;
-        // recompute xhat and a = relu(gamma xhat + beta) in one pass, pads of a zero
-        const scalar_t m = mp[j], rs = rp[j], ga = gp[j], be = bp[j];
-        R.conv_map(x, w1p + j * k1, k1, b1p[j], [&](int64_t i, scalar_t hv) {
-          const scalar_t xh = (hv - m) * rs;
-          xhat[i] = xh;
-          a[i] = std::max<scalar_t>(ga * xh + be, scalar_t(0));
-        });
-        R.zero_pads(a);
-        // conv2: weight gradient, then dz = relu'(z) * conv2^T(g) in one pass; pads of dz are zero since a is
-        R.weight_grad(g, a, k2, dw.data());
-        for (int64_t tt = 0; tt < k2; ++tt) dw2p[j * k2 + tt] = static_cast<scalar_t>(dw[tt]);
-        R.conv_transpose_map(g, w2p + j * k2, k2,
-                             [&](int64_t i, scalar_t v) { d[i] = v * static_cast<scalar_t>(a[i] > 0); });
-        const acc_t sg = Rows<scalar_t>::template blocked_dot<acc_t>(d, xhat, R.n);
-        const acc_t sb = Rows<scalar_t>::template blocked_sum<acc_t>(d, R.n);
-        dgp[j] = static_cast<scalar_t>(sg);
-        dbp[j] = static_cast<scalar_t>(sb);
-        // BatchNorm: dh = rstd (gamma dz - mean(gamma dz) - xhat mean(gamma dz xhat)) in training
-        const scalar_t m1 = training ? static_cast<scalar_t>(ga * sb / cnt) : scalar_t(0);
-        const scalar_t m2 = training ? static_cast<scalar_t>(ga * sg / cnt) : scalar_t(0);
-        for (int64_t i = 0; i < R.n; ++i) d[i] = rs * (ga * d[i] - m1 - xhat[i] * m2);
-        R.zero_pads(d);
-        // conv1: weight, bias and input gradients
-        R.weight_grad(d, x, k1, dw.data());
-        for (int64_t tt = 0; tt < k1; ++tt) dw1p[j * k1 + tt] = static_cast<scalar_t>(dw[tt]);
-        db1p[j] = static_cast<scalar_t>(Rows<scalar_t>::template blocked_sum<acc_t>(d, R.n));
-        R.conv_transpose(d, w1p + j * k1, k1, du_q);
-      }
+      const int64_t tk = q / blocks_per_k;
+      unit(q, upad.data() + (tk / K) * R.ns, gpad.data() + tk * R.ns, xhat.data(), a.data(), d.data(), dw.data(),
+           partial.data() + q * R.ns);
     }
   });
-  // u's gradient of trial t: its K * blocks_per_k partial rows, added in unit order
   at::parallel_for(0, T, 1, [&](int64_t t0, int64_t t1) {
     Scratch<scalar_t> sum(R.ns);
-    for (int64_t t = t0; t < t1; ++t) {
-      for (int64_t i = 0; i < R.n; ++i) sum[i] = 0;
-      for (int64_t q = t * K * blocks_per_k; q < (t + 1) * K * blocks_per_k; ++q) {
-        const scalar_t* o = partial.data() + q * R.ns;
-        for (int64_t i = 0; i < R.n; ++i) sum[i] += o[i];
-      }
-      R.unpad(sum.data(), dup + t * B * L);
-    }
+    for (int64_t t = t0; t < t1; ++t) reduce(t, partial.data() + t * units_per_t * R.ns, sum.data());
   });
 }
 
@@ -815,8 +879,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
   TORCH_CHECK(go_.sizes() == at::IntArrayRef(go_shape), "das: cnn_backward grad_out must be ",
               batched ? "(T, K, B, 1, L) = " : "(K, B, 1, L) = ", at::IntArrayRef(go_shape), ", got ", go_.sizes());
   check_same(u_, go_, "u", "grad_out");
-  TORCH_CHECK(mean_.sizes() == gamma_.sizes() && rstd_.sizes() == gamma_.sizes(), "das: cnn_backward mean and rstd must be ",
-              batched ? "(T, K, C) = " : "(K, C) = ", gamma_.sizes());
+  TORCH_CHECK(mean_.sizes() == gamma_.sizes() && rstd_.sizes() == gamma_.sizes(),
+              "das: cnn_backward mean and rstd must be ", batched ? "(T, K, C) = " : "(K, C) = ", gamma_.sizes());
   check_same(u_, mean_, "u", "mean");
   check_same(u_, rstd_, "u", "rstd");
   auto go = go_.contiguous(), u = u_.contiguous(), mean = mean_.contiguous(), rstd = rstd_.contiguous();

@@ -102,7 +102,8 @@ def cnn_bank_ref(u, w1, b1, gamma, beta, w2, b2, running_mean, running_var, trai
 def blur_batched_ref(x: torch.Tensor, kernel: torch.Tensor, stride: int) -> torch.Tensor:
     """A x per trial: x (T,B,1,L) -> (T,B,1,(L-1)//stride+1)."""
     T, B = x.shape[:2]
-    return blur_ref(x.reshape(T * B, 1, x.shape[-1]), kernel, stride).reshape(T, B, 1, -1)
+    Lo = blurred_length(x.shape[-1], stride)
+    return blur_ref(x.reshape(T * B, 1, x.shape[-1]), kernel, stride).reshape(T, B, 1, Lo)
 
 
 def blur_adjoint_batched_ref(v: torch.Tensor, kernel: torch.Tensor, stride: int, length: int) -> torch.Tensor:
@@ -178,7 +179,8 @@ def cnn_bank(u, w1, b1, gamma, beta, w2, b2, running_mean, running_var, training
 def blur_batched(x: torch.Tensor, kernel: torch.Tensor, stride: int) -> torch.Tensor:
     """A x per trial: x (T,B,1,L) -> (T,B,1,Lo); the rows of all trials go through one blur call."""
     T, B = x.shape[:2]
-    return blur(x.reshape(T * B, 1, x.shape[-1]), kernel, stride).reshape(T, B, 1, -1)
+    Lo = blurred_length(x.shape[-1], stride)
+    return blur(x.reshape(T * B, 1, x.shape[-1]), kernel, stride).reshape(T, B, 1, Lo)
 
 
 def blur_adjoint_batched(v: torch.Tensor, kernel: torch.Tensor, stride: int, length: int) -> torch.Tensor:

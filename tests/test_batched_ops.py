@@ -242,7 +242,10 @@ def threads():
 
 @pytest.mark.parametrize("training", [True, False])
 def test_thread_invariance(training, threads):
-    """1 and 2 threads give the same bits for a batch of 5 trials (CNN bank and grad step)."""
+    """1 and 2 threads give the same bits for a batch of 5 trials (CNN bank and grad step), and each
+    trial alone on 2 threads gives them too. (The CNN kernels pick one task per bank or trial when there
+    are enough for every thread, else one per channel block: T=1 on 2 threads takes the second schedule,
+    the batch of 5 the first, so this also compares the two schedules.)"""
     comp = [3, 9, 1, 4, 5]
     results = []
     for n in (1, 2):
@@ -251,10 +254,12 @@ def test_thread_invariance(training, threads):
         cnn = run_cnn_batched([cnn_trial(s) for s in comp], training)
         step = run_step_batched([step_trial(s, "downsample", B=128) for s in comp], "downsample")
         results.append((cnn, step))
+    cnn_alone = [run_cnn_batched([cnn_trial(s)], training)[0] for s in comp]  # still on 2 threads
     (cnn1, step1), (cnn2, step2) = results
     for t in range(len(comp)):
-        for name, a, b in zip(CNN_NAMES, cnn1[t], cnn2[t]):
+        for name, a, b, c in zip(CNN_NAMES, cnn1[t], cnn2[t], cnn_alone[t]):
             assert_same(a, b, f"trial {t} {name}, 1 vs 2 threads")
+            assert_same(a, c, f"trial {t} {name}, in a batch on 1 thread vs alone on 2 threads")
         for name, a, b in zip(STEP_NAMES, step1[t], step2[t]):
             assert_same(a, b, f"trial {t} grad_step {name}, 1 vs 2 threads")
 
@@ -269,6 +274,24 @@ def test_batched_wrappers_fall_back_to_ref():
     for a, b in zip(off, on):
         for name, x, y in zip(CNN_NAMES, a, b):
             torch.testing.assert_close(x, y, rtol=1e-10, atol=1e-10, msg=lambda m: f"{name}: {m}")
+
+
+def test_noncontiguous_and_empty_batches():
+    """A permuted (non-contiguous) u gives the bits of its contiguous copy; T = 0 gives empty outputs."""
+    A = O.Operator("blur")
+    u = torch.randn(L, 4, 3, 1).permute(2, 1, 3, 0)  # (3, 4, 1, L), not contiguous
+    assert not u.is_contiguous()
+    y, tau, r = torch.randn(3, 4, 1, L), torch.rand(3) + 0.2, torch.randn(3, 4, 1, L)
+    assert_same(O.grad_step_batched(u, y, tau, r, A.kernel, 1),
+                O.grad_step_batched(u.contiguous(), y, tau, r, A.kernel, 1), "grad_step_batched")
+    _, params, stats, _ = stack([cnn_trial(s, K=2, C=4, B=4) for s in range(3)])
+    out = [O.cnn_bank_batched(x, *params, *[t.clone() for t in stats], True) for x in (u, u.contiguous())]
+    assert_same(out[0], out[1], "cnn_bank_batched")
+    empty = torch.zeros(0, 4, 1, L)
+    assert O.grad_step_batched(empty, empty, torch.zeros(0), empty, A.kernel, 1).shape == (0, 4, 1, L)
+    assert O.blur_batched(empty, A.kernel, 1).shape == (0, 4, 1, L)
+    assert O.blur_adjoint_batched(empty, A.kernel, 1, L).shape == (0, 4, 1, L)
+    assert O.cnn_bank_batched(empty, *[p[:0] for p in params], *[t[:0] for t in stats], True).shape == (0, 2, 4, 1, L)
 
 
 # ---------------------------------------------------------------- bad input, one test per case
