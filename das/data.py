@@ -46,7 +46,7 @@ class DataSource:
 
     def __init__(self, data: str, seed: int, device="cpu", sigma: float = SIGMA_NOISE, dtype=torch.float32):
         Operator(data)  # validates the name
-        self.data, self.device, self.sigma, self.dtype = data, torch.device(device), sigma, dtype
+        self.data, self.device, self.sigma, self.dtype, self.seed = data, torch.device(device), sigma, dtype, int(seed)
         self.generator = torch.Generator().manual_seed(int(seed))
 
     def batch(self, n: int = BATCH):

@@ -141,11 +141,18 @@ class Architect:
     """The alpha step of DAS: first order, or second order with one unrolled theta step and a
     finite-difference Hessian-vector product (DARTS, Liu et al. 2019, Eq. 7-8).
 
+    Second order: grad_alpha L_val(w', alpha) - xi * H dw with w' = w - xi (grad_w L_train(w, alpha)
+    + wd w), dw = grad_w' L_val(w', alpha) and H dw ~ (grad_alpha L_train(w + r dw) -
+    grad_alpha L_train(w - r dw)) / (2 r), r = FD_RADIUS / ||dw|| per trial (DARTS' 0.01). The error
+    of that central difference is O(r^2) only if the three passes on the training batch evaluate one
+    and the same function of (w, alpha): they see the same batch and replay the same noise-op draws,
+    from the streams' state at the start of the step. Otherwise the difference of two noise draws,
+    divided by 2r, swamps the Hessian term. The validation pass draws afresh.
+
     BatchNorm rule, both orders: the alpha step's passes run BN in training mode (batch
     statistics, as the theta step does) but leave the running statistics as they were: they
-    belong to theta and are updated by theta steps only. The passes of one second-order step
-    see the same noise-op draws (and the same training batch), so the finite difference measures
-    the change of the weights, not of the noise.
+    belong to theta and are updated by theta steps only. (A model in eval mode, as in DAS-single
+    with frozen theta, keeps using its running statistics.)
     """
 
     FD_RADIUS = 0.01  # DARTS' epsilon: r = FD_RADIUS / ||dw|| per trial
@@ -194,13 +201,12 @@ class Architect:
         theta = [w.detach().clone() for w in weights]
         # w' = w - xi * (grad_w L_train(w, alpha) + wd * w)
         g_train = torch.autograd.grad(self._loss(train_batch).sum(), weights, allow_unused=True)
-        after_one_pass = model.noise.state()
         with torch.no_grad():
             for w, g in zip(weights, g_train):
                 if g is not None:
                     w.sub_((g + w * self.hp.param_wd) * xi)
-        model.noise.set_state(noise)
-        loss = self._loss(val_batch)
+        loss = self._loss(val_batch)  # the validation pass draws afresh
+        after = model.noise.state()
         grads = torch.autograd.grad(loss.sum(), alphas + weights, allow_unused=True)
         d_alpha = grads[: len(alphas)]
         d_w = [torch.zeros_like(w) if g is None else g for w, g in zip(weights, grads[len(alphas):])]
@@ -219,7 +225,7 @@ class Architect:
         with torch.no_grad():
             for w, w0 in zip(weights, theta):
                 w.copy_(w0)
-        model.noise.set_state(after_one_pass)
+        model.noise.set_state(after)  # the streams leave as if one training and one validation pass had run
         out = []
         for d, p, n in zip(d_alpha, g_pos, g_neg):
             rr = r.reshape(-1, *[1] * (d.dim() - 1))

@@ -2,10 +2,9 @@
 against the exact hypergradient, the BatchNorm rule of the alpha step, thread-count invariance,
 initial alphas and their diagnostics, one-shot ranking by one-hot PSNR.
 
-Every random number a test needs comes from a local torch.Generator; the noise op, which draws
-from torch's global RNG, runs inside torch.random.fork_rng from a state taken from such a generator.
+Every random number a test needs comes from a local torch.Generator; the noise op draws from the
+network's own per-trial streams (model.noise), which a test sets to a state it chooses.
 """
-import copy
 import hashlib
 import json
 import math
@@ -26,7 +25,7 @@ from das.genotype import Genotype
 from das.hparams import HParams, load_hparams
 from das import ops as ops_lib
 from das.ops import CNNBank
-from das.train import Architect, Trainer, evaluate, one_hot_psnr
+from das.train import Architect, Trainer, evaluate, one_hot_psnr, save_checkpoints
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -45,7 +44,7 @@ def reinit(net, generator: torch.Generator):
                 t.copy_(u(t, 1 / math.sqrt(3)))
             elif leaf in ("w2", "b2"):
                 t.copy_(u(t, 1 / math.sqrt(3 * net.width if hasattr(net, "width") else 48)))
-            elif name.endswith(("out.weight", "out.bias")):
+            elif leaf in ("out_w", "out_b"):
                 t.copy_(u(t, 1 / math.sqrt(2)))
             elif leaf == "tau":
                 t.copy_(1 + u(t, 0.2))
@@ -61,15 +60,19 @@ def reinit(net, generator: torch.Generator):
 
 
 def rng_state(seed: int) -> torch.Tensor:
-    """A CPU RNG state for the global generator, made by a local generator."""
+    """A generator state, made by a local generator."""
     return torch.Generator().manual_seed(seed).get_state()
 
 
-def run_with_draws(fn, state):
-    """fn() with torch's global RNG set to state, leaving the session's global RNG as it was."""
-    with torch.random.fork_rng(devices=[]):
-        torch.set_rng_state(state)
-        return fn()
+def with_draws(net, state):
+    """Set every noise stream of net to `state`; returns net."""
+    net.noise.set_state([state] * net.trials)
+    return net
+
+
+def one(batch):
+    """A (x, y) batch as the batch of one trial: a leading trial dimension of 1."""
+    return tuple(t[None] for t in batch)
 
 
 def emptied_edges(g: Genotype) -> Genotype:
@@ -103,27 +106,45 @@ def genotypes(space, ops, generator, count=4):
 @pytest.mark.parametrize("space", ["seq", "cell"])
 @pytest.mark.parametrize("ops", ["good", "all"])
 def test_derived_network_equals_one_hot_supernet(space, ops):
-    """The supernet with one-hot alpha is the reference (it computes every term of every mixture).
-    noise_sigma = 0 makes the noise op deterministic, so the full mixture (skip_zero=False, the
-    training code path) compares exactly; with sigma > 0 the supernet leaves out the weight-0
-    terms (their value is 0 either way) so its noise ops draw what the derived network draws."""
+    """The supernet with one-hot alpha is the reference. noise_sigma = 0 makes the noise op
+    deterministic, so the full mixture (the training code path, alpha logits 0 and -inf) compares
+    exactly; `one_hot` computes each trial's chosen op alone, so with sigma > 0 its noise ops draw
+    what the derived network draws. A batch of trials, each with its own genotype, is checked too."""
     g = torch.Generator().manual_seed(1234)
-    y = DataSource("blur", 5).batch(16)[1]
-    for genotype in genotypes(space, ops, g):
-        for sigma, skip_zero in ((0.0, False), (0.0, True), (0.1, True)):
-            sup = reinit(M.build_supernet(space, "blur", ops, noise_sigma=sigma), torch.Generator().manual_seed(7))
+    y = DataSource("blur", 5).batch(16)[1][None]
+    candidates = genotypes(space, ops, g)
+    for genotype in candidates:
+        for sigma in (0.0, 0.1):
+            sup = reinit(M.build_supernet(space, "blur", ops, [0], noise_sigma=sigma), torch.Generator().manual_seed(7))
             alphas = sup.alphas.detach().clone()
             for train in (False, True):  # BN running statistics, then batch statistics
                 sup.train(train)
+                with_draws(sup, rng_state(11))
                 derived = M.derived_from_supernet(sup, genotype)
                 assert derived.training == train
-                draws = rng_state(11)
-                out = run_with_draws(lambda: derived(y), draws)
-                with sup.one_hot(genotype, skip_zero=skip_zero):
-                    ref = run_with_draws(lambda: sup(y), draws)
+                out = derived(y)
+                with sup.one_hot(genotype):
+                    ref = sup(y)
                 torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
-            assert torch.equal(sup.alphas, alphas)  # restored bit for bit
-            assert not any(m.skip_zero_weights for m in sup.mixed_ops())
+                if sigma == 0:  # the full mixture with a one-hot softmax
+                    idx = torch.tensor([sup.op_names.index(op) for op in sup.choices_of(genotype)])
+                    with torch.no_grad():
+                        sup.alphas.fill_(float("-inf"))
+                        sup.alphas[0, torch.arange(len(idx)), idx] = 0.0
+                    torch.testing.assert_close(sup(y), ref, rtol=1e-5, atol=1e-5)
+                    with torch.no_grad():
+                        sup.alphas.copy_(alphas)
+            assert torch.equal(sup.alphas, alphas)
+            assert not any(m.choices for m in sup.layers_with_ops())  # restored
+    # three trials, each one-hot on its own genotype: trial t equals its derived network
+    sup = reinit(M.build_supernet(space, "blur", ops, [0, 1, 2]), torch.Generator().manual_seed(8))
+    with_draws(sup, rng_state(12))
+    three = candidates[:3]
+    derived = [M.derived_from_supernet(sup, three[t], t) for t in range(3)]
+    with sup.one_hot(three):
+        ref = sup(y.expand(3, *y.shape[1:]))
+    for t in range(3):
+        torch.testing.assert_close(derived[t](y), ref[t:t + 1], rtol=1e-5, atol=1e-5)
 
 
 def test_edge_from_a_zero_state_contributes():
@@ -131,27 +152,27 @@ def test_edge_from_a_zero_state_contributes():
     leaves it. Its contribution to the output must be clearly non-zero, or the equality test above
     could not tell the old cell (which dropped it) from the new one."""
     genotype = zero_state_genotype("all")
-    sup = reinit(M.build_supernet("cell", "blur", "all"), torch.Generator().manual_seed(7)).eval()
-    y = DataSource("blur", 5).batch(16)[1]
-    draws = rng_state(11)
-    with sup.one_hot(genotype):
-        ref = run_with_draws(lambda: sup(y), draws)
+    sup = reinit(M.build_supernet("cell", "blur", "all", [0]), torch.Generator().manual_seed(7)).eval()
+    y = DataSource("blur", 5).batch(16)[1][None]
+    with_draws(sup, rng_state(11))
     derived = M.derived_from_supernet(sup, genotype)
     old = M.derived_from_supernet(sup, emptied_edges(genotype))  # what the old code computed
+    with sup.one_hot(genotype):
+        ref = sup(y)
     assert sum(len(c.ops) for c in old.cells) == 2  # only 0->5 net was left in each cell
-    out, out_old = run_with_draws(lambda: derived(y), draws), run_with_draws(lambda: old(y), draws)
+    out, out_old = derived(y), old(y)
     torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
     relative = ((ref - out_old).norm() / ref.norm()).item()
     assert relative > 1e-2, relative
     # the state itself: grad(0) is far from zero
     cell = derived.cells[0]
     derived._bind()
-    s2 = cell.ops["1_2"](torch.zeros(16, 1, 50), y)
+    s2 = cell.ops["1_2"](torch.zeros(1, 16, 1, 50), y)
     assert s2.abs().mean() > 0.1
 
 
 def test_one_hot_rejects_a_foreign_genotype():
-    sup = M.build_supernet("seq", "blur", "good")
+    sup = M.build_supernet("seq", "blur", "good", [0])
     with pytest.raises(ValueError, match="not candidates"):
         with sup.one_hot(Genotype(space="seq", ops="all", layers=["noise"] * 10)):
             pass
@@ -163,14 +184,15 @@ def test_one_hot_rejects_a_foreign_genotype():
 @pytest.mark.parametrize("space", ["seq", "cell"])
 def test_one_hot_psnr_equals_derived_network(space):
     g = torch.Generator().manual_seed(99)
-    sup = reinit(M.build_supernet(space, "blur", "all"), torch.Generator().manual_seed(3))
+    sup = reinit(M.build_supernet(space, "blur", "all", [0]), torch.Generator().manual_seed(3))
     alphas = sup.alphas.detach().clone()
     candidates = genotypes(space, "all", g, count=2) + [sup.genotype()]
     values = []
     for genotype in candidates:
-        v = one_hot_psnr(sup, genotype, "blur", size=256)
+        (v,) = one_hot_psnr(sup, genotype, "blur", size=256)
         # bit for bit on the CPU; the tolerance leaves room for other kernels (GPU, _ref path)
-        assert v == pytest.approx(evaluate(M.derived_from_supernet(sup, genotype), "blur", size=256), abs=1e-6)
+        (d,) = evaluate(M.derived_from_supernet(sup, genotype), "blur", size=256)
+        assert v == pytest.approx(d, abs=1e-6)
         assert torch.equal(sup.alphas, alphas) and sup.training
         values.append(v)
     assert len(set(values)) == len(values)  # distinct candidates, distinct scores
@@ -181,12 +203,10 @@ THREAD_PROBE = r"""
 import hashlib, json, sys
 import torch
 torch.set_num_threads(int(sys.argv[1]))
-import torch.nn.functional as F
 from das import model as M
 from das.data import DataSource
-from das.diagnostics import alpha_diagnostics
 from das.hparams import load_hparams
-from das.train import Trainer
+from das.train import Trainer, per_trial_mse
 
 def digest(tensors):
     return hashlib.sha256(b"".join(t.detach().contiguous().numpy().tobytes() for t in tensors)).hexdigest()
@@ -194,24 +214,25 @@ def digest(tensors):
 out = {}
 for space in ("seq", "cell"):
     for order in (1, 2):
-        torch.manual_seed(0)  # a fresh process: initialisation and noise draws are the same in both
-        net = M.build_supernet(space, "blur", "all", width=8)
+        net = M.build_supernet(space, "blur", "all", [0, 1, 2], width=8)
         x, y = DataSource("blur", 1).batch(128)
-        grads = torch.autograd.grad(F.mse_loss(net(y), x), list(net.parameters()))
+        grads = torch.autograd.grad(per_trial_mse(net(y.expand(3, *y.shape)), x.expand(3, *x.shape)).sum(),
+                                    list(net.parameters()))
         hp = load_hparams("BOHB-Non-Seq-Blur")  # alpha steps from the first step on
-        trainer = Trainer(net, hp, "blur", 0, 1, search=True, order=order, batches_per_epoch=2)
+        trainer = Trainer(net, hp, "blur", [0, 1, 2], 1, search=True, order=order, batches_per_epoch=2)
         h = trainer.run()
         out[f"{space} order {order}"] = {"grads": digest(grads), "state": digest(net.state_dict().values()),
-                                         "loss": h["train_loss"] + h["val_loss"]}
+                                         "loss": [x["train_loss"] + x["val_loss"] for x in h]}
 out["threads"] = torch.get_num_threads()
 print(json.dumps(out))
 """
 
 
 def test_search_is_bitwise_thread_invariant():
-    """Gradients of one batch and two search steps (order 1 and 2) of both spaces, in two processes
-    with 1 and 2 torch threads: every parameter, alpha, BN statistic and loss equal bit for bit.
-    (The cell's nn.Conv1d(2->1, k=1) output conv had thread-dependent weight gradients.)"""
+    """Gradients of one batch and two search steps (order 1 and 2) of both spaces, three trials at
+    once, in two processes with 1 and 2 torch threads: every parameter, alpha, BN statistic and loss
+    equal bit for bit. (The cell's nn.Conv1d(2->1, k=1) output conv had thread-dependent weight
+    gradients.)"""
     procs = [subprocess.Popen([sys.executable, "-c", THREAD_PROBE, str(n)], cwd=ROOT, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for n in (1, 2)]
     results = []
@@ -228,12 +249,12 @@ def test_search_is_bitwise_thread_invariant():
 
 # --------------------------------------------------------------------------- tasks 2 and 3: the alpha step
 def smooth_supernet(seed: int = 21, width: int = 4, layers: int = 3):
-    """A small float64 sequential supernet over all four ops whose CNNs never leave the linear part
-    of ReLU (gamma 0.1, beta 1 after BatchNorm; checked by `preactivation_margin`), so the
+    """A small float64 sequential supernet (one trial) over all four ops whose CNNs never leave the
+    linear part of ReLU (gamma 0.1, beta 1 after BatchNorm; checked by `preactivation_margin`), so the
     loss is smooth in (w, alpha) and the finite-difference error is the O(r^2) of a smooth function."""
-    net = reinit(M.SeqSupernet("blur", "all", width=width, layers=layers), torch.Generator().manual_seed(seed))
+    net = reinit(M.SeqSupernet("blur", "all", [0], width=width, layers=layers), torch.Generator().manual_seed(seed))
     with torch.no_grad():
-        for m in net.mixed_ops():
+        for m in net.layers:
             m.bank.gamma.fill_(0.1)
             m.bank.beta.fill_(1.0)
     return net.double()
@@ -244,10 +265,10 @@ def preactivation_margin(net):
     seen = []
 
     def hook(bank, args):
-        (u,) = args
-        K, C, k = bank.w1.shape
-        h = F.conv1d(u, bank.w1.reshape(K * C, 1, k), bank.b1.reshape(-1), padding=k // 2)
-        z = F.batch_norm(h, None, None, bank.gamma.reshape(-1), bank.beta.reshape(-1), True, 0.0, bank.eps)
+        u = args[0][0]  # trial 0: (B,1,L)
+        _, K, C, k = bank.w1.shape
+        h = F.conv1d(u, bank.w1[0].reshape(K * C, 1, k), bank.b1[0].reshape(-1), padding=k // 2)
+        z = F.batch_norm(h, None, None, bank.gamma[0].reshape(-1), bank.beta[0].reshape(-1), True, 0.0, bank.eps)
         seen.append(z.min().item())
 
     handles = [m.register_forward_pre_hook(hook) for m in net.modules() if isinstance(m, CNNBank)]
@@ -255,26 +276,27 @@ def preactivation_margin(net):
 
 
 def batches(n=8):
-    return (DataSource("blur", 31, dtype=torch.float64).batch(n), DataSource("blur", 32, dtype=torch.float64).batch(n))
+    return (one(DataSource("blur", 31, dtype=torch.float64).batch(n)),
+            one(DataSource("blur", 32, dtype=torch.float64).batch(n)))
 
 
 def exact_hypergradient(net, train_batch, val_batch, xi, wd, draws):
     """d/dalpha L_val(w - xi (grad_w L_train(w, alpha) + wd w), alpha) by double backward, and the
     direct term grad_alpha L_val(w', alpha) with w' held fixed; the train pass draws from `draws`,
-    the validation pass from where it left the RNG (as the Architect does)."""
-    net = copy.deepcopy(net)
+    the validation pass from where it left the streams (as the Architect does)."""
     names = [n for n, _ in net.named_parameters() if n != "alphas"]
     weights = net.weights()
     (x_t, y_t), (x_v, y_v) = train_batch, val_batch
-    with torch.random.fork_rng(devices=[]):
-        torch.set_rng_state(draws)
-        g = torch.autograd.grad(F.mse_loss(net(y_t), x_t), weights, create_graph=True, allow_unused=True)
-        after = torch.get_rng_state()
-        unrolled = {n: w - xi * ((0 if gi is None else gi) + wd * w) for n, w, gi in zip(names, weights, g)}
-        total = torch.autograd.grad(F.mse_loss(torch.func.functional_call(net, unrolled, (y_v,)), x_v), net.alphas)[0]
-        torch.set_rng_state(after)
-        fixed = {n: w.detach() for n, w in unrolled.items()}
-        direct = torch.autograd.grad(F.mse_loss(torch.func.functional_call(net, fixed, (y_v,)), x_v), net.alphas)[0]
+    saved = net.noise.state()
+    with_draws(net, draws)
+    g = torch.autograd.grad(F.mse_loss(net(y_t), x_t), weights, create_graph=True, allow_unused=True)
+    after = net.noise.state()
+    unrolled = {n: w - xi * ((0 if gi is None else gi) + wd * w) for n, w, gi in zip(names, weights, g)}
+    total = torch.autograd.grad(F.mse_loss(torch.func.functional_call(net, unrolled, (y_v,)), x_v), net.alphas)[0]
+    net.noise.set_state(after)
+    fixed = {n: w.detach() for n, w in unrolled.items()}
+    direct = torch.autograd.grad(F.mse_loss(torch.func.functional_call(net, fixed, (y_v,)), x_v), net.alphas)[0]
+    net.noise.set_state(saved)
     return total, direct
 
 
@@ -294,7 +316,8 @@ def test_second_order_matches_exact_hypergradient(monkeypatch):
             monkeypatch.setattr(Architect, "FD_RADIUS", radius)
             arch = Architect(net, hp, order=2)
             seen, handles = preactivation_margin(net)
-            _, (fd,) = run_with_draws(lambda: arch._unrolled_grads(train_batch, val_batch, xi), draws)
+            with_draws(net, draws)
+            _, (fd,) = arch._unrolled_grads(train_batch, val_batch, xi)
             for h in handles:
                 h.remove()
             assert min(seen) > 0.2  # ReLU stayed linear in every pass
@@ -307,19 +330,20 @@ def test_second_order_matches_exact_hypergradient(monkeypatch):
 
 def test_second_order_passes_replay_the_same_draws(monkeypatch):
     """Every noise-op call on the training batch (unrolled step, w + r dw, w - r dw) starts from the
-    same RNG state, pass by pass; the validation pass draws afresh."""
+    same stream state, pass by pass; the validation pass draws afresh."""
     calls = []
     real = ops_lib.OPS["noise"]
 
-    def spy(layer, u, y, r):
-        calls.append((y, hashlib.sha256(torch.get_rng_state().numpy().tobytes()).hexdigest()))
-        return real(layer, u, y, r)
+    def spy(layer, u, y, r, idx=None):
+        calls.append((y, hashlib.sha256(layer.noise.gens[0].get_state().numpy().tobytes()).hexdigest()))
+        return real(layer, u, y, r, idx)
 
     monkeypatch.setitem(ops_lib.OPS, "noise", spy)
     net = smooth_supernet().float()
     (x_t, y_t), (x_v, y_v) = [(x.float(), y.float()) for x, y in batches()]
     arch = Architect(net, HParams(), order=2)
-    run_with_draws(lambda: arch.step((x_t, y_t), (x_v, y_v), 1e-2), rng_state(5))
+    with_draws(net, rng_state(5))
+    arch.step((x_t, y_t), (x_v, y_v), 1e-2)
     train = [h for y, h in calls if y is y_t]
     val = [h for y, h in calls if y is y_v]
     layers = len(net.layers)
@@ -337,7 +361,8 @@ def test_alpha_step_leaves_bn_statistics_theta_step_moves_them(order):
     weights = [w.detach().clone() for w in net.weights()]
     alphas = net.alphas.detach().clone()
     arch = Architect(net, HParams(alpha_lr=1e-2), order=order)
-    run_with_draws(lambda: arch.step((x_t, y_t), (x_v, y_v), 1e-2), rng_state(5))
+    with_draws(net, rng_state(5))
+    arch.step((x_t, y_t), (x_v, y_v), 1e-2)
     assert not torch.equal(net.alphas, alphas)
     assert all(torch.equal(w, w0) for w, w0 in zip(net.weights(), weights))
     after = dict(net.named_buffers())
@@ -346,7 +371,7 @@ def test_alpha_step_leaves_bn_statistics_theta_step_moves_them(order):
         assert torch.equal(after[n], b), n
     # a theta step in training mode does update them
     opt = torch.optim.SGD(net.weights(), lr=1e-2)
-    run_with_draws(lambda: F.mse_loss(net(y_t), x_t).backward(), rng_state(6))
+    F.mse_loss(net(y_t), x_t).backward()
     opt.step()
     for n, b in stats.items():
         assert not torch.equal(after[n], b), n
@@ -354,25 +379,26 @@ def test_alpha_step_leaves_bn_statistics_theta_step_moves_them(order):
 
 # --------------------------------------------------------------------------- task 5: initial alphas
 def test_search_records_initial_alphas_through_resume(tmp_path):
-    net = reinit(M.SeqSupernet("blur", "all", width=4, layers=3), torch.Generator().manual_seed(8))
-    init = net.softmax_alphas()
+    net = reinit(M.SeqSupernet("blur", "all", [0], width=4, layers=3), torch.Generator().manual_seed(8))
+    init = net.softmax_alphas(0)
     hp = load_hparams("BOHB-Non-Seq-Blur")  # alpha moves from the first step
-    trainer = Trainer(net, hp, "blur", 0, 1, search=True, batch=16, batches_per_epoch=2)
-    assert trainer.history["alphas_init"] == init  # recorded before the first step
+    trainer = Trainer(net, hp, "blur", [0], 1, search=True, batch=16, batches_per_epoch=2)
+    assert trainer.history[0]["alphas_init"] == init  # recorded before the first step
     ckpt = tmp_path / "checkpoint.pt"
-    run_with_draws(lambda: trainer.run(ckpt), rng_state(1))
-    assert trainer.history["alphas"][-1] != init
+    trainer.run(lambda tr: save_checkpoints(tr, [ckpt], [{}]))
+    assert trainer.history[0]["alphas"][-1] != init
     # resume into a differently initialised supernet: the initial alphas come from the checkpoint
-    other = reinit(M.SeqSupernet("blur", "all", width=4, layers=3), torch.Generator().manual_seed(9))
-    resumed = Trainer(other, hp, "blur", 0, 2, search=True, batch=16, batches_per_epoch=2)
-    assert resumed.history["alphas_init"] != init
-    resumed.load_state_dict(torch.load(ckpt, weights_only=False))
-    run_with_draws(lambda: resumed.run(ckpt), rng_state(2))
-    assert resumed.history["alphas_init"] == init and len(resumed.history["alphas"]) == 2
-    d = alpha_diagnostics(resumed.history["alphas_init"], resumed.history["alphas"][-1])
+    other = reinit(M.SeqSupernet("blur", "all", [0], width=4, layers=3), torch.Generator().manual_seed(9))
+    resumed = Trainer(other, hp, "blur", [0], 2, search=True, batch=16, batches_per_epoch=2)
+    assert resumed.history[0]["alphas_init"] != init
+    resumed.load_state_dicts([torch.load(ckpt, weights_only=True)])
+    resumed.run()
+    h = resumed.history[0]
+    assert h["alphas_init"] == init and len(h["alphas"]) == 2
+    d = alpha_diagnostics(h["alphas_init"], h["alphas"][-1])
     assert 0 < d["moved_max"] < 1 and len(d["rows"]) == 3
-    retrain = Trainer(M.SeqSupernet("blur", "all", width=4, layers=3), hp, "blur", 0, 1)
-    assert "alphas_init" not in retrain.history
+    retrain = Trainer(M.build_network(M.uniform_genotype("seq", "blur", "all", "grad")), hp, "blur", [0], 1)
+    assert "alphas_init" not in retrain.history[0]
 
 
 def test_alpha_diagnostics_by_hand():
