@@ -116,15 +116,18 @@ def summarize_skipped(skipped) -> list[str]:
 # dicts (read by load_trials above) as the flat records das.stats / das.report / das.plot take.
 RECORD_SPEC = ("space", "data", "ops", "method", "preset", "epochs", "order", "width", "batches_per_epoch",
                "batch_size", "sigma_n", "noise_sigma")
+SPEC_DEFAULTS = {"epochs": 50, "width": 16, "batches_per_epoch": 19, "batch_size": 128, "sigma_n": 0.01,
+                 "noise_sigma": 0.1}  # SPEC 1-5, for the fields today's result.json leaves out
 
 
 def records_from_results(trials) -> list[dict]:
     """TEMPORARY adapter: result.json dicts -> flat records (see das.trial.load_trials)."""
     records = []
     for t in trials:
-        r = {k: t.get(k) for k in RECORD_SPEC}
+        r = {k: t.get(k) if t.get(k) is not None else SPEC_DEFAULTS.get(k) for k in RECORD_SPEC}
+        retrain = t.get("retrain") if isinstance(t.get("retrain"), dict) else {}
         hp = dict(t.get("hparams") or {})
-        r.update(hparams=hp, seed=t.get("seed"), retrain_seed=t.get("retrain_seed"), status=t.get("status"),
+        r.update(hparams=hp, seed=t.get("seed"), retrain_seed=t.get("retrain_seed", retrain.get("seed")), status=t.get("status"),
                  one_shot_psnr=t.get("one_shot_psnr"), architecture_psnr=t.get("architecture_psnr"),
                  genotype=t.get("genotype"), alphas=t.get("alphas"), alphas_init=t.get("alphas_init"),
                  history=t.get("history") or {}, wall_seconds=t.get("wall_seconds") or {},
@@ -152,6 +155,16 @@ def load_records(source: Path):
 def skipped_lines(skipped) -> list[str]:
     pairs = [s for s in skipped if isinstance(s, (tuple, list)) and len(s) == 2]
     return summarize_skipped(pairs) + [f"skipped {s}" for s in skipped if s not in pairs]
+
+
+def draws_sentence(d: dict) -> str:
+    """The random draws to beat the DAS median, in words with numbers."""
+    where = f"- {d['space']}/{d['data']}/{d['ops']}/{d['preset']}: DAS median {d['das_median']:.2f} dB; "
+    if d["p"] == 0:
+        return where + f"none of {d['pool']} random architectures beats it (more than {d['pool']} draws expected)"
+    return where + (f"{100 * d['p']:.2f}% of {d['pool']} random architectures beat it: expected {d['expected']:.2f} "
+                    f"draws, median {d['median']:.0f}; the best of {d['budget']} beats it with probability "
+                    f"{d['p_budget']:.2f} (paper: 49 draws)")
 
 
 # ----------------------------------------------------------------------------- main
@@ -209,11 +222,7 @@ def main(args) -> dict:
     if corr:
         lines.append(report.to_markdown(extra[0]))
     if draws:
-        lines += ["### Random draws to beat the DAS median", ""] + [
-            f"- {d['space']}/{d['data']}/{d['ops']}/{d['preset']}: DAS median {d['das_median']:.2f} dB; "
-            f"{100 * d['p']:.2f}% of {d['pool']} random architectures beat it: expected {d['expected']:.2f} draws, "
-            f"median {d['median']:.0f}; best of {d['budget']} beats it with probability {d['p_budget']:.2f} (paper: 49)"
-            for d in draws] + [""]
+        lines += ["### Random draws to beat the DAS median", ""] + [draws_sentence(d) for d in draws] + [""]
     lines += ["### Claims (SPEC 8)", ""] + [f"- {c['text']}" for c in claims] + [""]
     if diagnostics:
         lines += ["### Search diagnostics", ""] + [f"- {d['sentence']}" for d in diagnostics] + [""]

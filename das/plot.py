@@ -219,6 +219,9 @@ def alpha_trajectory_figures(records, out, formats=FORMATS) -> list[Path]:
                                  squeeze=False)
         epochs = np.arange(1, n_epochs + 1)
         q25, q50, q75 = np.percentile(stack, [25, 50, 75], axis=0)
+        # a shared y range around the data (alpha often stays near 1/K; 0..1 would hide the moves)
+        ylim = (max(0.0, math.floor((min(q25.min(), 1 / k) - 0.02) * 20) / 20),
+                min(1.0, math.ceil((max(q75.max(), 1 / k) + 0.02) * 20) / 20))
         for j in range(nrows * ncols):
             ax = axes.flat[j]
             if j >= rows:
@@ -230,7 +233,7 @@ def alpha_trajectory_figures(records, out, formats=FORMATS) -> list[Path]:
                 ax.plot(epochs, q50[:, j, t], color=color, lw=1, label=name)
                 ax.fill_between(epochs, q25[:, j, t], q75[:, j, t], color=color, alpha=0.25, lw=0)
             ax.axhline(1 / k, color="grey", lw=0.6, ls=":")
-            ax.set_ylim(0, 1)
+            ax.set_ylim(*ylim)
             ax.set_title(labels[j], fontsize=7, pad=2)
         from matplotlib.ticker import MaxNLocator
 
@@ -374,7 +377,12 @@ def training_curve_figures(records, out, formats=FORMATS) -> list[Path]:
                     q = np.nanpercentile(v, [25, 50, 75], axis=0)
                 ax.plot(ep, q[1], color=color, lw=1, label=label)
                 ax.fill_between(ep, q[0], q[2], color=color, alpha=0.2, lw=0)
+        from matplotlib.ticker import FuncFormatter
+
         a1.set_yscale("log")
+        plain = FuncFormatter(lambda v, _: f"{v:.3g}")  # 0.36, not 3.6 x 10^-1
+        a1.yaxis.set_major_formatter(plain)
+        a1.yaxis.set_minor_formatter(plain)
         a1.set_xlabel("epoch")
         a1.set_ylabel("training loss (MSE)")
         a2.set_xlabel("epoch")

@@ -331,6 +331,7 @@ def to_markdown(t: Table) -> str:
     if not len(t.frame):
         return "\n".join(out + ["(no rows)", ""])
     frame = t.frame[t.latex_parts[0]] if len(t.latex_parts) == 1 else t.frame  # the paper's layout
+    frame = frame[[c for c in frame.columns if c[1] != "group"]]  # the long key: in the CSV only
     heads = flat_columns(frame)
     out += ["| " + " | ".join(heads) + " |",
             "|" + "|".join("---" if i < t.label_columns else "---:" for i in range(len(heads))) + "|"]

@@ -339,9 +339,11 @@ def verdicts(records, seed=0, resamples=RESAMPLES, min_n=MIN_N, alpha=ALPHA) -> 
             v = "does not hold"
         else:
             v = "undecided"
+        interval = (f"95% Fisher-z interval [{c['pearson_ci_low']:.2f}, {c['pearson_ci_high']:.2f}]"
+                    if math.isfinite(c["pearson_ci_high"]) else "no Fisher-z interval below 4 trials")
         text = (f"(d) {where}: one-shot and architecture PSNR correlate weakly: {v}. Pearson r = "
-                f"{c['pearson_r']:.2f}, 95% Fisher-z interval [{c['pearson_ci_low']:.2f}, {c['pearson_ci_high']:.2f}] "
-                f"(weak: upper bound below {WEAK_R:.2f}), p = {c['pearson_p']:.3g}; Spearman rho = "
+                f"{c['pearson_r']:.2f}, {interval} (weak: upper bound below {WEAK_R:.2f}), "
+                f"p = {c['pearson_p']:.3g}; Spearman rho = "
                 f"{c['spearman_rho']:.2f} (p = {c['spearman_p']:.3g}); Kendall tau = {c['kendall_tau']:.2f} "
                 f"(p = {c['kendall_p']:.3g}); n = {c['n']}")
         out.append({"claim": "d", "what": f"{where}: weak correlation", "verdict": v, "text": text, **c})

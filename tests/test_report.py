@@ -103,8 +103,9 @@ def test_markdown_rounds_and_notes_nonfinite(synthetic):
     assert "Note: seq/blur/all/das/H1: 2 of 10 trials without a finite architecture PSNR left out" in md
     kept = known[("blur", "all", "das")][2:]
     assert f"| {np.median(kept):.2f} |" in md
-    rows = report.rows_table("x", "X", [{"group": "a|b", "v": 1.23456}], 1)
-    assert "| a\\|b | 1.23 |" in report.to_markdown(rows)
+    rows = report.rows_table("x", "X", [{"group": "g", "what": "a|b", "v": 1.23456}], 2)
+    md = report.to_markdown(rows)
+    assert "| a\\|b | 1.23 |" in md and "| g |" not in md  # pipes escaped; the long group key in the CSV only
 
 
 def test_paper_value_lookup():
