@@ -112,7 +112,8 @@ def _scatter_series(ax, rs, color, marker, label):
     if n >= MIN_CORR_N:
         c = correlation(x, y)
         if math.isfinite(c["pearson_r"]):
-            text += f": r={c['pearson_r']:.2f}, p={c['pearson_p']:.2g}"
+            text += (f": r={c['pearson_r']:.2f} (p={c['pearson_p']:.2g}), $\\rho$={c['spearman_rho']:.2f}, "
+                     f"$\\tau$={c['kendall_tau']:.2f}")
     ax.scatter(x, y, s=9, c=color, marker=marker, alpha=0.75, linewidths=0, label=text)
     if n >= MIN_FIT_N and np.ptp(x) > 0:
         slope, icpt = np.polyfit(x, y, 1)
@@ -125,7 +126,8 @@ def _scatter_axes(ax, title):
     ax.set_xlabel("one-shot validation PSNR (dB)")
     ax.set_ylabel("architecture validation PSNR (dB)")
     ax.set_title(title)
-    ax.legend(loc="best", handletextpad=0.2, borderaxespad=0.2)
+    # below the axes: a legend with r, rho and tau is too wide to sit inside a column-wide plot
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), handletextpad=0.2, borderaxespad=0.2)
 
 
 def scatter_figures(records, out, formats=FORMATS) -> list[Path]:
@@ -486,17 +488,19 @@ def plot_genotype(genotype: Genotype, path, title: str | None = None, formats=No
             verts = [(x0, side * 0.12), (xm, 2 * h), (x1, side * 0.12)]  # quadratic Bezier: apex at h
             ax.add_patch(PathPatch(MPath(verts, [MPath.MOVETO, MPath.CURVE3, MPath.CURVE3]), fc="none",
                                    ec=color, lw=0.9))
-            ax.add_patch(FancyArrowPatch((x1 - 0.05 * (x1 - xm), side * 0.12 + 0.2 * (h - side * 0.12)),
-                                         (x1, side * 0.12), arrowstyle="-|>", mutation_scale=6, color=color, lw=0.9))
+            end, ctrl = np.array([x1, side * 0.12]), np.array([xm, 2 * h])
+            tail = end - 0.06 * (end - ctrl)  # along the curve's end tangent (end - control point)
+            ax.add_patch(FancyArrowPatch(tuple(tail), tuple(end), arrowstyle="-|>", mutation_scale=6, color=color,
+                                         lw=0.9))
             ax.text(xm, h, op, ha="center", va="center", fontsize=5, color=color,
                     bbox=dict(fc="white", ec="none", pad=0.3))
         for k in (states - 1, states):
             ax.annotate("", xy=(out_x - 0.28, 0.03 * (k - states + 0.5)), xytext=(k + 0.15, -0.05),
                         arrowprops=dict(arrowstyle="-|>", color="grey", lw=0.6, mutation_scale=5,
                                         connectionstyle="arc3,rad=0.35" if k == states - 1 else "arc3,rad=0"))
-        top = 0.2 + 0.27 * (states if states % 2 else states - 1)
+        heights = [(1 if (j - i) % 2 else -1) * (0.2 + 0.27 * (j - i)) for i, j, _ in live if j - i > 1]
         ax.set_xlim(-0.35, out_x + 0.4)
-        ax.set_ylim(-0.25 - 0.27 * (states if not states % 2 else states - 1) - 0.2, top + 0.25)
+        ax.set_ylim(min(heights + [-0.3]) - 0.2, max(heights + [0.3]) + 0.2)  # as tall as the arcs drawn
         if not live:
             ax.text(states / 2, -0.6, "all edges zero", ha="center", color="grey", fontsize=6)
     ax.axis("off")
@@ -531,7 +535,7 @@ def best_genotype_figures(records, out, formats=FORMATS) -> list[Path]:
             continue
         stem = ("fig9_" if rs[0]["space"] == "cell" else "") + f"genotype_best_{_stem(rs[0])}"
         path = Path(out) / f"{stem}.{formats[0]}"
-        plot_genotype(gt, path, title=f"Best of n={len(scored)}: {_title(rs[0])}, seed {best.get('seed')}, "
+        plot_genotype(gt, path, title=f"{_title(rs[0])}\nbest of n={len(scored)}: seed {best.get('seed')}, "
                                       f"{best['architecture_psnr']:.2f} dB", formats=formats[1:])
         files += [path.with_suffix("." + f) for f in formats]
     return files

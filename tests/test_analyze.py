@@ -172,3 +172,36 @@ def test_missing_root_is_one_line_error(tmp_path):
     bad.write_text("a,b\n1,2\n")
     p = subprocess.run([sys.executable, "analyze.py", str(bad)], cwd=ROOT, capture_output=True, text=True)
     assert p.returncode == 2 and "not a trials.csv" in p.stderr
+
+
+def test_scatter_names_follow_the_paper_figures():
+    from das.plot import figure_name
+    assert figure_name("seq", "blur", "H1") == "fig3_scatter_blur"
+    assert figure_name("seq", "downsample", "H1") == "fig3_scatter_downsample"
+    assert figure_name("seq", "blur", "BOHB-one-shot-Blur") == "fig4_scatter_blur_BOHB-one-shot-Blur"
+    assert figure_name("seq", "blur", "BOHB-DAS-single") == "fig5_scatter_blur_BOHB-DAS-single"
+    assert figure_name("cell", "blur", "H2") == "fig6_scatter_blur_H2"
+    assert figure_name("cell", "blur", "BOHB-Blur") == "fig7_scatter_blur_BOHB-Blur"
+    assert figure_name("cell", "blur", "BOHB-Non-Seq-Blur") == "fig8_scatter_blur_BOHB-Non-Seq-Blur"
+    assert figure_name("seq", "blur", "H2") == "scatter_seq_blur_H2"  # the paper has no figure for it
+
+
+@pytest.mark.parametrize("n", [2, 3, 4, 5, 8])
+def test_scatter_legend_has_n_and_correlation_and_fit_only_from_min_n(n):
+    from das import plot
+    from tests.test_stats import record
+    rng = np.random.default_rng(n)
+    one, arch = rng.normal(20, 1, n), rng.normal(15, 1, n)
+    rs = [record("seq", "blur", "all", "das", s, float(arch[s]), float(one[s])) for s in range(n)]
+    plt = plot.pyplot()
+    fig, ax = plt.subplots()
+    plot._scatter_series(ax, rs, "k", "o", "DAS")
+    label = ax.collections[0].get_label()
+    assert f"(n={n})" in label
+    if n >= plot.MIN_CORR_N:
+        assert f"r={st.pearsonr(one, arch)[0]:.2f}" in label and f"p={st.pearsonr(one, arch)[1]:.2g}" in label
+    else:
+        assert "r=" not in label
+    assert len(ax.lines) == (1 if n >= plot.MIN_FIT_N else 0)
+    assert not ax.yaxis.get_major_formatter().get_useOffset()
+    plt.close(fig)
