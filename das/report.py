@@ -220,7 +220,8 @@ def paper_tables(summary) -> list[Table]:
         tables.append(Table(
             name=f"table{number}_{space}_{preset}",
             title=(f"Architecture validation PSNR (dB), {SPACE_NAMES.get(space, space)} space, preset {preset}: "
-                   f"max, mean and median over n trials; 'Paper' is the paper's Table {number}" +
+                   f"max, mean and median over n trials; runtime: mean wall time per trial, all stages "
+                   f"(search and retrain), m:ss; 'Paper' is the paper's Table {number}" +
                    ("" if preset == "H1" else " (the paper reports H1 only)")),
             frame=frame, formats={"n": "{:.0f}", "s": mmss, "Paper s": mmss},
             latex_parts=[shown]))

@@ -265,6 +265,53 @@ def _arch(rs) -> np.ndarray:
     return finite([r.get("architecture_psnr") for r in rs])[0]
 
 
+def _b_verdict(c, min_n, alpha) -> str:
+    """Claim (b): random search (x) matches or beats DAS (y)."""
+    if min(c["n_x"], c["n_y"]) < min_n:
+        return "not enough trials"
+    if c["p_greater"] < alpha:
+        return "holds (random search beats DAS)"
+    if c["p_less"] < alpha:
+        return "does not hold"
+    if -MATCH_MARGIN_DB <= c["ci_low"] and c["ci_high"] <= MATCH_MARGIN_DB:
+        return f"holds (medians match within +-{MATCH_MARGIN_DB:.2f} dB)"
+    return "undecided"
+
+
+def _das_verdicts(rs, matches, ambiguous, seed, resamples, min_n, alpha) -> list[dict]:
+    """Claims (a), (b), (c), (e) for one DAS group against every comparable group of the other side."""
+    r0, das, out = rs[0], _arch(rs), []
+    where = f"{r0.get('space')}/{r0.get('data')}/{r0.get('ops')}/{r0.get('preset')}"
+
+    def tag(other_group):  # where several groups share a specification, name both
+        return f"{where} [{r0['group']} vs {other_group}]" if ambiguous or len(others) > 1 else where
+
+    def add(claim, what, x, y, other_group, name_x, name_y, rule):
+        c = compare(x, y, seed, resamples)
+        out.append(_verdict_text(claim, f"{tag(other_group)}: {what}", c, rule(c, min_n, alpha), name_x, name_y))
+
+    if r0.get("ops") == "all":
+        for other, name in (("random", "random"), ("random-search", "random search")):
+            others = [m for m in matches(r0, other) if len(m[0])]
+            for base, g in others:
+                add("a", f"DAS beats {name} with harmful ops", das, base, g, "DAS", name, _shift_verdict)
+        others = [m for m in matches(r0, "das", ops="good") if len(m[0])]
+        for good, g in others:
+            add("c", "DAS loses median PSNR when harmful ops are added", good, das, g, "DAS good ops", "DAS all ops",
+                _shift_verdict)
+    else:
+        others = [m for m in matches(r0, "random-search") if len(m[0])]
+        for rsearch, g in others:
+            add("b", "random search matches or beats DAS with good ops", rsearch, das, g, "random search", "DAS",
+                _b_verdict)
+    if r0.get("space") == "seq":
+        others = [m for m in matches(r0, "das", space="cell") if len(m[0])]
+        for cell, g in others:
+            add("e", "the cell space scores lower than the sequential one", das, cell, g, "sequential", "cell",
+                _shift_verdict)
+    return out
+
+
 def verdicts(records, seed=0, resamples=RESAMPLES, min_n=MIN_N, alpha=ALPHA) -> list[dict]:
     """The paper's claims (a)-(e) of SPEC 8, each judged per data formation and preset by a stated test.
 
@@ -278,55 +325,20 @@ def verdicts(records, seed=0, resamples=RESAMPLES, min_n=MIN_N, alpha=ALPHA) -> 
     (e) sequential DAS > cell DAS (same data, ops and preset).
     """
     groups = group_records(records)
-    index = {}
+    index = defaultdict(list)  # (comparable specification, method) -> the groups, never merged
     for g, rs in groups.items():
-        index.setdefault(comparable_key(rs[0]) + (rs[0].get("method"),), []).extend(rs)
+        index[comparable_key(rs[0]) + (rs[0].get("method"),)].append(rs)
     out = []
 
-    def get(r0, method, **change):
+    def matches(r0, method, **change):
         k = dict(zip(COMPARABLE, comparable_key(r0)), **change)
-        return index.get(tuple(k[f] for f in COMPARABLE) + (method,), [])
+        return [(_arch(rs), rs[0]["group"]) for rs in index.get(tuple(k[f] for f in COMPARABLE) + (method,), [])]
 
-    for key, rs in index.items():
-        r0, method = rs[0], key[-1]
-        if method != "das":
+    for key, das_groups in index.items():
+        if key[-1] != "das":
             continue
-        where = f"{r0.get('space')}/{r0.get('data')}/{r0.get('ops')}/{r0.get('preset')}"
-        das = _arch(rs)
-        if r0.get("ops") == "all":
-            for other, name in (("random", "random"), ("random-search", "random search")):
-                base = _arch(get(r0, other))
-                if len(base):
-                    c = compare(das, base, seed, resamples)
-                    out.append(_verdict_text("a", f"{where}: DAS beats {name} with harmful ops", c,
-                                             _shift_verdict(c, min_n, alpha), "DAS", name))
-            good = _arch(get(r0, "das", ops="good"))
-            if len(good):
-                c = compare(good, das, seed, resamples)
-                out.append(_verdict_text("c", f"{where}: DAS loses median PSNR when harmful ops are added", c,
-                                         _shift_verdict(c, min_n, alpha), "DAS good ops", "DAS all ops"))
-        else:
-            rsearch = _arch(get(r0, "random-search"))
-            if len(rsearch):
-                c = compare(rsearch, das, seed, resamples)
-                if min(c["n_x"], c["n_y"]) < min_n:
-                    v = "not enough trials"
-                elif c["p_greater"] < alpha:
-                    v = "holds (random search beats DAS)"
-                elif c["p_less"] < alpha:
-                    v = "does not hold"
-                elif -MATCH_MARGIN_DB <= c["ci_low"] and c["ci_high"] <= MATCH_MARGIN_DB:
-                    v = f"holds (medians match within +-{MATCH_MARGIN_DB:.2f} dB)"
-                else:
-                    v = "undecided"
-                out.append(_verdict_text("b", f"{where}: random search matches or beats DAS with good ops", c, v,
-                                         "random search", "DAS"))
-        if r0.get("space") == "seq":
-            cell = _arch(get(r0, "das", space="cell"))
-            if len(cell):
-                c = compare(das, cell, seed, resamples)
-                out.append(_verdict_text("e", f"{where}: the cell space scores lower than the sequential one", c,
-                                         _shift_verdict(c, min_n, alpha), "sequential", "cell"))
+        for rs in das_groups:
+            out += _das_verdicts(rs, matches, len(das_groups) > 1, seed, resamples, min_n, alpha)
     for c in correlations(records):
         if c["method"] != "das":
             continue

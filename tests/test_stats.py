@@ -268,3 +268,13 @@ def test_ranking_kendall_per_search_and_pooled(synthetic):
     assert row["kendall_tau"] == pytest.approx(st.kendalltau(x, y)[0])
     assert row["spearman_rho"] == pytest.approx(st.spearmanr(x, y)[0])
     assert json.loads(stats.genotype_key(cands[0]["genotype"]))["layers"] == cands[0]["genotype"]["layers"]
+
+
+def test_verdicts_never_pool_groups_of_one_specification():
+    first = [record("seq", "blur", "all", "das", s, 18.0 + s) for s in range(5)]
+    second = [dict(record("seq", "blur", "all", "das", s, 30.0 + s), order=2, group="second-order") for s in range(6)]
+    rnd = [record("seq", "blur", "all", "random", s, 8.0 + s) for s in range(7)]
+    a = [v for v in stats.verdicts(first + second + rnd) if v["claim"] == "a"]
+    assert sorted((v["n_x"], v["n_y"]) for v in a) == [(5, 7), (6, 7)]  # one line per DAS group
+    assert any("second-order" in v["what"] for v in a)
+    assert {v["median_x"] for v in a} == {20.0, 32.5}
