@@ -153,8 +153,19 @@ def load_records(source: Path):
 
 
 def skipped_lines(skipped) -> list[str]:
+    """One line per kind of skipped file; (reason, path) pairs of any reason, or plain strings."""
+    known = {"corrupt", "foreign", "diverged", "running", "no retrain", "duplicate"}
     pairs = [s for s in skipped if isinstance(s, (tuple, list)) and len(s) == 2]
-    return summarize_skipped(pairs) + [f"skipped {s}" for s in skipped if s not in pairs]
+    lines = summarize_skipped([p for p in pairs if p[0] in known])
+    other = defaultdict(list)
+    for s in skipped:
+        if not (isinstance(s, (tuple, list)) and len(s) == 2 and s[0] in known):
+            reason, path = (s[0], s[1]) if isinstance(s, (tuple, list)) and len(s) == 2 else ("other", s)
+            other[str(reason)].append(str(path))
+    for reason, paths in other.items():
+        lines.append(f"skipped {len(paths)} ({reason}): " + ", ".join(paths[:3]) +
+                     (f", ... (+{len(paths) - 3})" if len(paths) > 3 else ""))
+    return lines
 
 
 def draws_sentence(d: dict) -> str:
