@@ -221,9 +221,10 @@ def alpha_trajectory_figures(records, out, formats=FORMATS) -> list[Path]:
                                  squeeze=False)
         epochs = np.arange(1, n_epochs + 1)
         q25, q50, q75 = np.percentile(stack, [25, 50, 75], axis=0)
-        # a shared y range around the data (alpha often stays near 1/K; 0..1 would hide the moves)
-        ylim = (max(0.0, math.floor((min(q25.min(), 1 / k) - 0.02) * 20) / 20),
-                min(1.0, math.ceil((max(q75.max(), 1 / k) + 0.02) * 20) / 20))
+        # a shared y range around the data (alpha often stays within 0.01 of 1/K; 0..1 would hide the moves)
+        lo, hi = min(q25.min(), 1 / k), max(q75.max(), 1 / k)
+        pad = max(0.08 * (hi - lo), 5e-4)
+        ylim = (max(0.0, lo - pad), min(1.0, hi + pad))
         for j in range(nrows * ncols):
             ax = axes.flat[j]
             if j >= rows:
@@ -239,7 +240,7 @@ def alpha_trajectory_figures(records, out, formats=FORMATS) -> list[Path]:
             ax.set_title(labels[j], fontsize=7, pad=2)
         from matplotlib.ticker import MaxNLocator
 
-        axes.flat[0].xaxis.set_major_locator(MaxNLocator(integer=True))
+        axes.flat[0].xaxis.set_major_locator(MaxNLocator(integer=True, nbins=4))
         fig.supxlabel("search epoch", fontsize=8)
         fig.supylabel("softmax weight $\\alpha$", fontsize=8)
         handles, lab = axes.flat[0].get_legend_handles_labels()
