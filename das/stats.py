@@ -10,7 +10,8 @@ Rules, stated once here and quoted in the output:
 - A missing or non-finite PSNR is counted (`n_nonfinite`) and kept out of the statistics.
 - 95% intervals: scipy.stats.bootstrap, BCa; the percentile method where BCa is degenerate
   (fewer than 3 values, all values equal, or a BCa bound that is not finite).
-- A claim needs at least MIN_N finite values in every group it compares, else "not enough trials".
+- A claim needs at least MIN_N finite values in every group it compares, else "not enough trials";
+  the tests count searches, not retrains (the retrains of one search are averaged first).
 - A claim "holds" when its one-sided test gives p < ALPHA, "does not hold" when the test in the
   opposite direction does, and is "undecided" otherwise (claims (b) and (d) add a margin, below).
 """
@@ -262,7 +263,17 @@ def _shift_verdict(c, min_n=MIN_N, alpha=ALPHA) -> str:
 
 
 def _arch(rs) -> np.ndarray:
-    return finite([r.get("architecture_psnr") for r in rs])[0]
+    """One architecture PSNR per independent trial: the retrains of one search (same seed, several
+    retrain seeds) are averaged, so a test never counts one search as several samples."""
+    by_seed = defaultdict(list)
+    for r in rs:
+        by_seed[r.get("seed")].append(r.get("architecture_psnr"))
+    means = []
+    for values in by_seed.values():
+        v = finite(values)[0]
+        if len(v):
+            means.append(float(v.mean()))
+    return np.asarray(means, dtype=float)
 
 
 def _b_verdict(c, min_n, alpha) -> str:

@@ -80,6 +80,8 @@ def test_latex_booktabs_grouped_headers_and_page_width(synthetic):
         assert tex.startswith("% needs \\usepackage{booktabs}")
         assert tex.count("\\begin{table}") == tex.count("\\end{table}") == tex.count("\\label{") >= 1
         assert "\\toprule" in tex and "\\midrule" in tex and "\\bottomrule" in tex
+        body = re.sub(r"\\[{}_%&#]", "", tex)  # escaped characters aside, braces balance
+        assert body.count("{") == body.count("}"), t.name
         for spec in re.findall(r"\\begin\{tabular\}\{([lr]+)\}", tex):
             assert len(spec) <= 14, (t.name, spec)  # at 3pt column separation, fits a page
         rows = [l for l in tex.splitlines() if l.endswith("\\\\") and "multicolumn" not in l]

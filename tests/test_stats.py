@@ -278,3 +278,14 @@ def test_verdicts_never_pool_groups_of_one_specification():
     assert sorted((v["n_x"], v["n_y"]) for v in a) == [(5, 7), (6, 7)]  # one line per DAS group
     assert any("second-order" in v["what"] for v in a)
     assert {v["median_x"] for v in a} == {20.0, 32.5}
+
+
+def test_verdicts_count_searches_not_retrains():
+    das = [dict(record("seq", "blur", "all", "das", s, 20.0 + s + 0.1 * k), retrain_seed=k)
+           for s in range(5) for k in range(3)]
+    rnd = [record("seq", "blur", "all", "random", s, 8.0 + s) for s in range(6)]
+    a = next(v for v in stats.verdicts(das + rnd) if v["claim"] == "a")
+    assert (a["n_x"], a["n_y"]) == (5, 6)
+    per_search = np.array([20.0 + s + 0.1 for s in range(5)])  # mean of the 3 retrains
+    assert a["p_greater"] == pytest.approx(st.mannwhitneyu(per_search, 8.0 + np.arange(6), alternative="greater").pvalue)
+    assert stats.group_summary(das)[0]["n"] == 15  # the table still counts every retrain
