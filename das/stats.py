@@ -162,12 +162,14 @@ def correlation(x, y) -> dict:
 
 
 def paired_psnr(rs) -> tuple[np.ndarray, np.ndarray]:
-    """(one-shot, architecture) PSNR of the records where both are finite."""
-    pairs = [(r.get("one_shot_psnr"), r.get("architecture_psnr")) for r in rs]
-    pairs = [p for p in pairs if len(finite(p)[0]) == 2]
-    if not pairs:
+    """(one-shot, architecture) PSNR, one pair per search (its retrains averaged), where both are finite."""
+    by_seed = defaultdict(list)
+    for r in rs:
+        if len(finite([r.get("one_shot_psnr"), r.get("architecture_psnr")])[0]) == 2:
+            by_seed[r.get("seed")].append((float(r["one_shot_psnr"]), float(r["architecture_psnr"])))
+    if not by_seed:
         return np.zeros(0), np.zeros(0)
-    x, y = np.asarray(pairs, float).T
+    x, y = np.asarray([np.mean(p, axis=0) for p in by_seed.values()], float).T
     return x, y
 
 

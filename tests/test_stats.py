@@ -289,3 +289,11 @@ def test_verdicts_count_searches_not_retrains():
     per_search = np.array([20.0 + s + 0.1 for s in range(5)])  # mean of the 3 retrains
     assert a["p_greater"] == pytest.approx(st.mannwhitneyu(per_search, 8.0 + np.arange(6), alternative="greater").pvalue)
     assert stats.group_summary(das)[0]["n"] == 15  # the table still counts every retrain
+
+
+def test_correlation_has_one_point_per_search():
+    rs = [dict(record("seq", "blur", "all", "das", s, 10.0 + s * s + k, 20.0 + s), retrain_seed=k)
+          for s in range(6) for k in range(2)]
+    c = stats.correlations(rs)[0]
+    x, y = 20.0 + np.arange(6), 10.5 + np.arange(6) ** 2
+    assert c["n"] == 6 and c["pearson_r"] == pytest.approx(st.pearsonr(x, y)[0])
