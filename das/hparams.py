@@ -71,13 +71,13 @@ def presets() -> list[str]:
 
 
 def load_hparams(name_or_path: str) -> HParams:
-    """A preset name (configs/<name>.json) or a path to a user's JSON file."""
+    """A preset name (das/configs/<name>.json, shipped with the package) or a path to a user's JSON file."""
     path = Path(name_or_path)
     if path.parent.name == "configs" and not path.exists() and path.stem in _preset_files():
         name_or_path = path.stem  # configs/<preset>.json from before the presets moved into the package
         path = Path(name_or_path)
     if path.suffix == ".json" or path.exists():
-        d = read_json(path, "hyperparameter file", "pass a preset name or a JSON file like configs/H1.json")
+        d = read_json(path, "hyperparameter file", "pass a preset name or a JSON file like das/configs/H1.json")
         return HParams.from_dict(d, d.get("name", path.stem), str(path))
     preset = _preset_files().get(name_or_path)
     if preset is None:

@@ -512,7 +512,7 @@ def plot_genotype(genotype: Genotype, path, title: str | None = None, formats=No
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
     for f in formats or ():
-        if f"." + f != path.suffix:
+        if "." + f != path.suffix:
             fig.savefig(path.with_suffix("." + f))
     plt.close(fig)
     return path
