@@ -1,6 +1,6 @@
-"""Build the das package and its C++/CUDA extension das._C.
+"""Build the das package and its C++/CUDA extension das._C (metadata and package data: pyproject.toml).
 
-    pip install --no-build-isolation -e .
+    pip install --no-build-isolation -e .     # or without -e; `make build` builds in place for the source tree
 
 CPU kernels (csrc/*.cpp) are always built; CUDA kernels (csrc/cuda/*.cu) only when the
 installed torch has CUDA and a CUDA toolkit is found (or DAS_FORCE_CUDA=1).
@@ -36,11 +36,6 @@ else:
     ext = CppExtension("das._C", sources, extra_compile_args=extra, extra_link_args=["-fopenmp"])
 
 setup(
-    name="das",
-    version="0.1.0",
-    description="Differentiable architecture search for 1-D inverse problems (Geiping et al.)",
-    packages=["das"],
     ext_modules=[ext],
     cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},
-    python_requires=">=3.10",
 )

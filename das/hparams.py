@@ -1,15 +1,18 @@
-"""DAS hyperparameters (SPEC 5): one JSON dict, presets from the paper's Tables 6-8 in configs/."""
+"""DAS hyperparameters (SPEC 5): one JSON dict, presets from the paper's Tables 6-8 in das/configs/
+(package data: found with importlib.resources in the source tree and in an installed package)."""
 from __future__ import annotations
 
+import json
 import math
 import re
 from dataclasses import asdict, dataclass
 from functools import lru_cache
+from importlib import resources
 from pathlib import Path
 
 from das.utils import UserError, read_json
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+CONFIG_DIR = Path(str(resources.files("das") / "configs"))  # a real folder: the package is never zipped
 ALPHA_OPTIMIZERS = ("Adam", "GradientDescent")
 ALPHA_SCHEDULERS = (None, "Linear")
 WARMUP_EPOCHS = 5
@@ -65,36 +68,41 @@ class HParams:
         return cls(name=name, **vals)
 
 
+def _preset_files() -> dict:
+    folder = resources.files("das") / "configs"
+    return {f.name[:-5]: f for f in folder.iterdir() if f.name.endswith(".json")}
+
+
 def presets() -> list[str]:
-    return sorted(p.stem for p in CONFIG_DIR.glob("*.json"))
+    """The names of the shipped presets (H1, H2, BOHB-...)."""
+    return sorted(_preset_files())
 
 
 @lru_cache(maxsize=None)
-def _shipped(name: str) -> HParams | None:
-    preset = CONFIG_DIR / f"{name}.json"
-    if not preset.is_file():
-        return None
-    return HParams.from_dict(read_json(preset, "preset"), name, str(preset))
-
-
 def shipped_preset(name: str) -> HParams | None:
     """The preset of that name that ships with the project, or None."""
-    return _shipped(name) if name in presets() else None
+    return load_hparams(name) if name in _preset_files() else None
 
 
 def load_hparams(name_or_path: str) -> HParams:
-    """A preset name (configs/<name>.json) or a path to a user's JSON file."""
+    """A preset name (das/configs/<name>.json, shipped with the package) or a path to a user's JSON file."""
     path = Path(name_or_path)
+    if path.parent.name == "configs" and not path.exists() and path.stem in _preset_files():
+        name_or_path = path.stem  # configs/<preset>.json from before the presets moved into the package
+        path = Path(name_or_path)
     if path.suffix == ".json" or path.exists():
-        d = read_json(path, "hyperparameter file", "pass a preset name or a JSON file like configs/H1.json")
+        d = read_json(path, "hyperparameter file", "pass a preset name or a JSON file like das/configs/H1.json")
         name = d.get("name", path.stem)
         if not isinstance(name, str) or not SAFE_NAME.match(name):
             raise UserError(f"{path}: \"name\" {name!r} cannot name a folder; use letters, digits and . _ + - "
                             "(at most 64, starting with a letter or digit)")
         return HParams.from_dict(d, name, str(path))
-    preset = CONFIG_DIR / f"{name_or_path}.json"
-    if not preset.is_file():
+    preset = _preset_files().get(name_or_path)
+    if preset is None:
         raise UserError(f"unknown hyperparameter preset {name_or_path!r}; choose one of {presets()} "
                         "or pass a path to a JSON file")
-    d = read_json(preset, "preset")
-    return HParams.from_dict(d, name_or_path, str(preset))
+    try:
+        d = json.loads(preset.read_text())
+    except json.JSONDecodeError as exc:
+        raise UserError(f"preset {name_or_path}: broken JSON in the installed package ({exc})") from exc
+    return HParams.from_dict(d, name_or_path, f"preset {name_or_path}")

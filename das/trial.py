@@ -202,8 +202,10 @@ class TrialSpec:
     def group(self) -> str:
         """Everything but the seeds (and the per-seed genotype): trials of one group may be pooled."""
         d = self.to_dict()
-        for k in ("seed", "retrain_seed"):
+        for k in ("seed", "retrain_seed", "stage"):  # a diverged search counts in its retrains' group
             d.pop(k)
+        if d["retrain_epochs"] == self.epochs:
+            d["retrain_epochs"] = None
         if self.method != "genotype":
             d.pop("genotype")
         return json.dumps(d, sort_keys=True)

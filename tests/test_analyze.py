@@ -14,20 +14,21 @@ from tests.conftest import ROOT
 def write_trial(root, space, data, ops, method, seed, arch, one_shot=None, status="complete", **extra):
     """Schema-2 result files as the stages write them: a DAS trial is a search folder plus the
     retrain of its genotype in retrain-seed<N>/; a baseline is one folder."""
-    from das.hparams import load_hparams
-    from das.trial import new_result, retrain_spec, TrialSpec
     from das.genotype import Genotype
+    from das.hparams import load_hparams
+    from das.trial import TrialSpec, new_result, retrain_spec
 
     layers = (["grad", "net"] * 5) if seed % 2 else (["net"] * 10)
     g = {"space": space, "ops": ops, "data": data, "width": 16, "layers": layers}
     spec = TrialSpec.make(hp=load_hparams("H1"), space=space, data=data, ops=ops, method=method, seed=seed)
-    hist = {"alphas": [[[0.5, 0.5]] * 10, [[0.4, 0.6]] * 10], "alphas_init": [[0.5, 0.5]] * 10}
     if method == "das":
         d = spec.folder(root)
         d.mkdir(parents=True, exist_ok=True)
         search_status = status if status in ("running", "searched", "diverged") else "searched"
+        hist = {"alphas": [[[0.5, 0.5]] * 10, [[0.4, 0.6]] * 10], "alphas_init": [[0.5, 0.5]] * 10,
+                "train_loss": [0.5, 0.2], "train_psnr": [10.0, 12.0 + seed / 10]}
         r = {**new_result(spec, "cpu"), "status": search_status, "one_shot_psnr": one_shot, "genotype": g,
-             "wall_seconds": {"search": 100.0}, "history": hist}
+             "alphas": [[0.4, 0.6]] * 10, "wall_seconds": {"search": 100.0}, "history": hist}
         (d / "result.json").write_text(json.dumps(r))
         if search_status != "searched" or status == "searched":
             return d
@@ -35,7 +36,7 @@ def write_trial(root, space, data, ops, method, seed, arch, one_shot=None, statu
     d = spec.folder(root)
     d.mkdir(parents=True, exist_ok=True)
     r = {**new_result(spec, "cpu"), "status": status, "architecture_psnr": arch, "genotype": g,
-         "wall_seconds": {"train": 20.0}, "history": {"train_loss": [1.0, 0.5]}, **extra}
+         "wall_seconds": {"train": 20.0}, "history": {"train_loss": [0.5, 0.2], "train_psnr": [10.0, 12.0]}, **extra}
     (d / "result.json").write_text(json.dumps(r))
     return d
 
@@ -74,34 +75,41 @@ def tree(tmp_path):
     return root, known
 
 
-def run(root, tmp_path, *extra):
-    return analyze.main(analyze.get_parser().parse_args([str(root), "--out", str(tmp_path / "out"), *extra]))
+def run(root, tmp_path, *extra, out="out"):
+    return analyze.main(analyze.get_parser().parse_args([str(root), "--out", str(tmp_path / out), *extra]))
+
+
+def _summary(res, ops, method):
+    return next(s for s in res["summary"] if (s["space"], s["data"], s["ops"], s["method"]) == ("seq", "blur", ops, method))
 
 
 def test_tables_equal_numpy(tree, tmp_path):
     root, known = tree
-    res = run(root, tmp_path)
+    res = run(root, tmp_path, "--no-plots")
     for ops in ("good", "all"):
         _, arch = known[("das", ops)]
-        s = res["stats"][("seq", "blur", ops, "das", "H1")]
+        s = _summary(res, ops, "das")
         assert s["n"] == 8
         assert s["max"] == pytest.approx(arch.max()) and s["mean"] == pytest.approx(arch.mean())
         assert s["median"] == pytest.approx(np.median(arch))
-        lo, hi = s["median_ci"]
-        assert lo <= np.median(arch) <= hi
-        lo, hi = s["mean_ci"]
-        assert lo <= arch.mean() <= hi
-    table = next(t for t in res["tables"] if t["name"] == "table_seq_H1")
-    das_all = next(r for r in table["rows"] if r[:2] == ["all", "DAS"])
+        assert s["median_ci_low"] <= np.median(arch) <= s["median_ci_high"]
+        assert s["mean_ci_low"] <= arch.mean() <= s["mean_ci_high"]
+    # the searched-but-not-retrained trial is counted as non-finite, not dropped silently
+    assert _summary(res, "all", "das")["n_nonfinite"] == 1
+    table = next(t for t in res["tables"] if t.name == "table1_seq_H1")
+    row = table.frame[(table.frame[("", "Ops")] == "all") & (table.frame[("", "Method")] == "DAS")].iloc[0]
     arch = known[("das", "all")][1]
-    assert das_all[2:6] == [f"{arch.max():.2f}", f"{arch.mean():.2f}", f"{np.median(arch):.2f}", "8"]
-    assert das_all[-1] == "2:00"  # runtime: 100 s search + 20 s retrain
-    assert (tmp_path / "out" / "table_seq_H1.csv").is_file() and (tmp_path / "out" / "table_seq_H1.md").is_file()
+    assert row[("Blur", "Max")] == pytest.approx(arch.max()) and row[("Blur", "Median")] == pytest.approx(np.median(arch))
+    assert row[("Blur", "Paper Median")] == 18.57 and row[("Runtime", "s")] == pytest.approx(120.0)
+    md = (tmp_path / "out" / "table1_seq_H1.md").read_text()
+    assert f"| all | DAS | {arch.max():.2f} | {arch.mean():.2f} | {np.median(arch):.2f} | 8 | 18.57 |" in md
+    assert "| 2:00 |" in md  # runtime: 100 s search + 20 s retrain, in the paper's m:ss
+    assert (tmp_path / "out" / "trials.csv").is_file() and (tmp_path / "out" / "report.md").is_file()
 
 
 def test_correlations_equal_scipy(tree, tmp_path):
     root, known = tree
-    res = run(root, tmp_path)
+    res = run(root, tmp_path, "--no-plots")
     for ops in ("good", "all"):
         one, arch = known[("das", ops)]
         c = next(c for c in res["correlations"] if c["ops"] == ops and c["method"] == "das")
@@ -116,40 +124,103 @@ def test_bad_files_reported_once_and_skipped(tree, tmp_path, capsys):
     root, _ = tree
     res = run(root, tmp_path)
     reasons = sorted(r for r, _ in res["skipped"])
-    assert reasons.count("diverged") == 1 and reasons.count("running") == 1 and reasons.count("corrupt") == 1
+    assert reasons.count("running") == 1 and reasons.count("corrupt") == 1
     assert reasons.count("foreign") == 1 and reasons.count("searched") == 1
     assert reasons.count("linked") == 1  # the linked copy of the whole tree: nothing counted twice
+    # the diverged search is a trial of its group: counted, and kept out of the numbers
+    s = _summary(res, "all", "das")
+    assert s["n"] == 8 and s["n_nonfinite"] == 1 and "1" in s["note"]
     out = capsys.readouterr().out
-    for word in ("invalid JSON", "not a result file", "diverged", "unfinished", "not retrained", "through a link"):
+    for word in ("invalid JSON", "not a result file", "unfinished", "not retrained", "through a link"):
         assert sum(word in line for line in out.splitlines() if line.startswith("skipped")) == 1, word
 
 
 def test_draws_to_beat_and_claims(tree, tmp_path):
     root, known = tree
-    res = run(root, tmp_path)
+    res = run(root, tmp_path, "--no-plots")
     pool = np.concatenate([known[("random", "all")], known[("random-search", "all")].ravel()])
     med = np.median(known[("das", "all")][1])
-    d = res["draws"][("seq", "blur", "all", "H1")]
+    d = next(d for d in res["draws"] if d["ops"] == "all")
     assert d["pool"] == len(pool) == 21
     p = (pool > med).mean()
     assert d["expected"] == (pytest.approx(1 / p) if p else float("inf"))
-    claims = "\n".join(res["claims"])
-    assert "(a) H1/blur" in claims and "(b) H1/blur" in claims and "(c) H1/blur" in claims and "(d) seq/blur" in claims
+    claims = {c["claim"] for c in res["claims"]}
+    assert {"a", "b", "c", "d"} <= claims
+    text = res["report"]
+    assert "Mann-Whitney U" in text and "Fisher-z" in text
 
 
-def test_pngs_are_valid_images(tree, tmp_path):
+def test_results_tree_and_trials_csv_give_the_same_tables(tree, tmp_path):
+    root, _ = tree
+    first = run(root, tmp_path, "--no-plots", "--latex")
+    again = run(tmp_path / "out" / "trials.csv", tmp_path, "--no-plots", "--latex", out="again")
+    assert len(again["records"]) == len(first["records"])
+    for name in [t.name for t in first["tables"]]:
+        for ext in ("csv", "md", "tex"):
+            a = (tmp_path / "out" / f"{name}.{ext}").read_text()
+            b = (tmp_path / "again" / f"{name}.{ext}").read_text()
+            assert a == b, f"{name}.{ext}"
+    # and the default output folder of a trials.csv is its own folder, which it does not overwrite
+    before = (tmp_path / "out" / "trials.csv").read_text()
+    p = subprocess.run([sys.executable, "analyze.py", str(tmp_path / "out" / "trials.csv"), "--no-plots"], cwd=ROOT,
+                       capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    assert (tmp_path / "out" / "trials.csv").read_text() == before and "Claims" in p.stdout
+
+
+def test_figures_are_pdf_and_png(tree, tmp_path):
     import matplotlib.image as mpimg
     root, _ = tree
-    res = run(root, tmp_path, "--latex")
+    res = run(root, tmp_path, "--format", "pdf,png")
     names = {f.name for f in res["figures"]}
-    assert "scatter_seq_blur_H1.png" in names and "ops_seq_blur_all_das_H1.png" in names
-    assert any(n.startswith("alphas_") for n in names)
+    for stem in ("fig3_scatter_blur", "ops_seq_blur_all_das_H1", "alphas_seq_blur_all_das_H1",
+                 "training_seq_blur_all_H1", "genotype_best_seq_blur_all_das_H1"):
+        assert f"{stem}.pdf" in names and f"{stem}.png" in names, stem
     for f in res["figures"]:
-        assert f.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-        assert mpimg.imread(f).shape[0] > 100
-    assert (tmp_path / "out" / "table_seq_H1.tex").read_text().startswith("\\begin{table}")
+        head = f.read_bytes()[:8]
+        if f.suffix == ".png":
+            assert head == b"\x89PNG\r\n\x1a\n" and mpimg.imread(f).shape[0] > 100
+        else:
+            assert head.startswith(b"%PDF")
 
 
 def test_missing_root_is_one_line_error(tmp_path):
     p = subprocess.run([sys.executable, "analyze.py", str(tmp_path / "nope")], cwd=ROOT, capture_output=True, text=True)
     assert p.returncode == 2 and p.stderr.count("\n") == 1 and "no such results folder" in p.stderr
+    bad = tmp_path / "x.csv"
+    bad.write_text("a,b\n1,2\n")
+    p = subprocess.run([sys.executable, "analyze.py", str(bad)], cwd=ROOT, capture_output=True, text=True)
+    assert p.returncode == 2 and "not a trials.csv" in p.stderr
+
+
+def test_scatter_names_follow_the_paper_figures():
+    from das.plot import figure_name
+    assert figure_name("seq", "blur", "H1") == "fig3_scatter_blur"
+    assert figure_name("seq", "downsample", "H1") == "fig3_scatter_downsample"
+    assert figure_name("seq", "blur", "BOHB-one-shot-Blur") == "fig4_scatter_blur_BOHB-one-shot-Blur"
+    assert figure_name("seq", "blur", "BOHB-DAS-single") == "fig5_scatter_blur_BOHB-DAS-single"
+    assert figure_name("cell", "blur", "H2") == "fig6_scatter_blur_H2"
+    assert figure_name("cell", "blur", "BOHB-Blur") == "fig7_scatter_blur_BOHB-Blur"
+    assert figure_name("cell", "blur", "BOHB-Non-Seq-Blur") == "fig8_scatter_blur_BOHB-Non-Seq-Blur"
+    assert figure_name("seq", "blur", "H2") == "scatter_seq_blur_H2"  # the paper has no figure for it
+
+
+@pytest.mark.parametrize("n", [2, 3, 4, 5, 8])
+def test_scatter_legend_has_n_and_correlation_and_fit_only_from_min_n(n):
+    from das import plot
+    from tests.test_stats import record
+    rng = np.random.default_rng(n)
+    one, arch = rng.normal(20, 1, n), rng.normal(15, 1, n)
+    rs = [record("seq", "blur", "all", "das", s, float(arch[s]), float(one[s])) for s in range(n)]
+    plt = plot.pyplot()
+    fig, ax = plt.subplots()
+    plot._scatter_series(ax, rs, "k", "o", "DAS")
+    label = ax.collections[0].get_label()
+    assert f"(n={n})" in label
+    if n >= plot.MIN_CORR_N:
+        assert f"r={st.pearsonr(one, arch)[0]:.2f}" in label and f"p={st.pearsonr(one, arch)[1]:.2g}" in label
+    else:
+        assert "r=" not in label
+    assert len(ax.lines) == (1 if n >= plot.MIN_FIT_N else 0)
+    assert not ax.yaxis.get_major_formatter().get_useOffset()
+    plt.close(fig)

@@ -1,0 +1,339 @@
+"""Tables from trial records (SPEC 7): the tidy per-trial table (trials.csv, readable back), numeric
+summary tables as CSV, Markdown for the terminal and LaTeX in the paper's layout (Tables 1-4),
+with the paper's values (SPEC 8, paper Tables 1-4) beside ours where the paper has them.
+
+    frame = trials_frame(records); frame.to_csv("trials.csv", index=False)
+    records = read_trials_csv("trials.csv")          # the same records again
+    tables = paper_tables(summary)                    # [Table], each with .frame (numeric columns)
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from das.study import DATA_NAMES, METHOD_NAMES, OPS_NAMES, paper_value
+from das.study import PAPER_RUNTIME as PAPER_RUNTIME_S
+
+METHOD_ORDER = ["grad-only", "net-only", "das", "das-single", "random", "random-search"]
+DATA_ORDER = ["blur", "downsample"]
+SPACE_NAMES = {"seq": "sequential", "cell": "cell (non-sequential)"}
+
+SPEC_COLUMNS = ["group", "space", "data", "ops", "method", "preset", "label", "seed", "retrain_seed", "primary",
+                "epochs", "order", "width", "batches_per_epoch", "batch_size", "sigma_n", "noise_sigma", "status"]
+METRIC_COLUMNS = ["one_shot_psnr", "architecture_psnr", "wall_seconds_total"]
+JSON_COLUMNS = ["hparams", "genotype", "alphas", "alphas_init", "history", "wall_seconds", "candidates",
+                "one_shot_ranking"]
+
+
+# ----------------------------------------------------------------------------- the per-trial table
+def _json(v):
+    return None if v is None else json.dumps(v, separators=(",", ":"))
+
+
+def trials_frame(records) -> pd.DataFrame:
+    """One row per record: full specification, every metric (unrounded), nested fields as JSON strings."""
+    rows = []
+    for r in records:
+        row = {k: r.get(k) for k in SPEC_COLUMNS}
+        row["one_shot_psnr"] = r.get("one_shot_psnr")
+        row["architecture_psnr"] = r.get("architecture_psnr")
+        ws = r.get("wall_seconds") or {}
+        row["wall_seconds_total"] = float(sum(ws.values())) if ws else None
+        for k in JSON_COLUMNS:
+            row[k] = _json(r.get(k))
+        row["dir"] = str(r["dir"]) if r.get("dir") is not None else None
+        rows.append(row)
+    frame = pd.DataFrame(rows, columns=SPEC_COLUMNS + METRIC_COLUMNS + JSON_COLUMNS + ["dir"])
+    for k in ("one_shot_psnr", "architecture_psnr", "wall_seconds_total", "sigma_n", "noise_sigma"):
+        frame[k] = pd.to_numeric(frame[k], errors="coerce").astype(float)
+    return frame
+
+
+def _plain(v):
+    """A pandas cell as a plain Python value (NaN -> None, numpy ints -> int)."""
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return None
+    if isinstance(v, np.integer):
+        return int(v)
+    if isinstance(v, np.floating):
+        return float(v)
+    return v
+
+
+def records_from_frame(frame: pd.DataFrame) -> list[dict]:
+    """The records of a trials_frame again (JSON columns parsed, NaN -> None)."""
+    records = []
+    for row in frame.to_dict("records"):
+        r = {k: _plain(v) for k, v in row.items() if k not in JSON_COLUMNS}
+        for k in ("seed", "retrain_seed", "epochs", "order", "width", "batches_per_epoch", "batch_size"):
+            if isinstance(r.get(k), float) and r[k].is_integer():
+                r[k] = int(r[k])
+        if isinstance(r.get("primary"), (bool, np.bool_)):
+            r["primary"] = bool(r["primary"])
+        # a CSV cannot tell a NaN PSNR from a missing one: both come back as None (both are non-finite)
+        for k in JSON_COLUMNS:
+            v = row.get(k)
+            r[k] = json.loads(v) if isinstance(v, str) else None
+        r.pop("wall_seconds_total", None)
+        records.append(r)
+    return records
+
+
+def read_trials_csv(path) -> list[dict]:
+    """Records from a trials.csv written by trials_frame (exact floats: round-trip parsing)."""
+    frame = pd.read_csv(path, float_precision="round_trip", dtype={"group": str, "preset": str, "label": str,
+                                                                  "space": str,
+                                                                  "data": str, "ops": str, "method": str,
+                                                                  "status": str, "dir": str})
+    missing = [c for c in ("group", "space", "data", "ops", "method", "architecture_psnr") if c not in frame]
+    if missing:
+        raise ValueError(f"{path}: not a trials.csv of analyze.py (missing columns {missing})")
+    return records_from_frame(frame)
+
+
+# ----------------------------------------------------------------------------- tables
+@dataclass
+class Table:
+    """A table: `frame` has numeric value columns under a two-level header (group, column);
+    `formats` maps a column to its display format; `latex_parts` splits wide tables for LaTeX."""
+    name: str
+    title: str
+    frame: pd.DataFrame
+    label_columns: int = 2
+    formats: dict = field(default_factory=dict)
+    latex_parts: list = field(default_factory=list)
+    notes: list = field(default_factory=list)
+
+
+def _summary_index(summary) -> dict:
+    return {(s["space"], s["data"], s["ops"], s["method"], s["preset"]): s for s in summary}
+
+
+def _fmt(v, f="{:.2f}") -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "-"
+    if callable(f):
+        return f(v)
+    return f.format(v)
+
+
+def mmss(seconds) -> str:
+    """Seconds as m:ss, the paper's runtime format."""
+    if seconds is None or not math.isfinite(seconds):
+        return "-"
+    s = int(round(seconds))
+    return f"{s // 60}:{s % 60:02d}"
+
+
+def paper_tables(summary) -> list[Table]:
+    """Paper Tables 1/2 (rows: op set, method; columns: data x (Max, Mean, Median, n, paper median),
+    runtime) per space and preset, and Tables 3/4 (DAS per data and preset; columns: op set x ...)."""
+    idx = _summary_index(summary)
+    tables = []
+    for space, preset in sorted({(k[0], k[4]) for k in idx}, key=lambda t: (t[0] != "seq", t[1] != "H1", t[1])):
+        datas = [d for d in DATA_ORDER if any(k[0] == space and k[4] == preset and k[1] == d for k in idx)]
+        rows = []
+        for ops in ("good", "all"):
+            for method in METHOD_ORDER:
+                cells = [idx.get((space, d, ops, method, preset)) for d in datas]
+                if not any(c and c["n"] for c in cells):
+                    continue
+                row = {("", "Ops"): OPS_NAMES.get(ops, ops), ("", "Method"): METHOD_NAMES.get(method, method)}
+                secs = []
+                for d, s in zip(datas, cells):
+                    paper = paper_value(space, d, ops, method, preset)
+                    for col, key in (("Max", "max"), ("Mean", "mean"), ("Median", "median")):
+                        row[(DATA_NAMES[d], col)] = s[key] if s else np.nan
+                    row[(DATA_NAMES[d], "n")] = s["n"] if s else 0
+                    row[(DATA_NAMES[d], "Paper Max")] = paper[0] if paper else np.nan
+                    row[(DATA_NAMES[d], "Paper Mean")] = paper[1] if paper else np.nan
+                    row[(DATA_NAMES[d], "Paper Median")] = paper[2] if paper else np.nan
+                    if s and math.isfinite(s["seconds"]):
+                        secs.append(s["seconds"])
+                row[("Runtime", "s")] = float(np.mean(secs)) if secs else np.nan
+                row[("Runtime", "Paper s")] = (PAPER_RUNTIME_S.get((ops, method), np.nan)
+                                               if space == "seq" and preset == "H1" else np.nan)
+                rows.append(row)
+        if not rows:
+            continue
+        frame = pd.DataFrame(rows)
+        frame.columns = pd.MultiIndex.from_tuples(frame.columns)
+        number = "1" if space == "seq" else "2"
+        shown = [c for c in frame.columns if c[1] in ("Ops", "Method", "Max", "Mean", "Median", "n", "Paper Median", "s",
+                                                      "Paper s")]
+        tables.append(Table(
+            name=f"table{number}_{space}_{preset}",
+            title=(f"Architecture validation PSNR (dB), {SPACE_NAMES.get(space, space)} space, preset {preset}: "
+                   f"max, mean and median over n trials; runtime: mean wall time per trial, all stages "
+                   f"(search and retrain), m:ss; 'Paper' is the paper's Table {number}" +
+                   ("" if preset == "H1" else " (the paper reports H1 only)")),
+            frame=frame, formats={"n": "{:.0f}", "s": mmss, "Paper s": mmss},
+            latex_parts=[shown]))
+    for space in sorted({k[0] for k in idx}, key=lambda s: s != "seq"):
+        for method in ("das", "das-single"):
+            rows = []
+            for d in DATA_ORDER:
+                presets = sorted({k[4] for k in idx if k[0] == space and k[1] == d and k[3] == method},
+                                 key=lambda p: (p not in ("H1", "H2"), p))
+                for preset in presets:
+                    row = {("", "Data"): DATA_NAMES[d], ("", "Hyperparameters"): preset}
+                    for ops in ("good", "all"):
+                        s = idx.get((space, d, ops, method, preset))
+                        paper = paper_value(space, d, ops, method, preset) if method == "das" else None
+                        top = "Good Ops." if ops == "good" else "All"
+                        for col, key in (("Max", "max"), ("Mean", "mean"), ("Median", "median")):
+                            row[(top, col)] = s[key] if s else np.nan
+                        row[(top, "n")] = s["n"] if s else 0
+                        row[(top, "Paper Median")] = paper[2] if paper else np.nan
+                    rows.append(row)
+            if not rows:
+                continue
+            frame = pd.DataFrame(rows)
+            frame.columns = pd.MultiIndex.from_tuples(frame.columns)
+            number = "3" if space == "seq" else "4"
+            tables.append(Table(
+                name=f"table{number}_{space}_{method}_presets",
+                title=(f"{METHOD_NAMES[method]} per hyperparameter preset, {SPACE_NAMES.get(space, space)} space: "
+                       f"architecture validation PSNR (dB); 'Paper' is the paper's Table {number}"),
+                frame=frame, formats={"n": "{:.0f}"}))
+    return tables
+
+
+STAT_COLUMNS = ["n", "n_nonfinite", "max", "mean", "median", "std", "min", "median_ci_low", "median_ci_high",
+                "mean_ci_low", "mean_ci_high", "n_one_shot", "one_shot_mean", "one_shot_median", "seconds"]
+
+
+def statistics_table(summary) -> Table:
+    """Every group with n, n_nonfinite, max/mean/median, 95% intervals, one-shot PSNR and runtime (s)."""
+    rows = []
+    for s in summary:
+        row = {("", k): s[k] for k in ("space", "data", "ops", "method", "preset")}
+        for k in STAT_COLUMNS:
+            row[("statistics", k)] = s[k]
+        row[("statistics", "paper_median")] = (paper_value(s["space"], s["data"], s["ops"], s["method"], s["preset"])
+                                               or (np.nan,) * 3)[2]
+        row[("", "ci_method")] = s["ci_method"]
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    if len(frame):
+        frame.columns = pd.MultiIndex.from_tuples(frame.columns)
+        for c in frame.columns:
+            if c[0] == "statistics":
+                frame[c] = pd.to_numeric(frame[c], errors="coerce").astype(float if c[1] not in
+                                                                            ("n", "n_nonfinite", "n_one_shot") else int)
+    left = [("", k) for k in ("space", "data", "ops", "method", "preset")]
+    st = lambda *ks: [("statistics", k) for k in ks]
+    notes = [f"{s['space']}/{s['data']}/{s['ops']}/{s['method']}/{s['preset']}: {s['note']}" for s in summary if s["note"]]
+    return Table(name="statistics", title="All groups: architecture PSNR (dB) with bootstrap 95% intervals "
+                 "(BCa; percentile where BCa is degenerate), one-shot PSNR (dB) and runtime per trial (s)",
+                 frame=frame, label_columns=5, formats={"n": "{:.0f}", "n_nonfinite": "{:.0f}", "n_one_shot": "{:.0f}",
+                                                        "seconds": "{:.1f}"},
+                 latex_parts=[left + st("n", "n_nonfinite", "median", "median_ci_low", "median_ci_high", "paper_median"),
+                              left + st("max", "mean", "mean_ci_low", "mean_ci_high", "one_shot_mean", "seconds")],
+                 notes=notes)
+
+
+def rows_table(name, title, rows, label_columns, formats=None) -> Table:
+    """A flat table from a list of dicts (correlations, draws, diagnostics, verdicts)."""
+    frame = pd.DataFrame(rows)
+    if len(frame):
+        frame.columns = pd.MultiIndex.from_tuples([("", c) for c in frame.columns])
+    return Table(name=name, title=title, frame=frame, label_columns=label_columns, formats=formats or {})
+
+
+# ----------------------------------------------------------------------------- writers
+def _cell(t: Table, col, v) -> str:
+    if isinstance(v, str) or v is None:
+        return "-" if v is None else str(v)
+    if isinstance(v, (bool, np.bool_)):
+        return str(bool(v))
+    f = t.formats.get(col[1], "{:.2f}")
+    if isinstance(v, (int, np.integer)) and not callable(f):
+        return str(int(v))
+    if col[0] == "" and isinstance(v, (float, np.floating)) and col[1] in ("seed",):
+        return _fmt(v, "{:.0f}")
+    return _fmt(float(v), f)
+
+
+def flat_columns(frame: pd.DataFrame) -> list[str]:
+    """'Blur Max' for ('Blur', 'Max'), 'Method' for ('', 'Method')."""
+    return [(f"{a} {b}" if a and a != "statistics" else b) for a, b in frame.columns]
+
+
+def to_csv(t: Table, path) -> Path:
+    """The table with numeric columns unrounded and flat column names."""
+    frame = t.frame.copy()
+    if len(frame):
+        frame.columns = flat_columns(frame)
+    frame.to_csv(path, index=False)
+    return Path(path)
+
+
+def to_markdown(t: Table) -> str:
+    """A Markdown table with its title and notes, numbers rounded for reading (a table with one
+    LaTeX part shows those columns only, as the paper does; the CSV has them all)."""
+    out = [f"### {t.title}", ""]
+    if not len(t.frame):
+        return "\n".join(out + ["(no rows)", ""])
+    frame = t.frame[t.latex_parts[0]] if len(t.latex_parts) == 1 else t.frame  # the paper's layout
+    frame = frame[[c for c in frame.columns if c[1] != "group"]]  # the long key: in the CSV only
+    heads = flat_columns(frame)
+    out += ["| " + " | ".join(heads) + " |",
+            "|" + "|".join("---" if i < t.label_columns else "---:" for i in range(len(heads))) + "|"]
+    for _, row in frame.iterrows():
+        out.append("| " + " | ".join(_cell(t, c, row[c]).replace("|", "\\|") for c in frame.columns) + " |")
+    out += [""] + [f"Note: {n}" for n in t.notes]
+    return "\n".join(out) + "\n"
+
+
+def _tex(s) -> str:
+    return (str(s).replace("\\", r"\textbackslash{}").replace("_", r"\_").replace("%", r"\%").replace("&", r"\&")
+            .replace("#", r"\#").replace("±", r"$\pm$"))
+
+
+def to_latex(t: Table) -> str:
+    """booktabs LaTeX with the paper's grouped headers (one \\cmidrule per column group); a table
+    wider than a page is written in the parts listed in t.latex_parts, each its own table."""
+    parts = t.latex_parts or [list(t.frame.columns)]
+    out = ["% needs \\usepackage{booktabs} in the preamble"]
+    for k, cols in enumerate(parts):
+        frame = t.frame[cols] if len(t.frame) else t.frame
+        label = f"tab:{t.name}" + (f"-{k + 1}" if len(parts) > 1 else "")
+        caption = t.title + (f" (part {k + 1} of {len(parts)})" if len(parts) > 1 else "")
+        nlab = sum(1 for c in cols if c[0] == "")
+        spec = "l" * nlab + "r" * (len(cols) - nlab)
+        out += [r"\begin{table}[t]", r"\centering", r"\small", r"\setlength{\tabcolsep}{3pt}",
+                f"\\caption{{{_tex(caption)}}}", f"\\label{{{label}}}", f"\\begin{{tabular}}{{{spec}}}", r"\toprule"]
+        groups, start = [], 0
+        for i in range(1, len(cols) + 1):
+            if i == len(cols) or cols[i][0] != cols[start][0]:
+                groups.append((cols[start][0], start, i))
+                start = i
+        if any(g for g, _, _ in groups if g and g != "statistics"):
+            cells = [(f"\\multicolumn{{{b - a}}}{{c}}{{{_tex(g)}}}" if g and g != "statistics" else
+                      " & ".join([""] * (b - a))) for g, a, b in groups]
+            out.append(" & ".join(cells) + r" \\")
+            out.append(" ".join(f"\\cmidrule(lr){{{a + 1}-{b}}}" for g, a, b in groups if g and g != "statistics"))
+        out.append(" & ".join(_tex(c[1].replace("_", " ")) for c in cols) + r" \\")
+        out.append(r"\midrule")
+        for _, row in frame.iterrows():
+            out.append(" & ".join(_tex(_cell(t, c, row[c])) for c in cols) + r" \\")
+        out += [r"\bottomrule", r"\end{tabular}", r"\end{table}", ""]
+    return "\n".join(out)
+
+
+def write_table(t: Table, out: Path, latex: bool = True) -> list[Path]:
+    """CSV, Markdown and (latex=True) LaTeX files of the table in out/; returns their paths."""
+    out = Path(out)
+    files = [to_csv(t, out / f"{t.name}.csv")]
+    (out / f"{t.name}.md").write_text(to_markdown(t))
+    files.append(out / f"{t.name}.md")
+    if latex:
+        (out / f"{t.name}.tex").write_text(to_latex(t))
+        files.append(out / f"{t.name}.tex")
+    return files

@@ -1,0 +1,530 @@
+"""Statistics over trials (SPEC 7-8): per-group summaries with bootstrap intervals, correlations of
+one-shot and architecture PSNR, random draws needed to beat DAS, verdicts for the paper's claims,
+search diagnostics from alpha, and the one-shot ranking of candidate architectures.
+
+Every function takes the flat per-trial records of `das.trial.load_trials` (one dict per trial,
+with `group`, `space`, `data`, `ops`, `method`, `preset`, `seed`, `one_shot_psnr`,
+`architecture_psnr`, ...). Records that share `group` are pooled; other groups never are.
+
+Rules, stated once here and quoted in the output:
+- A missing or non-finite PSNR is counted (`n_nonfinite`) and kept out of the statistics.
+- 95% intervals: scipy.stats.bootstrap, BCa; the percentile method where BCa is degenerate
+  (fewer than 3 values, all values equal, or a BCa bound that is not finite).
+- A claim needs at least MIN_N finite values in every group it compares, else "not enough trials";
+  the tests count searches, not retrains (the retrains of one search are averaged first).
+- A claim "holds" when its one-sided test gives p < ALPHA, "does not hold" when the test in the
+  opposite direction does, and is "undecided" otherwise (claims (b) and (d) add a margin, below).
+"""
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict
+
+import numpy as np
+from scipy import stats as st
+
+MIN_N = 5             # fewest finite values per group for a verdict
+ALPHA = 0.05          # significance level of every verdict
+CONFIDENCE = 0.95     # level of every interval
+RESAMPLES = 2000      # bootstrap resamples
+MATCH_MARGIN_DB = 0.5  # claim (b): medians "match" when the difference interval lies within +-0.5 dB
+WEAK_R = 0.5          # claim (d): a correlation is weak when the upper Fisher-z bound of r is below 0.5
+SEARCH_METHODS = ("das", "das-single")
+# the fields that make two trials of different methods comparable (same problem, same training)
+COMPARABLE = ("space", "data", "ops", "preset", "epochs", "width", "batches_per_epoch", "batch_size",
+              "sigma_n", "noise_sigma")
+SPEC = ("space", "data", "ops", "method", "preset")
+
+
+# ----------------------------------------------------------------------------- basics
+def finite(values) -> tuple[np.ndarray, int]:
+    """The finite numbers among values (None, NaN, inf and non-numbers left out) and how many were left out."""
+    kept = []
+    for v in values:
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
+            kept.append(float(v))
+    return np.asarray(kept, dtype=float), len(values) - len(kept)
+
+
+def comparable_key(record: dict) -> tuple:
+    """The specification two methods must share to be compared (COMPARABLE)."""
+    return tuple(record.get(k) for k in COMPARABLE)
+
+
+def group_records(records) -> dict[str, list[dict]]:
+    """Records by their `group` key, in a stable order."""
+    groups = defaultdict(list)
+    for r in records:
+        groups[r["group"]].append(r)
+    return dict(sorted(groups.items(), key=lambda kv: _order(kv[1][0])))
+
+
+def _order(r: dict) -> tuple:
+    method_rank = ["grad-only", "net-only", "das", "das-single", "random", "random-search"]
+    m = r.get("method")
+    return (str(r.get("space")), str(r.get("data")), str(r.get("preset")), str(r.get("ops")) != "good",
+            method_rank.index(m) if m in method_rank else 99, str(m), str(r.get("group")))
+
+
+def bootstrap_interval(values, statistic=np.median, seed=0, resamples=RESAMPLES) -> tuple[float, float, str]:
+    """95% interval of statistic(values): (low, high, method), method 'BCa', 'percentile' or 'none' (n < 2)."""
+    v = np.asarray(values, dtype=float)
+    if len(v) < 2:
+        return float("nan"), float("nan"), "none"
+    if np.ptp(v) == 0:  # every resample gives the same value: BCa divides by zero
+        return float(statistic(v)), float(statistic(v)), "percentile"
+    method = "BCa" if len(v) >= 3 else "percentile"
+    return _bootstrap((v,), lambda x, axis: statistic(x, axis=axis), seed, resamples, method)
+
+
+def median_difference_interval(x, y, seed=0, resamples=RESAMPLES) -> tuple[float, float, str]:
+    """95% interval of median(x) - median(y) for independent samples: (low, high, method)."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    if len(x) < 2 or len(y) < 2:
+        return float("nan"), float("nan"), "none"
+    if np.ptp(x) == 0 and np.ptp(y) == 0:
+        d = float(np.median(x) - np.median(y))
+        return d, d, "percentile"
+    method = "BCa" if min(len(x), len(y)) >= 3 else "percentile"
+    return _bootstrap((x, y), lambda a, b, axis: np.median(a, axis=axis) - np.median(b, axis=axis),
+                      seed, resamples, method)
+
+
+def _bootstrap(data, statistic, seed, resamples, method):
+    import warnings
+
+    def run(m):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # scipy warns where BCa degenerates; the fallback handles it
+            res = st.bootstrap(data, statistic, n_resamples=resamples, confidence_level=CONFIDENCE,
+                               method=m, vectorized=True, paired=False, random_state=np.random.default_rng(seed))
+        return float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+    if method == "BCa":
+        lo, hi = run("BCa")
+        if math.isfinite(lo) and math.isfinite(hi):
+            return lo, hi, "BCa"
+    lo, hi = run("percentile")
+    return lo, hi, "percentile"
+
+
+# ----------------------------------------------------------------------------- summaries
+def group_summary(records, seed=0, resamples=RESAMPLES) -> list[dict]:
+    """One row per group: n, n_nonfinite, max/mean/median/std/min of architecture PSNR, 95% intervals
+    of median and mean, one-shot PSNR mean/median, mean runtime per trial in seconds, and a note."""
+    rows = []
+    for g, rs in group_records(records).items():
+        arch, bad = finite([r.get("architecture_psnr") for r in rs])
+        one, _ = finite([r.get("one_shot_psnr") for r in rs])
+        # runtime of the trials the numbers describe (those with a finite architecture PSNR)
+        secs, _ = finite([sum((r.get("wall_seconds") or {}).values()) if r.get("wall_seconds") else None
+                          for r in rs if isinstance(r.get("architecture_psnr"), (int, float))
+                          and math.isfinite(r["architecture_psnr"])])
+        row = {"group": g, **{k: rs[0].get(k) for k in SPEC}, "n": len(arch), "n_nonfinite": bad}
+        for k in ("epochs", "width", "batches_per_epoch", "batch_size", "sigma_n", "noise_sigma", "order"):
+            row[k] = rs[0].get(k)
+        nan = float("nan")
+        if len(arch):
+            mlo, mhi, mmeth = bootstrap_interval(arch, np.median, seed, resamples)
+            alo, ahi, _ = bootstrap_interval(arch, np.mean, seed, resamples)
+            row.update(max=float(arch.max()), mean=float(arch.mean()), median=float(np.median(arch)),
+                       std=float(arch.std(ddof=1)) if len(arch) > 1 else nan, min=float(arch.min()),
+                       median_ci_low=mlo, median_ci_high=mhi, mean_ci_low=alo, mean_ci_high=ahi, ci_method=mmeth)
+        else:
+            row.update(max=nan, mean=nan, median=nan, std=nan, min=nan, median_ci_low=nan, median_ci_high=nan,
+                       mean_ci_low=nan, mean_ci_high=nan, ci_method="none")
+        row.update(n_one_shot=len(one), one_shot_mean=float(one.mean()) if len(one) else nan,
+                   one_shot_median=float(np.median(one)) if len(one) else nan,
+                   seconds=float(secs.mean()) if len(secs) else nan)
+        row["note"] = (f"{bad} of {len(rs)} trials without a finite architecture PSNR left out" if bad else "")
+        rows.append(row)
+    return rows
+
+
+# ----------------------------------------------------------------------------- correlations
+def correlation(x, y) -> dict:
+    """Pearson r with its Fisher-z 95% interval, Spearman rho and Kendall tau, each with its p-value."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    n = len(x)
+    nan = float("nan")
+    out = {"n": n, "pearson_r": nan, "pearson_ci_low": nan, "pearson_ci_high": nan, "pearson_p": nan,
+           "spearman_rho": nan, "spearman_p": nan, "kendall_tau": nan, "kendall_p": nan}
+    if n < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return out
+    r, p = st.pearsonr(x, y)
+    out.update(pearson_r=float(r), pearson_p=float(p))
+    if n > 3:
+        z, half = np.arctanh(np.clip(r, -0.999999, 0.999999)), st.norm.ppf(0.5 + CONFIDENCE / 2) / math.sqrt(n - 3)
+        out.update(pearson_ci_low=float(np.tanh(z - half)), pearson_ci_high=float(np.tanh(z + half)))
+    rho, sp = st.spearmanr(x, y)
+    tau, kp = st.kendalltau(x, y)
+    out.update(spearman_rho=float(rho), spearman_p=float(sp), kendall_tau=float(tau), kendall_p=float(kp))
+    return out
+
+
+def paired_psnr(rs) -> tuple[np.ndarray, np.ndarray]:
+    """(one-shot, architecture) PSNR, one pair per search (its retrains averaged), where both are finite."""
+    by_seed = defaultdict(list)
+    for r in rs:
+        if len(finite([r.get("one_shot_psnr"), r.get("architecture_psnr")])[0]) == 2:
+            by_seed[r.get("seed")].append((float(r["one_shot_psnr"]), float(r["architecture_psnr"])))
+    if not by_seed:
+        return np.zeros(0), np.zeros(0)
+    x, y = np.asarray([np.mean(p, axis=0) for p in by_seed.values()], float).T
+    return x, y
+
+
+def correlations(records) -> list[dict]:
+    """One-shot vs architecture PSNR correlation per search group (DAS and DAS-single)."""
+    rows = []
+    for g, rs in group_records(records).items():
+        if rs[0].get("method") not in SEARCH_METHODS:
+            continue
+        x, y = paired_psnr(rs)
+        if len(x) < 3:
+            continue
+        rows.append({"group": g, **{k: rs[0].get(k) for k in SPEC}, **correlation(x, y)})
+    return rows
+
+
+# ----------------------------------------------------------------------------- random draws
+def random_pool(records, like: dict) -> np.ndarray:
+    """Finite architecture PSNRs of every random architecture trained with the specification of `like`
+    (random trials, and every candidate of the random searches)."""
+    key, pool = comparable_key(like), []
+    for r in records:
+        if comparable_key(r) != key:
+            continue
+        if r.get("method") == "random":
+            pool.append(r.get("architecture_psnr"))
+        elif r.get("method") == "random-search":
+            pool += [c.get("architecture_psnr") for c in (r.get("candidates") or []) if isinstance(c, dict)]
+    return finite(pool)[0]
+
+
+def draws_to_beat(pool, target, budget=5) -> dict:
+    """Random draws needed to beat `target`, in closed form: with p = share of the pool above target,
+    the draws are geometric, expected 1/p, median ceil(log 0.5 / log(1 - p)); also the chance that the
+    best of `budget` draws beats it, 1 - (1 - p)^budget."""
+    pool = np.asarray(pool, float)
+    p = float((pool > target).mean()) if len(pool) else float("nan")
+    if not len(pool) or p == 0:
+        return {"pool": len(pool), "p": p, "expected": float("inf"), "median": float("inf"), "p_budget": 0.0 * p,
+                "budget": budget, "target": float(target)}
+    med = 1.0 if p == 1 else float(math.ceil(math.log(0.5) / math.log(1 - p)))
+    return {"pool": len(pool), "p": p, "expected": 1 / p, "median": med, "p_budget": 1 - (1 - p) ** budget,
+            "budget": budget, "target": float(target)}
+
+
+def draws_table(records, summary) -> list[dict]:
+    """Draws to beat the DAS median, per DAS group that has random architectures beside it."""
+    rows = []
+    by_group = group_records(records)
+    for s in summary:
+        if s["method"] != "das" or not s["n"]:
+            continue
+        pool = random_pool(records, by_group[s["group"]][0])
+        if len(pool):
+            rows.append({"group": s["group"], **{k: s[k] for k in SPEC}, "das_median": s["median"],
+                         **draws_to_beat(pool, s["median"])})
+    return rows
+
+
+# ----------------------------------------------------------------------------- claims
+def compare(x, y, seed=0, resamples=RESAMPLES) -> dict:
+    """One-sided Mann-Whitney U of x > y (and of y > x) and the 95% interval of median(x) - median(y)."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    out = {"n_x": len(x), "n_y": len(y), "median_x": float(np.median(x)) if len(x) else float("nan"),
+           "median_y": float(np.median(y)) if len(y) else float("nan")}
+    out["difference"] = out["median_x"] - out["median_y"]
+    if min(len(x), len(y)) < 1:
+        out.update(p_greater=float("nan"), p_less=float("nan"), ci_low=float("nan"), ci_high=float("nan"),
+                   ci_method="none")
+        return out
+    out["p_greater"] = float(st.mannwhitneyu(x, y, alternative="greater").pvalue)
+    out["p_less"] = float(st.mannwhitneyu(x, y, alternative="less").pvalue)
+    out["ci_low"], out["ci_high"], out["ci_method"] = median_difference_interval(x, y, seed, resamples)
+    return out
+
+
+def _verdict_text(claim, what, c, verdict, name_x, name_y) -> dict:
+    text = (f"({claim}) {what}: {verdict}. One-sided Mann-Whitney U, {name_x} > {name_y}: "
+            f"p = {c['p_greater']:.3g}; median difference {c['difference']:.2f} dB, "
+            f"95% {c['ci_method']} interval [{c['ci_low']:.2f}, {c['ci_high']:.2f}] dB; "
+            f"n = {c['n_x']} vs {c['n_y']}")
+    return {"claim": claim, "what": what, "verdict": verdict, "text": text, **c}
+
+
+def _shift_verdict(c, min_n=MIN_N, alpha=ALPHA) -> str:
+    if min(c["n_x"], c["n_y"]) < min_n:
+        return "not enough trials"
+    if c["p_greater"] < alpha:
+        return "holds"
+    if c["p_less"] < alpha:
+        return "does not hold"
+    return "undecided"
+
+
+def _arch(rs) -> np.ndarray:
+    """One architecture PSNR per independent trial: the retrains of one search (same seed, several
+    retrain seeds) are averaged, so a test never counts one search as several samples."""
+    by_seed = defaultdict(list)
+    for r in rs:
+        by_seed[r.get("seed")].append(r.get("architecture_psnr"))
+    means = []
+    for values in by_seed.values():
+        v = finite(values)[0]
+        if len(v):
+            means.append(float(v.mean()))
+    return np.asarray(means, dtype=float)
+
+
+def _b_verdict(c, min_n, alpha) -> str:
+    """Claim (b): random search (x) matches or beats DAS (y)."""
+    if min(c["n_x"], c["n_y"]) < min_n:
+        return "not enough trials"
+    if c["p_greater"] < alpha:
+        return "holds (random search beats DAS)"
+    if c["p_less"] < alpha:
+        return "does not hold"
+    if -MATCH_MARGIN_DB <= c["ci_low"] and c["ci_high"] <= MATCH_MARGIN_DB:
+        return f"holds (medians match within +-{MATCH_MARGIN_DB:.2f} dB)"
+    return "undecided"
+
+
+def _das_verdicts(rs, matches, ambiguous, seed, resamples, min_n, alpha) -> list[dict]:
+    """Claims (a), (b), (c), (e) for one DAS group against every comparable group of the other side."""
+    r0, das, out = rs[0], _arch(rs), []
+    where = f"{r0.get('space')}/{r0.get('data')}/{r0.get('ops')}/{r0.get('preset')}"
+
+    def tag(other_group):  # where several groups share a specification, name both
+        return f"{where} [{r0['group']} vs {other_group}]" if ambiguous or len(others) > 1 else where
+
+    def add(claim, what, x, y, other_group, name_x, name_y, rule):
+        c = compare(x, y, seed, resamples)
+        out.append(_verdict_text(claim, f"{tag(other_group)}: {what}", c, rule(c, min_n, alpha), name_x, name_y))
+
+    if r0.get("ops") == "all":
+        for other, name in (("random", "random"), ("random-search", "random search")):
+            others = [m for m in matches(r0, other) if len(m[0])]
+            for base, g in others:
+                add("a", f"DAS beats {name} with harmful ops", das, base, g, "DAS", name, _shift_verdict)
+        others = [m for m in matches(r0, "das", ops="good") if len(m[0])]
+        for good, g in others:
+            add("c", "DAS loses median PSNR when harmful ops are added", good, das, g, "DAS good ops", "DAS all ops",
+                _shift_verdict)
+    else:
+        others = [m for m in matches(r0, "random-search") if len(m[0])]
+        for rsearch, g in others:
+            add("b", "random search matches or beats DAS with good ops", rsearch, das, g, "random search", "DAS",
+                _b_verdict)
+    if r0.get("space") == "seq":
+        others = [m for m in matches(r0, "das", space="cell") if len(m[0])]
+        for cell, g in others:
+            add("e", "the cell space scores lower than the sequential one", das, cell, g, "sequential", "cell",
+                _shift_verdict)
+    return out
+
+
+def verdicts(records, seed=0, resamples=RESAMPLES, min_n=MIN_N, alpha=ALPHA) -> list[dict]:
+    """The paper's claims (a)-(e) of SPEC 8, each judged per data formation and preset by a stated test.
+
+    (a) all ops: DAS > random, DAS > random search (one test each).
+    (b) good ops: random search matches or beats DAS. Holds when random search is higher (one-sided
+        p < alpha) or when the interval of median(random search) - median(DAS) lies within
+        +-MATCH_MARGIN_DB; does not hold when DAS is higher (p < alpha); undecided otherwise.
+    (c) DAS good ops > DAS all ops.
+    (d) one-shot and architecture PSNR correlate weakly: holds when the upper Fisher-z bound of
+        Pearson r is below WEAK_R, does not hold when the lower bound is above WEAK_R.
+    (e) sequential DAS > cell DAS (same data, ops and preset).
+    """
+    groups = group_records(records)
+    index = defaultdict(list)  # (comparable specification, method) -> the groups, never merged
+    for g, rs in groups.items():
+        index[comparable_key(rs[0]) + (rs[0].get("method"),)].append(rs)
+    out = []
+
+    def matches(r0, method, **change):
+        k = dict(zip(COMPARABLE, comparable_key(r0)), **change)
+        return [(_arch(rs), rs[0]["group"]) for rs in index.get(tuple(k[f] for f in COMPARABLE) + (method,), [])]
+
+    for key, das_groups in index.items():
+        if key[-1] != "das":
+            continue
+        for rs in das_groups:
+            out += _das_verdicts(rs, matches, len(das_groups) > 1, seed, resamples, min_n, alpha)
+    for c in correlations(records):
+        if c["method"] != "das":
+            continue
+        where = f"{c['space']}/{c['data']}/{c['ops']}/{c['preset']}"
+        if c["n"] < min_n or not math.isfinite(c["pearson_ci_high"]):
+            v = "not enough trials"
+        elif c["pearson_ci_high"] < WEAK_R:
+            v = "holds"
+        elif c["pearson_ci_low"] > WEAK_R:
+            v = "does not hold"
+        else:
+            v = "undecided"
+        interval = (f"95% Fisher-z interval [{c['pearson_ci_low']:.2f}, {c['pearson_ci_high']:.2f}]"
+                    if math.isfinite(c["pearson_ci_high"]) else "no Fisher-z interval below 4 trials")
+        text = (f"(d) {where}: one-shot and architecture PSNR correlate weakly: {v}. Pearson r = "
+                f"{c['pearson_r']:.2f}, {interval} (weak: upper bound below {WEAK_R:.2f}), "
+                f"p = {c['pearson_p']:.3g}; Spearman rho = "
+                f"{c['spearman_rho']:.2f} (p = {c['spearman_p']:.3g}); Kendall tau = {c['kendall_tau']:.2f} "
+                f"(p = {c['kendall_p']:.3g}); n = {c['n']}")
+        out.append({"claim": "d", "what": f"{where}: weak correlation", "verdict": v, "text": text, **c})
+    return sorted(out, key=lambda v: (v["claim"], v["what"]))
+
+
+# ----------------------------------------------------------------------------- search diagnostics
+def _rows(a):
+    a = np.asarray(a, dtype=float)
+    return a if a.ndim == 2 and a.size else None
+
+
+def alpha_diagnostics(records) -> list[dict]:
+    """Per search group, from alphas_init and alphas (softmax rows, one per layer or edge):
+    mean over rows of max |softmax - uniform| at the start and at the end, mean normalised entropy
+    (1 = uniform) at the end, and the share of rows whose final argmax equals the initial argmax
+    (rows with a tied initial argmax left out), with a binomial test against chance 1/K."""
+    rows = []
+    for g, rs in group_records(records).items():
+        if rs[0].get("method") not in SEARCH_METHODS:
+            continue
+        init_dev, final_dev, entropy, same, counted, trials = [], [], [], 0, 0, 0
+        k = None
+        for r in rs:
+            a, a0 = _rows(r.get("alphas") or []), _rows(r.get("alphas_init") or [])
+            if a is None or a0 is None or a.shape != a0.shape or not np.isfinite(a).all():
+                continue
+            trials += 1
+            k = a.shape[1]
+            final_dev += list(np.abs(a - 1 / k).max(axis=1))
+            init_dev += list(np.abs(a0 - 1 / k).max(axis=1))
+            p = np.clip(a, 1e-12, 1)
+            entropy += list(-(p * np.log(p)).sum(axis=1) / math.log(k))
+            top2 = np.sort(a0, axis=1)[:, -2:]
+            untied = top2[:, 1] - top2[:, 0] > 1e-9
+            same += int((a.argmax(1) == a0.argmax(1))[untied].sum())
+            counted += int(untied.sum())
+        if not trials:
+            continue
+        share = same / counted if counted else float("nan")
+        p_binom = float(st.binomtest(same, counted, 1 / k, alternative="greater").pvalue) if counted else float("nan")
+        row = {"group": g, **{f: rs[0].get(f) for f in SPEC}, "trials": trials, "rows": len(final_dev),
+               "n_ops": k, "init_deviation": float(np.mean(init_dev)), "final_deviation": float(np.mean(final_dev)),
+               "final_entropy": float(np.mean(entropy)), "same_argmax": share, "chance": 1 / k,
+               "same_argmax_rows": counted, "p_same_argmax": p_binom}
+        row["sentence"] = decided_sentence(row)
+        rows.append(row)
+    return rows
+
+
+def decided_sentence(d: dict, moved=0.05) -> str:
+    """Whether the search or its initialisation decided the architecture, in numbers.
+    Rule: alpha 'barely moved' when the mean final max |softmax - uniform| is below `moved`; the
+    initialisation decided when the final argmax equals the initial one significantly more often than
+    chance (binomial test, p < ALPHA); the search decided otherwise."""
+    where = f"{d['space']}/{d['data']}/{d['ops']}/{d['method']}/{d['preset']}"
+    nums = (f"max |softmax - uniform| {d['init_deviation']:.3f} at the start and {d['final_deviation']:.3f} at "
+            f"the end (mean over {d['rows']} rows of {d['trials']} trials), normalised entropy "
+            f"{d['final_entropy']:.2f} (1 = uniform); the final argmax equals the initial one in "
+            f"{100 * d['same_argmax']:.1f}% of rows (chance {100 * d['chance']:.1f}%, binomial p = {d['p_same_argmax']:.3g})")
+    if d["final_deviation"] < moved:
+        who = f"alpha barely moved from uniform (below {moved:.2f}): the search did not decide the architecture"
+    elif d["p_same_argmax"] < ALPHA:
+        who = "the initialisation decided the architecture more often than chance"
+    else:
+        who = "the search decided the architecture, not its initialisation"
+    return f"{where}: {who}; {nums}."
+
+
+# ----------------------------------------------------------------------------- one-shot ranking
+def genotype_key(g) -> str:
+    """A canonical string of a genotype's choices (layers or edges), to match one architecture across files."""
+    if not isinstance(g, dict):
+        return json.dumps(g, sort_keys=True)
+    return json.dumps({"layers": g.get("layers"), "edges": g.get("edges")}, sort_keys=True)
+
+
+def ranking_pairs(records) -> list[dict]:
+    """Per search with a one_shot_ranking, the (one-hot supernet PSNR, stand-alone PSNR) pairs of the
+    candidates that a random-search record with the same seed and specification trained."""
+    searches = {}
+    for r in records:
+        if r.get("method") == "random-search" and r.get("candidates"):
+            searches[comparable_key(r) + (r.get("seed"),)] = r
+    out, seen = [], set()
+    for r in records:
+        if not r.get("one_shot_ranking"):
+            continue
+        tag = (r.get("group"), r.get("seed"))
+        if tag in seen:  # several retrains of one search carry the same ranking
+            continue
+        rs = searches.get(comparable_key(r) + (r.get("seed"),))
+        if rs is None:
+            continue
+        stand = {genotype_key(c.get("genotype")): c.get("architecture_psnr") for c in rs["candidates"]}
+        pairs = []
+        for e in r["one_shot_ranking"]:
+            y = stand.get(genotype_key(e.get("genotype")))
+            if len(finite([e.get("one_hot_psnr"), y])[0]) == 2:
+                pairs.append((float(e["one_hot_psnr"]), float(y)))
+        if pairs:
+            seen.add(tag)
+            out.append({"group": r.get("group"), **{k: r.get(k) for k in SPEC}, "seed": r.get("seed"),
+                        "pairs": pairs})
+    return out
+
+
+def ranking_correlations(records) -> list[dict]:
+    """Kendall tau and Spearman rho between one-hot supernet PSNR and stand-alone PSNR, per search
+    (scope 'search') and pooled over the searches of a group (scope 'pooled')."""
+    rows, pooled = [], defaultdict(list)
+    for s in ranking_pairs(records):
+        x, y = np.asarray(s["pairs"]).T
+        c = correlation(x, y)
+        rows.append({"scope": "search", **{k: s[k] for k in ("group", *SPEC, "seed")}, "n": len(x),
+                     "kendall_tau": c["kendall_tau"], "kendall_p": c["kendall_p"],
+                     "spearman_rho": c["spearman_rho"], "spearman_p": c["spearman_p"]})
+        pooled[s["group"]].append(s)
+    for g, ss in pooled.items():
+        x, y = np.asarray([p for s in ss for p in s["pairs"]]).T
+        c = correlation(x, y)
+        rows.append({"scope": "pooled", "group": g, **{k: ss[0][k] for k in SPEC}, "seed": None, "n": len(x),
+                     "kendall_tau": c["kendall_tau"], "kendall_p": c["kendall_p"],
+                     "spearman_rho": c["spearman_rho"], "spearman_p": c["spearman_p"]})
+    return rows
+
+
+def retrain_spread(records) -> list[dict]:
+    """How much of the spread of DAS results is the retraining seed: per search group, the searches
+    retrained under two or more seeds, the standard deviation of architecture PSNR over a search's
+    retrain seeds (its median over searches), the standard deviation between the searches' means,
+    and the share of the total variance that lies within searches (one-way decomposition)."""
+    by: dict[tuple, list[float]] = defaultdict(list)
+    for r in records:
+        if r.get("method") in ("das", "das-single") and r.get("retrain_seed") is not None:
+            v = r.get("architecture_psnr")
+            if isinstance(v, (int, float)) and np.isfinite(v):
+                by[(r["group"], r["seed"])].append(float(v))
+    groups: dict[str, list[list[float]]] = defaultdict(list)
+    first = {}
+    for r in records:
+        first.setdefault(r.get("group"), r)
+    for (g, _), values in by.items():
+        if len(values) >= 2:
+            groups[g].append(values)
+    rows = []
+    for g, searches in groups.items():
+        means = np.array([np.mean(v) for v in searches])
+        within = np.array([np.var(v, ddof=1) for v in searches])
+        total = np.var(np.concatenate([np.asarray(v) for v in searches]), ddof=1)
+        r0 = first[g]
+        rows.append({"group": g, **{k: r0.get(k) for k in SPEC}, "searches": len(searches),
+                     "retrains": sum(len(v) for v in searches),
+                     "within_sd_median": float(np.median(np.sqrt(within))),
+                     "between_sd": float(np.std(means, ddof=1)) if len(means) > 1 else float("nan"),
+                     "within_share": float(np.mean(within) / total) if total > 0 else float("nan")})
+    return rows

@@ -1,0 +1,299 @@
+"""das.stats against independent computations (numpy / scipy by hand) on synthetic records."""
+import json
+import math
+
+import numpy as np
+import pytest
+from scipy import stats as st
+
+from das import stats
+
+SPEC_DEFAULTS = {"epochs": 50, "order": 1, "width": 16, "batches_per_epoch": 19, "batch_size": 128,
+                 "sigma_n": 0.01, "noise_sigma": 0.1}
+LAYERS = 10
+
+
+def _group(space, data, ops, method, preset):
+    return f"{space}|{data}|{ops}|{method}|{preset}|e50|w16"
+
+
+def record(space, data, ops, method, seed, arch, one_shot=None, preset="H1", **extra):
+    """One flat record as das.trial.load_trials returns it."""
+    names = ["grad", "net"] if ops == "good" else ["grad", "net", "roll", "noise"]
+    rng = np.random.default_rng(1000 + seed)
+    layers = [names[(seed + j) % len(names)] for j in range(LAYERS)]
+    r = {"space": space, "data": data, "ops": ops, "method": method, "preset": preset, "hparams": {"param_lr": 1e-3},
+         "seed": seed, "retrain_seed": None, **SPEC_DEFAULTS, "group": _group(space, data, ops, method, preset),
+         "status": "complete", "one_shot_psnr": one_shot, "architecture_psnr": arch,
+         "genotype": {"space": space, "ops": ops, "data": data, "width": 16, "layers": layers},
+         "alphas": None, "alphas_init": None, "wall_seconds": {"search": 100.0, "retrain": 20.0},
+         "history": {"epoch": [1, 2, 3], "train_loss": list(np.exp(-np.arange(3) - seed / 10)),
+                     "train_psnr": list(10 + np.arange(3) + seed / 10), "seconds": [1.0, 1.0, 1.0]},
+         "candidates": None, "one_shot_ranking": None, "dir": f"/results/{method}/{ops}/seed{seed}"}
+    if method in ("das", "das-single"):
+        k = len(names)
+        init = rng.dirichlet(np.full(k, 200.0), LAYERS)          # nearly uniform, argmax defined
+        final = np.full((LAYERS, k), 0.1 / (k - 1))
+        final[np.arange(LAYERS), [names.index(op) for op in layers]] = 0.9
+        r["alphas_init"], r["alphas"] = init.tolist(), final.tolist()
+        traj = [(init + (final - init) * t / 2).tolist() for t in range(3)]
+        r["history"] = {**r["history"], "val_loss": [0.1, 0.05, 0.02], "alphas": traj}
+        r["genotype"]["alphas"] = final.tolist()
+    r.update(extra)
+    return r
+
+
+def make_records(n=10, seed=0):
+    """~n records per group with known numbers; returns (records, known arrays by (data, ops, method))."""
+    rng = np.random.default_rng(seed)
+    records, known = [], {}
+    centres = {("good", "das"): 21.6, ("good", "random-search"): 22.75, ("good", "random"): 22.2,
+               ("good", "grad-only"): 16.5, ("good", "net-only"): 20.7,
+               ("all", "das"): 18.6, ("all", "random"): 8.1, ("all", "random-search"): 12.3}
+    for data, shift in (("blur", 0.0), ("downsample", -4.0)):
+        for (ops, method), c in centres.items():
+            arch = rng.normal(c + shift, 1.0, n)
+            known[(data, ops, method)] = arch
+            for s in range(n):
+                extra = {}
+                if method == "das":
+                    one = 0.3 * arch[s] + rng.normal(10, 0.5)
+                    known.setdefault((data, ops, "one_shot"), []).append(one)
+                    extra["one_shot_psnr"] = float(one)
+                if method == "random-search":
+                    cands = rng.normal(c + shift - 1.0, 1.0, 5)
+                    cands[0] = arch[s]
+                    genos = [{"space": "seq", "ops": ops, "layers": [f"op{s}_{k}"] * LAYERS} for k in range(5)]
+                    extra["candidates"] = [{"genotype": g, "architecture_psnr": float(v), "status": "complete"}
+                                           for g, v in zip(genos, cands)]
+                    known.setdefault((data, ops, "candidates"), []).extend(cands)
+                records.append(record("seq", data, ops, method, s, float(arch[s]), **extra))
+    # cell space: lower numbers (claim e)
+    for ops in ("good", "all"):
+        arch = rng.normal(13.0, 1.0, n)
+        known[("cell", ops, "das")] = arch
+        for s in range(n):
+            records.append(record("cell", "blur", ops, "das", s, float(arch[s]), float(rng.normal(20, 1)),
+                                  genotype={"space": "cell", "ops": ops, "edges": [[0, 1, "net"]]}))
+    # one-shot rankings of the blur/good searches, matched to the random-search candidates of the same seed
+    rs = {r["seed"]: r for r in records if r["method"] == "random-search" and r["data"] == "blur" and r["ops"] == "good"}
+    for r in records:
+        if r["method"] == "das" and r["space"] == "seq" and r["data"] == "blur" and r["ops"] == "good":
+            cands = rs[r["seed"]]["candidates"]
+            r["one_shot_ranking"] = [{"genotype": c["genotype"], "one_hot_psnr": c["architecture_psnr"] * 0.5 + k}
+                                     for k, c in enumerate(cands)]
+    return records, known
+
+
+@pytest.fixture
+def synthetic():
+    return make_records()
+
+
+def _summary(records, **kw):
+    return {(s["space"], s["data"], s["ops"], s["method"]): s for s in stats.group_summary(records, **kw)}
+
+
+def test_summary_equals_numpy_and_interval_is_bca(synthetic):
+    records, known = synthetic
+    s = _summary(records)
+    for (data, ops, method), arch in known.items():
+        if method in ("one_shot", "candidates"):
+            continue
+        space = "cell" if data == "cell" else "seq"
+        row = s[(space, "blur" if space == "cell" else data, ops, method)]
+        assert row["n"] == len(arch) and row["n_nonfinite"] == 0
+        assert row["max"] == pytest.approx(arch.max()) and row["mean"] == pytest.approx(arch.mean())
+        assert row["median"] == pytest.approx(np.median(arch))
+        assert row["seconds"] == pytest.approx(120.0)
+        ref = st.bootstrap((arch,), np.median, n_resamples=2000, method="BCa", confidence_level=0.95,
+                           random_state=np.random.default_rng(0))
+        assert row["ci_method"] == "BCa"
+        assert (row["median_ci_low"], row["median_ci_high"]) == pytest.approx(
+            (ref.confidence_interval.low, ref.confidence_interval.high))
+        assert row["median_ci_low"] <= row["median"] <= row["median_ci_high"]
+        assert row["mean_ci_low"] < arch.mean() < row["mean_ci_high"]
+
+
+def test_nonfinite_psnr_counted_and_left_out_never_blanks_a_group(synthetic):
+    records, known = synthetic
+    das_all = [r for r in records if r["method"] == "das" and r["ops"] == "all" and r["data"] == "blur"]
+    das_all[0]["architecture_psnr"] = float("nan")
+    das_all[1]["architecture_psnr"] = None
+    das_all[2]["architecture_psnr"] = float("inf")
+    row = _summary(records)[("seq", "blur", "all", "das")]
+    kept = known[("blur", "all", "das")][3:]
+    assert row["n"] == 7 and row["n_nonfinite"] == 3
+    assert row["median"] == pytest.approx(np.median(kept)) and row["max"] == pytest.approx(kept.max())
+    assert "3 of 10" in row["note"]
+    for r in das_all:
+        r["architecture_psnr"] = float("nan")
+    row = _summary(records)[("seq", "blur", "all", "das")]
+    assert row["n"] == 0 and row["n_nonfinite"] == 10 and math.isnan(row["median"]) and "10 of 10" in row["note"]
+
+
+def test_degenerate_intervals_fall_back_to_percentile():
+    assert stats.bootstrap_interval([3.0, 3.0, 3.0, 3.0]) == (3.0, 3.0, "percentile")
+    lo, hi, how = stats.bootstrap_interval([1.0, 2.0])
+    assert how == "percentile" and 1.0 <= lo <= hi <= 2.0
+    assert stats.bootstrap_interval([1.0])[2] == "none"
+
+
+def test_correlation_matches_scipy_and_fisher_z():
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=20)
+    y = 0.5 * x + rng.normal(size=20)
+    c = stats.correlation(x, y)
+    r, p = st.pearsonr(x, y)
+    assert c["pearson_r"] == pytest.approx(r) and c["pearson_p"] == pytest.approx(p)
+    half = 1.959963984540054 / math.sqrt(20 - 3)
+    assert c["pearson_ci_low"] == pytest.approx(math.tanh(math.atanh(r) - half))
+    assert c["pearson_ci_high"] == pytest.approx(math.tanh(math.atanh(r) + half))
+    assert c["spearman_rho"] == pytest.approx(st.spearmanr(x, y)[0])
+    assert c["kendall_tau"] == pytest.approx(st.kendalltau(x, y)[0])
+    assert c["kendall_p"] == pytest.approx(st.kendalltau(x, y)[1])
+    assert math.isnan(stats.correlation([1, 2], [3, 4])["pearson_r"])
+
+
+def test_draws_to_beat_closed_form_matches_simulation():
+    rng = np.random.default_rng(5)
+    pool = rng.normal(10, 3, 200)
+    target = 14.0
+    d = stats.draws_to_beat(pool, target)
+    p = (pool > target).mean()
+    assert d["expected"] == pytest.approx(1 / p) and d["p_budget"] == pytest.approx(1 - (1 - p) ** 5)
+    sims = []  # the simulation is the check, not the method
+    for _ in range(4000):
+        k = 1
+        while pool[rng.integers(len(pool))] <= target:
+            k += 1
+        sims.append(k)
+    assert np.mean(sims) == pytest.approx(d["expected"], rel=0.08)
+    assert np.median(sims) == pytest.approx(d["median"], abs=1)
+    assert stats.draws_to_beat(pool, 1e9)["expected"] == float("inf")
+
+
+def test_draws_pool_random_and_candidates_of_same_spec(synthetic):
+    records, known = synthetic
+    summary = stats.group_summary(records)
+    d = next(d for d in stats.draws_table(records, summary) if d["data"] == "blur" and d["ops"] == "all")
+    pool = np.concatenate([known[("blur", "all", "random")], known[("blur", "all", "candidates")]])
+    assert d["pool"] == len(pool) == 60
+    med = np.median(known[("blur", "all", "das")])
+    p = (pool > med).mean()
+    assert d["p"] == pytest.approx(p)
+
+
+def test_verdicts_name_the_test_and_agree_with_scipy(synthetic):
+    records, known = synthetic
+    v = {(c["claim"], c["what"]): c for c in stats.verdicts(records)}
+    a = v[("a", "seq/blur/all/H1: DAS beats random with harmful ops")]
+    das, rnd = known[("blur", "all", "das")], known[("blur", "all", "random")]
+    assert a["p_greater"] == pytest.approx(st.mannwhitneyu(das, rnd, alternative="greater").pvalue)
+    assert a["verdict"] == "holds" and a["difference"] == pytest.approx(np.median(das) - np.median(rnd))
+    assert "Mann-Whitney U" in a["text"] and "n = 10 vs 10" in a["text"] and "interval" in a["text"]
+    assert a["ci_low"] <= a["difference"] <= a["ci_high"]
+    c = v[("c", "seq/blur/all/H1: DAS loses median PSNR when harmful ops are added")]
+    assert c["verdict"] == "holds"  # 21.6 vs 18.6 dB with sd 1
+    e = v[("e", "seq/blur/good/H1: the cell space scores lower than the sequential one")]
+    assert e["verdict"] == "holds"
+    b = v[("b", "seq/blur/good/H1: random search matches or beats DAS with good ops")]
+    assert b["verdict"].startswith("holds")  # 22.75 vs 21.6 dB
+    d = next(c for c in stats.verdicts(records) if c["claim"] == "d" and "blur/all" in c["what"])
+    assert "Fisher-z" in d["text"] and d["verdict"] in ("holds", "does not hold", "undecided")
+
+
+def test_verdict_rules_not_enough_and_does_not_hold():
+    lo = [record("seq", "blur", "all", "das", s, 10.0 + s) for s in range(6)]
+    hi = [record("seq", "blur", "all", "random", s, 20.0 + s) for s in range(6)]
+    v = next(c for c in stats.verdicts(lo + hi) if c["claim"] == "a")
+    assert v["verdict"] == "does not hold"  # random is significantly higher
+    v = next(c for c in stats.verdicts(lo[:4] + hi) if c["claim"] == "a")
+    assert v["verdict"] == "not enough trials" and "n = 4 vs 6" in v["text"]
+    same = [record("seq", "blur", "all", "random", s, 10.0 + s + 0.5) for s in range(6)]
+    assert next(c for c in stats.verdicts(lo + same) if c["claim"] == "a")["verdict"] == "undecided"
+
+
+def test_groups_are_never_pooled():
+    a = [record("seq", "blur", "all", "das", s, 10.0) for s in range(5)]
+    b = [dict(record("seq", "blur", "all", "das", s, 20.0), epochs=10, group="other") for s in range(5)]
+    rows = stats.group_summary(a + b)
+    assert sorted(r["median"] for r in rows) == [10.0, 20.0] and all(r["n"] == 5 for r in rows)
+
+
+def test_alpha_diagnostics_by_hand(synthetic):
+    records, _ = synthetic
+    d = next(d for d in stats.alpha_diagnostics(records) if d["data"] == "blur" and d["ops"] == "all")
+    rs = [r for r in records if r["method"] == "das" and r["data"] == "blur" and r["ops"] == "all"]
+    a = np.concatenate([np.asarray(r["alphas"]) for r in rs])
+    a0 = np.concatenate([np.asarray(r["alphas_init"]) for r in rs])
+    assert d["final_deviation"] == pytest.approx(np.abs(a - 0.25).max(axis=1).mean())
+    assert d["init_deviation"] == pytest.approx(np.abs(a0 - 0.25).max(axis=1).mean())
+    ent = -(a * np.log(a)).sum(1) / np.log(4)
+    assert d["final_entropy"] == pytest.approx(ent.mean())
+    same = (a.argmax(1) == a0.argmax(1)).mean()
+    assert d["same_argmax"] == pytest.approx(same) and d["chance"] == 0.25
+    assert "%" in d["sentence"] and "decided" in d["sentence"]
+
+
+def test_initialisation_decides_when_argmax_never_moves():
+    recs = []
+    for s in range(8):
+        r = record("seq", "blur", "all", "das", s, 15.0)
+        init = np.full((LAYERS, 4), 0.24)
+        init[np.arange(LAYERS), np.arange(LAYERS) % 4] = 0.28
+        final = np.full((LAYERS, 4), 0.1)
+        final[np.arange(LAYERS), np.arange(LAYERS) % 4] = 0.7
+        r["alphas_init"], r["alphas"] = init.tolist(), final.tolist()
+        recs.append(r)
+    d = stats.alpha_diagnostics(recs)[0]
+    assert d["same_argmax"] == 1.0 and "initialisation decided" in d["sentence"]
+    for r in recs:  # alpha that stays at its start: the search decided nothing
+        r["alphas"] = r["alphas_init"]
+    assert "did not decide" in stats.alpha_diagnostics(recs)[0]["sentence"]
+
+
+def test_ranking_kendall_per_search_and_pooled(synthetic):
+    records, _ = synthetic
+    rows = stats.ranking_correlations(records)
+    per = [r for r in rows if r["scope"] == "search"]
+    pooled = [r for r in rows if r["scope"] == "pooled"]
+    assert len(per) == 10 and len(pooled) == 1 and pooled[0]["n"] == 50
+    r0 = next(r for r in records if r["method"] == "das" and r["data"] == "blur" and r["ops"] == "good" and r["seed"] == 0)
+    x = [e["one_hot_psnr"] for e in r0["one_shot_ranking"]]
+    cands = next(r for r in records if r["method"] == "random-search" and r["data"] == "blur" and r["ops"] == "good"
+                 and r["seed"] == 0)["candidates"]
+    y = [c["architecture_psnr"] for c in cands]
+    row = next(r for r in per if r["seed"] == 0)
+    assert row["kendall_tau"] == pytest.approx(st.kendalltau(x, y)[0])
+    assert row["spearman_rho"] == pytest.approx(st.spearmanr(x, y)[0])
+    assert json.loads(stats.genotype_key(cands[0]["genotype"]))["layers"] == cands[0]["genotype"]["layers"]
+
+
+def test_verdicts_never_pool_groups_of_one_specification():
+    first = [record("seq", "blur", "all", "das", s, 18.0 + s) for s in range(5)]
+    second = [dict(record("seq", "blur", "all", "das", s, 30.0 + s), order=2, group="second-order") for s in range(6)]
+    rnd = [record("seq", "blur", "all", "random", s, 8.0 + s) for s in range(7)]
+    a = [v for v in stats.verdicts(first + second + rnd) if v["claim"] == "a"]
+    assert sorted((v["n_x"], v["n_y"]) for v in a) == [(5, 7), (6, 7)]  # one line per DAS group
+    assert any("second-order" in v["what"] for v in a)
+    assert {v["median_x"] for v in a} == {20.0, 32.5}
+
+
+def test_verdicts_count_searches_not_retrains():
+    das = [dict(record("seq", "blur", "all", "das", s, 20.0 + s + 0.1 * k), retrain_seed=k)
+           for s in range(5) for k in range(3)]
+    rnd = [record("seq", "blur", "all", "random", s, 8.0 + s) for s in range(6)]
+    a = next(v for v in stats.verdicts(das + rnd) if v["claim"] == "a")
+    assert (a["n_x"], a["n_y"]) == (5, 6)
+    per_search = np.array([20.0 + s + 0.1 for s in range(5)])  # mean of the 3 retrains
+    assert a["p_greater"] == pytest.approx(st.mannwhitneyu(per_search, 8.0 + np.arange(6), alternative="greater").pvalue)
+    assert stats.group_summary(das)[0]["n"] == 15  # the table still counts every retrain
+
+
+def test_correlation_has_one_point_per_search():
+    rs = [dict(record("seq", "blur", "all", "das", s, 10.0 + s * s + k, 20.0 + s), retrain_seed=k)
+          for s in range(6) for k in range(2)]
+    c = stats.correlations(rs)[0]
+    x, y = 20.0 + np.arange(6), 10.5 + np.arange(6) ** 2
+    assert c["n"] == 6 and c["pearson_r"] == pytest.approx(st.pearsonr(x, y)[0])
