@@ -34,7 +34,8 @@ test: build
 
 bench: build
 	$(PY) benchmarks/bench_ops.py
-	$(PY) benchmarks/bench_search.py
+	$(PY) benchmarks/bench_batched_ops.py --clock cpu
+	$(PY) benchmarks/bench_engine.py
 
 clean:
 	rm -rf build das/_C*.so

@@ -64,6 +64,11 @@ STUDIES = {s.name: s for s in (
     Study("table3", "Table 3: sequential space, five presets", _grid("seq", ("blur", "downsample"), DAS_ROWS,
                                                                      SEQ_PRESETS), 75),
     Study("table4", "Table 4: cell space, seven presets", _grid("cell", ("blur",), DAS_ROWS, CELL_PRESETS), 75),
+    # sigma_n calibration (run once at SPEC's 0.01 and once with --sigma-n 0.1): which reading of the
+    # paper's noise level reproduces its absolute numbers and orderings
+    Study("calibration", "Calibration: Table 1's methods (no random search) at 10 seeds",
+          _grid("seq", ("blur", "downsample"), (("good", "grad-only"), ("good", "net-only"), ("good", "random"),
+                                               ("good", "das"), ("all", "random"), ("all", "das")), ("H1",)), 10),
     Study("figure5", "Figure 5: DAS-single and DAS, blur, all ops",
           (Cell("seq", "blur", "all", "das-single", "BOHB-DAS-single"), Cell("seq", "blur", "all", "das", "BOHB-DAS-single"),
            Cell("seq", "blur", "all", "das", "BOHB-one-shot-Blur")), 75),

@@ -374,8 +374,12 @@ class Trainer:
                     h["alphas"].append(self.model.softmax_alphas(t))
             live = [t for t in range(self.T) if self.diverged[t] is None]
             shown = sum(mean_loss[t] for t in live) / max(len(live), 1)
-            self.log(f"{self.desc} epoch {self.epoch}/{self.epochs} train loss {shown:.5f}"
-                     f"{f' (mean of {len(live)} trials)' if self.T > 1 else ''} ({self.elapsed:.1f}s)")
+            mean_psnr = sum(float(psnrs[t]) / self.steps for t in live) / max(len(live), 1)
+            eta = seconds * (self.epochs - self.epoch)
+            self.log(f"{self.desc} epoch {self.epoch}/{self.epochs}: train loss {shown:.5f}"
+                     + (f", PSNR {mean_psnr:.2f} dB" if self.train_theta else "")
+                     + (f" (mean of {len(live)} trials)" if self.T > 1 else "")
+                     + f", {seconds:.1f}s/epoch, ETA {int(eta) // 60}:{int(eta) % 60:02d}")
             if checkpoint is not None:
                 checkpoint(self)
         return self.history

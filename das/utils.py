@@ -202,7 +202,12 @@ class Log:
             with open(self.path, "a") as f:
                 f.write(line + "\n")
         if not self.quiet:
-            print(line, file=sys.stderr, flush=True)
+            if sys.stderr.isatty():
+                from tqdm import tqdm
+
+                tqdm.write(line, file=sys.stderr)  # above the progress bar, which is redrawn below
+            else:
+                print(line, file=sys.stderr, flush=True)
 
 
 def progress(iterable=None, total=None, desc=None):

@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from das import cli  # noqa: E402
 from das.study import STUDIES  # noqa: E402
-from das.trial import DEFAULTS, Status, TrialSpec, trial_done  # noqa: E402
+from das.trial import DEFAULTS, Status, TrialSpec, group_batches, trial_done  # noqa: E402
 from das.utils import UserError, parse_seeds  # noqa: E402
 
 
@@ -45,6 +45,7 @@ def get_parser():
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="parallel processes (default: cores)")
     p.add_argument("--jobs", type=int, default=None, help="renamed: use --workers")
     p.add_argument("--threads", type=int, default=1, help="torch threads per process (default 1)")
+    p.add_argument("--max-batch", type=int, default=64, help="most trials run as one computation (default 64)")
     p.add_argument("--out", default="results", help="results tree (default results/)")
     p.add_argument("--device", default="cpu", help="device of every trial (default cpu)")
     p.add_argument("--dry-run", action="store_true", help="list the trials to run and exit")
@@ -80,19 +81,24 @@ def plan(a) -> list[TrialSpec]:
     return specs
 
 
-def _run(spec_dict, out, retrain_seeds, device, threads):
+def _run(spec_dicts, out, retrain_seeds, device, threads, max_batch):
+    """One task: trials of one batch key as one computation (searches, then their retrains)."""
     import torch
 
-    from das.trial import run_trial
+    from das.trial import run_trials, unlock_all
 
     torch.set_num_threads(threads)
     t0 = time.perf_counter()
+    specs = [TrialSpec.from_dict(d) for d in spec_dicts]
     try:
-        results = run_trial(TrialSpec.from_dict(spec_dict), out, retrain_seeds=retrain_seeds, device=device)
-    except Exception as exc:  # one failed trial never stops the sweep; it is reported and retried next time
-        return spec_dict, f"{type(exc).__name__}: {exc}", time.perf_counter() - t0
-    bad = [r for r in results if r["status"] not in (Status.SEARCHED, Status.COMPLETE)]
-    return spec_dict, (f"{bad[0]['status']}: {bad[0].get('error')}" if bad else ""), time.perf_counter() - t0
+        results = run_trials(specs, out, retrain_seeds=retrain_seeds, device=device, max_batch=max_batch)
+    except Exception as exc:  # one failed batch never stops the sweep; it is reported and retried next time
+        return spec_dicts, f"{type(exc).__name__}: {exc}", time.perf_counter() - t0, []
+    finally:
+        unlock_all()
+    bad = [f"{r['dir']}: {r['status']}" + (f" ({r.get('error')})" if r.get("error") else "")
+           for r in results if r["status"] not in (Status.SEARCHED, Status.COMPLETE)]
+    return spec_dicts, "", time.perf_counter() - t0, bad
 
 
 def main(a) -> dict:
@@ -100,28 +106,37 @@ def main(a) -> dict:
     retrain_seeds = parse_seeds(a.retrain_seeds) if a.retrain_seeds else None
     device = cli.check_device(a)
     todo = [s for s in specs if not trial_done(s, a.out, retrain_seeds)]
-    print(f"{len(specs)} trials, {len(specs) - len(todo)} already done, {len(todo)} to run with "
-          f"{a.workers} processes x {a.threads} threads", flush=True)
+    # batches of one key, small enough that every worker gets work
+    size = max(1, min(a.max_batch, -(-len(todo) // a.workers) if todo else 1))
+    batches = group_batches(todo, size)
+    print(f"{len(specs)} trials, {len(specs) - len(todo)} already done, {len(todo)} to run in {len(batches)} "
+          f"batches on {a.workers} processes x {a.threads} threads", flush=True)
     if a.dry_run:
         for s in todo:
             print(s.folder(a.out))
         return {"trials": len(specs), "todo": len(todo)}
-    t0, done, failed = time.perf_counter(), 0, []
+    t0, done, failed, diverged = time.perf_counter(), 0, [], []
     with ProcessPoolExecutor(max_workers=a.workers) as pool:
-        futures = [pool.submit(_run, s.to_dict(), a.out, retrain_seeds, device, a.threads) for s in todo]
+        futures = [pool.submit(_run, [s.to_dict() for s in b], a.out, retrain_seeds, device, a.threads, size)
+                   for b in batches]
         for f in as_completed(futures):
-            spec, msg, seconds = f.result()
-            done += 1
-            spec = TrialSpec.from_dict(spec)
+            spec_dicts, msg, seconds, bad = f.result()
+            done += len(spec_dicts)
+            first = TrialSpec.from_dict(spec_dicts[0])
             if msg:
-                failed.append((str(spec.folder(a.out)), msg))
+                failed.append((str(first.folder(a.out)), msg))
+            diverged += bad
             rate = done / (time.perf_counter() - t0) * 3600
-            print(f"[{done}/{len(todo)}] {'FAILED ' if msg else ''}{spec.describe()} {seconds:.0f}s {msg} "
-                  f"({rate:.0f} trials/hour)", flush=True)
+            eta = (len(todo) - done) / rate * 3600 if rate else 0
+            print(f"[{done}/{len(todo)}] {'FAILED ' if msg else ''}{len(spec_dicts)} x {first.describe()} "
+                  f"{seconds:.0f}s {msg}{f' ({len(bad)} diverged)' if bad else ''} ({rate:.0f} trials/hour, "
+                  f"ETA {int(eta) // 60}:{int(eta) % 60:02d})", flush=True)
     seconds = time.perf_counter() - t0
-    print(f"finished {done - len(failed)} trials, {len(failed)} failed, in {seconds:.0f}s; next: "
-          f"python analyze.py {a.out}", flush=True)
-    return {"trials": len(specs), "ran": done, "failed": failed, "seconds": seconds}
+    for line in diverged:
+        print(f"diverged: {line}")
+    print(f"finished {done - sum(1 for _ in failed)} trials ({len(diverged)} stages diverged), {len(failed)} batches "
+          f"failed, in {seconds:.0f}s; next: python analyze.py {a.out}", flush=True)
+    return {"trials": len(specs), "ran": done, "failed": failed, "diverged": diverged, "seconds": seconds}
 
 
 if __name__ == "__main__":
