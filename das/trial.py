@@ -921,8 +921,11 @@ def _record(spec: TrialSpec, r: dict, folder: Path) -> dict:
             "genotype": r.get("genotype") if isinstance(r.get("genotype"), dict) else spec.genotype,
             "alphas": search.get("alphas"),
             "alphas_init": hist.get("alphas_init"),
-            "search_history": hist or None,
-            "history": r.get("history") if isinstance(r.get("history"), dict) else None,
+            # a DAS record's history is its search's (losses, alphas per epoch); its retrain's beside it
+            "history": (hist or None) if spec.method in SEARCH_METHODS else
+            (r.get("history") if isinstance(r.get("history"), dict) else None),
+            "retrain_history": r.get("history") if spec.method in SEARCH_METHODS and spec.stage == "train"
+            and isinstance(r.get("history"), dict) else None,
             "wall_seconds": {**(search.get("wall_seconds") or {}), **(r.get("wall_seconds") or {})}
             if isinstance(r.get("wall_seconds"), dict) else {},
             "candidates": r.get("candidates"),
