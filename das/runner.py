@@ -111,8 +111,12 @@ def local_cluster(workers: int, threads: int):
     import dask
     from distributed import LocalCluster
 
-    dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": MALLOC_TRIM_THRESHOLD,
-                     "distributed.worker.daemon": False})
+    dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": MALLOC_TRIM_THRESHOLD})
+    # the nanny lets this process's environment win over the config, and writes its value there itself
+    if MALLOC_TRIM_THRESHOLD is None:
+        os.environ.pop("MALLOC_TRIM_THRESHOLD_", None)
+    else:
+        os.environ["MALLOC_TRIM_THRESHOLD_"] = str(MALLOC_TRIM_THRESHOLD)
     env = {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
                         env=env, memory_limit=0, silence_logs=40)

@@ -19,7 +19,7 @@ from das.utils import UserError
 from tests.conftest import ROOT
 
 SWEEP = [sys.executable, os.path.join(ROOT, "scripts", "sweep.py")]
-ENV = {**os.environ, "PYTHONPATH": ROOT, "OMP_NUM_THREADS": "1", "DASK_DISTRIBUTED__WORKER__DAEMON": "False"}
+ENV = {**os.environ, "PYTHONPATH": ROOT, "OMP_NUM_THREADS": "1"}
 
 
 def free_port() -> int:
