@@ -29,6 +29,7 @@ from das.trial import Status, TrialLocked, TrialSpec, run_trial, trial_done, unl
 # (benchmarks/bench_runner.py). 1 GiB keeps the allocator's pages.
 MALLOC_TRIM_THRESHOLD = 1 << 30
 RETRY_WAIT = 30.0   # seconds before a trial running elsewhere is looked at again
+CONNECT_TIMEOUT = 20.0  # seconds to reach a --scheduler before giving up
 
 DONE, DIVERGED, FAILED, ELSEWHERE = "done", "diverged", "failed", "running elsewhere"
 
@@ -94,7 +95,7 @@ class Progress:
     def update(self, line: str | None = None, finished: bool = False) -> None:
         if self.bar is not None:
             if line:
-                self.bar.write(line)
+                self.bar.write(line, file=self.stream)
             if finished:
                 self.bar.update(1)
             self.bar.set_postfix_str(self.status(), refresh=True)
@@ -212,10 +213,11 @@ def _run_dask(todo, root, retrain_seeds, device, threads, workers, scheduler, re
         client = Client(cluster)
     else:
         try:
-            client = Client(scheduler, timeout="20s")
-        except (OSError, TimeoutError) as exc:
-            raise UserError(f"cannot reach the Dask scheduler at {scheduler} ({exc}); start it with "
-                            "`dask scheduler` and pass the address it prints") from None
+            client = Client(scheduler, timeout=f"{CONNECT_TIMEOUT}s")
+        except (OSError, TimeoutError, ValueError) as exc:
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise UserError(f"cannot reach the Dask scheduler at {scheduler} within {CONNECT_TIMEOUT:g}s ({reason}); "
+                            "start it with `dask scheduler` and pass the address it prints") from None
     try:
         _check_workers(client)
 

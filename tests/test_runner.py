@@ -257,6 +257,17 @@ def test_bad_input_is_one_line_before_any_trial(tmp_path, extra, match):
     assert not (tmp_path / "r").exists()
 
 
+def test_unreachable_scheduler_is_one_line(tmp_path, monkeypatch):
+    import das.runner
+    monkeypatch.setattr(das.runner, "CONNECT_TIMEOUT", 3.0)
+    spec = TrialSpec.make(hp=load_hparams("H1"), space="seq", data="blur", ops="good", method="grad-only", seed=0,
+                          epochs=2, batches_per_epoch=2)
+    address, t0 = f"tcp://127.0.0.1:{free_port()}", time.time()  # nothing listens there
+    with pytest.raises(UserError, match=f"cannot reach the Dask scheduler at {address} within 3s"):
+        run_sweep([spec], tmp_path, scheduler=address)
+    assert time.time() - t0 < 30 and not list(tmp_path.iterdir())
+
+
 def test_relative_out_is_the_callers(tmp_path):
     p = subprocess.run(SWEEP + ["--method", "grad-only", "--seed", "0", "--data", "blur", "--ops", "good",
                                 "--out", "mine", "--dry-run"], cwd=tmp_path, capture_output=True, text=True,
