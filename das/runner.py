@@ -138,7 +138,7 @@ def _check_workers(client) -> None:
 
 def run_sweep(specs: list[TrialSpec], root, *, retrain_seeds=None, device: str = "cpu", threads: int = 1,
               workers: int = 1, scheduler: str | None = None, inline: bool = False,
-              retry_wait: float = RETRY_WAIT, progress: Progress | None = None, log=print) -> dict:
+              retry_wait: float = RETRY_WAIT, progress: Progress | None = None) -> dict:
     """Run every specification not finished under root; returns counts and the failed trials.
 
     `scheduler` (tcp://HOST:8786) sends the tasks to a running cluster whose workers see `root` at the
@@ -179,17 +179,13 @@ def run_sweep(specs: list[TrialSpec], root, *, retrain_seeds=None, device: str =
             "outcomes": outcomes}
 
 
-def _finished_elsewhere(spec, root, retrain_seeds) -> bool:
-    return trial_done(spec, root, retrain_seeds)
-
-
 def _run_inline(todo, root, retrain_seeds, device, threads, retry_wait, record, progress):
     queue = [(0.0, s) for s in todo]
     while queue:
         queue.sort(key=lambda x: x[0])
         ready_at, spec = queue.pop(0)
         time.sleep(max(0.0, ready_at - time.time()))
-        if ready_at and _finished_elsewhere(spec, root, retrain_seeds):
+        if ready_at and trial_done(spec, root, retrain_seeds):
             progress.elsewhere -= 1
             record({"spec": spec.to_dict(), "outcome": DONE, "message": "(finished elsewhere)", "seconds": 0.0})
             continue
@@ -235,7 +231,7 @@ def _run_dask(todo, root, retrain_seeds, device, threads, workers, scheduler, re
             for ready_at, spec in [w for w in waiting if w[0] <= now]:
                 waiting.remove((ready_at, spec))
                 progress.elsewhere -= 1
-                if _finished_elsewhere(spec, root, retrain_seeds):
+                if trial_done(spec, root, retrain_seeds):
                     record({"spec": spec.to_dict(), "outcome": DONE, "message": "(finished elsewhere)",
                             "seconds": 0.0})
                 else:

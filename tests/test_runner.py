@@ -240,7 +240,7 @@ def test_a_diverged_trial_is_reported_as_diverged(tmp_path, capsys):
 
 # ---------------------------------------------------------------------------- bad input
 @pytest.mark.parametrize("extra,match", [
-    (["--seed", "abc"], "seed"),
+    (["--seed", "abc"], "--seed 'abc': expected a seed"),
     (["--seed", "5-3"], "runs backwards"),
     (["--workers", "0"], "--workers must be in 1..256"),
     (["--method", "magic"], "--method magic: not in this study"),
