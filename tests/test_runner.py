@@ -188,6 +188,24 @@ def test_stale_lock_rule_and_takeover(tmp_path):
     assert not list(tmp_path.rglob(".lock.stale-*"))
 
 
+def test_of_several_takers_of_a_stale_lock_one_wins(tmp_path):
+    """Four processes find the same dead owner's lock at once: exactly one takes it over."""
+    _write_lock(tmp_path / "t", host=socket.gethostname(), pid=dead_pid())
+    start = time.time() + 4  # after every interpreter has imported das.trial
+    code = ("import sys, time; from das.trial import lock_trial, TrialLocked\n"
+            "time.sleep(max(0, float(sys.argv[2]) - time.time()))\n"
+            "try:\n    lock_trial(sys.argv[1]); print('got', flush=True); time.sleep(2)\n"
+            "except TrialLocked:\n    print('locked', flush=True)\n")
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "t"), str(start)], cwd=ROOT,
+                              stdout=subprocess.PIPE, text=True, env=ENV) for _ in range(4)]
+    try:
+        outs = [p.communicate(timeout=60)[0].strip() for p in procs]
+    finally:
+        stop(procs)
+    assert sorted(outs) == ["got", "locked", "locked", "locked"], outs
+    assert not list((tmp_path / "t").glob(".lock*"))  # the winner released it at exit
+
+
 def test_heartbeat_keeps_a_lock_fresh(tmp_path):
     """A holder touches its lock while it runs; once it is killed, the lock ages."""
     code = ("import sys, time; from das.trial import lock_trial; lock_trial(sys.argv[1]); "
