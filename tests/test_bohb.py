@@ -187,6 +187,11 @@ def test_worker_takes_no_settings_of_its_own(tmp_path):
             bohb.main(bohb.get_parser().parse_args(base))
 
 
+def test_a_master_on_all_interfaces_advertises_an_address():
+    import ipaddress
+    assert ipaddress.ip_address(bohb.interface_address()).version == 4
+
+
 def test_corrupt_previous_is_one_line(tmp_path):
     prev = tmp_path / "prev"
     prev.mkdir()
