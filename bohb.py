@@ -2,25 +2,35 @@
 
     python bohb.py --objective one-shot --data blur --ops all --iterations 4 --workers 2
     python bohb.py --objective final --iterations 128 --max-budget 50 --out results/bohb/final
-    python bohb.py --worker --nameserver HOST:PORT --run-id ID --objective one-shot   # join from another machine
+    python bohb.py --host 0.0.0.0 --workers 0 --out /shared/bohb/run1      # a master that only coordinates
+    python bohb.py --worker --nameserver HOST:PORT --run-id ID --out /shared/bohb/run1   # join, as it prints
 
 The budget is the number of search epochs (--min-budget .. --max-budget, --eta). Objectives:
 `one-shot` maximises the search's one-shot PSNR, `final` searches, derives and retrains at the
 same budget and maximises the architecture PSNR, `das-single` maximises the one-shot PSNR of a
 DAS-single search over networks pretrained once at the max budget. Each evaluation reuses
 search.py's and retrain.py's code (das/trial.py). Writes hpbandster's configs.json/results.json
-(warm start with --previous DIR), summary.csv of every evaluation, and incumbent.json, a preset
-that `search.py --hparams incumbent.json` takes as it is.
+(warm start with --previous DIR, or --resume to continue this folder's own run), summary.csv of
+every evaluation, and incumbent.json, a preset that `search.py --hparams incumbent.json` takes as
+it is. The master writes every evaluation setting to settings.json in the run folder; a worker
+reads them from there (the run folder must be on a filesystem every worker sees), never from its
+own flags. Pyro4 has no authentication: the nameserver and workers must only listen on a trusted
+network (the default is loopback; docs/multi-machine.md shows an SSH tunnel).
 """
 from __future__ import annotations
 
 import argparse
 import csv
+import json
 import logging
+import math
 import os
+import shlex
+import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -37,6 +47,11 @@ ROLE = "bohb-evaluation"  # analyze.py never reads these as trials of a study
 
 OBJECTIVES = ("one-shot", "final", "das-single")
 CONNECT_TIMEOUT = 10.0
+SETTINGS = "settings.json"
+LOGS = ("configs.json", "results.json")
+# what a worker takes from the master's settings.json, never from its own flags
+EVAL_SETTINGS = ("objective", "space", "data", "ops", "seed", "batches_per_epoch", "device", "threads",
+                 "min_budget", "max_budget", "eta")
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -49,7 +64,9 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-budget", type=float, default=5, help="smallest budget in search epochs (default 5)")
     p.add_argument("--max-budget", type=float, default=50, help="largest budget in search epochs (paper: 50)")
     p.add_argument("--eta", type=float, default=3, help="hyperband's eta (default 3)")
-    p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="local worker processes (default: cores)")
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                   help="local worker processes (default: cores); 0: a master that only coordinates workers "
+                        "started elsewhere")
     p.add_argument("--threads", type=int, default=1, help="torch threads per worker (default 1)")
     p.add_argument("--worker-threads", action="store_true",
                    help="run the local workers as threads of this process (one GPU, or debugging)")
@@ -57,8 +74,19 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--batches-per-epoch", type=int, default=19, help="batches per epoch (default 19)")
     p.add_argument("--out", default=None, help="run folder (default results/bohb/<space>_<data>_<ops>_<objective>)")
     p.add_argument("--previous", default=None, help="folder of an earlier run's results.json to warm-start from")
-    p.add_argument("--host", default="127.0.0.1", help="interface the nameserver binds to (default loopback)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out: warm-start from its own logs (moved to previous-N/)")
+    p.add_argument("--overwrite", action="store_true", help="replace the run in --out (its logs and evaluations)")
+    p.add_argument("--host", default=None,
+                   help="master: interface the nameserver binds to (default 127.0.0.1; 0.0.0.0 for all); worker: "
+                        "interface its Pyro server binds to (default: the one that reaches the nameserver)")
+    p.add_argument("--advertise", default=None,
+                   help="master: the address workers reach it at (default: --host, or this machine's interface "
+                        "address when --host is 0.0.0.0)")
     p.add_argument("--port", type=int, default=0, help="nameserver port (default: any free port)")
+    p.add_argument("--ping-interval", type=float, default=10,
+                   help="seconds between the master's checks for dead workers (default 10); a dead worker's "
+                        "evaluation counts as failed")
     p.add_argument("--worker", action="store_true", help="run as a worker that joins a running optimisation")
     p.add_argument("--nameserver", default=None, help="worker: HOST:PORT printed by the master")
     p.add_argument("--run-id", default=None, help="worker: the run id printed by the master")
@@ -165,30 +193,101 @@ def parse_nameserver(text: str | None):
         raise UserError(f"--nameserver port must be a number, got {port!r}") from None
 
 
-def check_reachable(host: str, port: int, timeout: float = CONNECT_TIMEOUT) -> None:
-    """Fail within `timeout` seconds, not hang, when the nameserver cannot be reached."""
+def check_reachable(host: str, port: int, timeout: float = CONNECT_TIMEOUT) -> str:
+    """Fail within `timeout` seconds, not hang, when the nameserver cannot be reached. Returns this
+    machine's address on the way there (the interface a worker's own server should listen on)."""
     try:
-        with socket.create_connection((host, port), timeout=timeout):
-            pass
+        with socket.create_connection((host, port), timeout=timeout) as s:
+            return s.getsockname()[0]
     except OSError as exc:
         raise UserError(f"cannot reach the nameserver at {host}:{port} within {timeout:.0f}s ({exc.strerror or exc}); "
                         "start the master first (bohb.py without --worker) and pass the HOST:PORT it prints") from None
+
+
+def interface_address() -> str:
+    """This machine's first non-loopback IPv4 address (what a master bound to 0.0.0.0 advertises)."""
+    try:
+        import netifaces
+        for name in netifaces.interfaces():
+            for entry in netifaces.ifaddresses(name).get(netifaces.AF_INET, []):
+                if not entry.get("addr", "127.").startswith("127."):
+                    return entry["addr"]
+    except (ImportError, ValueError, OSError):
+        pass
+    try:
+        return socket.gethostbyname(socket.gethostname())
+    except OSError:
+        return "127.0.0.1"
+
+
+def load_settings(out: Path, run_id: str) -> argparse.Namespace:
+    """The evaluation settings the master wrote into the shared run folder."""
+    f = out / SETTINGS
+    if not f.is_file():
+        raise UserError(f"{f}: no settings of a running optimisation; pass the --out the master printed (the run "
+                        "folder must be on a filesystem this machine shares with the master)")
+    try:
+        d = json.loads(f.read_text())
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{f}: unreadable settings ({exc}); restart the master") from None
+    if not isinstance(d, dict) or any(k not in d for k in EVAL_SETTINGS + ("run_id", "out")):
+        raise UserError(f"{f}: not the settings of a bohb.py master; restart the master")
+    if d["run_id"] != run_id:
+        raise UserError(f"{f}: belongs to run {d['run_id']}, not {run_id}; pass the run id and --out the master "
+                        "printed together")
+    return argparse.Namespace(**d)
+
+
+def _watch_nameserver(worker, host: str, port: int, every: float = 30.0, misses: int = 4) -> None:
+    """A master that died never tells its workers: stop once its nameserver has been gone a while."""
+    def watch():
+        missed = 0
+        while missed < misses:
+            time.sleep(every)
+            try:
+                socket.create_connection((host, port), timeout=CONNECT_TIMEOUT).close()
+                missed = 0
+            except OSError:
+                missed += 1
+        worker.shutdown()
+
+    threading.Thread(target=watch, name="nameserver-watch", daemon=True).start()
 
 
 def run_worker(a) -> dict:
     host, port = parse_nameserver(a.nameserver)
     if not a.run_id:
         raise UserError("--worker needs --run-id, as printed by the master")
-    check_reachable(host, port)
+    defaults = get_parser().parse_args([])
+    own = [k for k in EVAL_SETTINGS if getattr(a, k) != getattr(defaults, k)]
+    if own:
+        flags = ", ".join("--" + k.replace("_", "-") for k in own)
+        raise UserError(f"a worker takes every evaluation setting from the master's {SETTINGS}; drop {flags}")
+    if not a.out:
+        raise UserError("--worker needs --out, the run folder the master printed")
+    local = check_reachable(host, port)
+    settings = load_settings(Path(a.out), a.run_id)
+    set_threads(settings.threads)
     import Pyro4
 
     Pyro4.config.COMMTIMEOUT = 0  # evaluations are long; only the first contact is bounded (above)
     logger = logging.getLogger("das.bohb.worker")
     logger.setLevel(logging.WARNING)
-    w = _worker_class()(a, run_id=a.run_id, nameserver=host, nameserver_port=port, logger=logger,
-                        host=a.host if a.host != "0.0.0.0" else None)
+    w = _worker_class()(settings, run_id=a.run_id, nameserver=host, nameserver_port=port, logger=logger,
+                        host=a.host or local)
+    _watch_nameserver(w, host, port)
+    print(f"worker {w.worker_id} of run {a.run_id}, listening on {a.host or local}", flush=True)
     w.run(background=False)
     return {"worker": w.worker_id}
+
+
+def _finite(a, name, lo=None, integer=False):
+    v = getattr(a, name)
+    flag = "--" + name.replace("_", "-")
+    if v is None or isinstance(v, float) and not math.isfinite(v):
+        raise UserError(f"{flag} must be a finite number, got {v}")
+    if lo is not None and v < lo:
+        raise UserError(f"{flag} must be >= {lo:g}, got {v:g}")
 
 
 def _validate(a):
@@ -196,16 +295,34 @@ def _validate(a):
     check_choice(a.space, SPACES, "space")
     check_choice(a.data, DATA, "data formation")
     check_choice(a.ops, OPS, "op set")
+    for name in ("min_budget", "max_budget", "eta", "ping_interval"):
+        _finite(a, name, 0)
     if a.min_budget <= 0 or a.max_budget <= 0:
         raise UserError("--min-budget and --max-budget must be > 0 (they are search epochs)")
+    if a.max_budget > 100_000:
+        raise UserError(f"--max-budget must be at most 100000 search epochs, got {a.max_budget:g}")
     if a.min_budget > a.max_budget:
         raise UserError(f"--min-budget {a.min_budget:g} is above --max-budget {a.max_budget:g}; swap them")
-    if a.iterations < 1 or a.workers < 1:
-        raise UserError("--iterations and --workers must be >= 1")
+    if a.iterations < 1:
+        raise UserError(f"--iterations must be >= 1, got {a.iterations}")
+    if not 0 <= a.workers <= 256:
+        raise UserError(f"--workers must be in 0..256, got {a.workers}")
+    if a.workers == 0 and a.worker_threads:
+        raise UserError("--worker-threads starts local workers; drop it or pass --workers >= 1")
     if a.eta <= 1:
         raise UserError(f"--eta must be > 1, got {a.eta:g}")
+    if not 0 <= a.seed < 2**63:
+        raise UserError(f"--seed must be in 0..2**63-1, got {a.seed}")
+    if not 1 <= a.batches_per_epoch <= 100_000:
+        raise UserError(f"--batches-per-epoch must be in 1..100000, got {a.batches_per_epoch}")
+    if not 0 <= a.port <= 65535:
+        raise UserError(f"--port must be in 0..65535, got {a.port}")
+    if a.ping_interval < 1:
+        raise UserError(f"--ping-interval must be >= 1 second, got {a.ping_interval:g}")
     if a.objective == "das-single" and a.space != "seq":
         raise UserError("the das-single objective is defined for the sequential space; use --space seq")
+    if a.resume and a.overwrite:
+        raise UserError("--resume and --overwrite exclude each other")
 
 
 def _pretrain(a, out: Path):
@@ -230,56 +347,97 @@ def _pretrain(a, out: Path):
         shutil.copy(Path(r["dir"]) / "network.pt", target)
 
 
+def _prepare_out(a, out: Path):
+    """A run folder holds one optimisation: continuing or replacing an earlier one is asked for."""
+    earlier = [f for f in LOGS if (out / f).exists()]
+    if not earlier:
+        return None
+    if a.overwrite:
+        for name in LOGS + ("summary.csv", "incumbent.json", "bohb_summary.json", SETTINGS):
+            (out / name).unlink(missing_ok=True)
+        shutil.rmtree(out / "evals", ignore_errors=True)
+        return None
+    if not (a.resume or a.previous):
+        raise UserError(f"{out}: holds an earlier BOHB run ({', '.join(earlier)}); pass --resume to continue it, "
+                        "--previous DIR to warm-start a new one here, or --overwrite to replace it")
+    k = 1
+    while (out / f"previous-{k}").exists():
+        k += 1
+    keep = out / f"previous-{k}"
+    keep.mkdir()
+    for name in LOGS:
+        if (out / name).exists():
+            os.replace(out / name, keep / name)
+    return keep
+
+
+def _load_previous(folder: Path):
+    import hpbandster.core.result as hpres
+
+    if not (folder / "results.json").is_file() or not (folder / "configs.json").is_file():
+        raise UserError(f"{folder}: no hpbandster log (configs.json, results.json) to warm-start from; "
+                        "pass the folder of an earlier bohb.py run")
+    try:
+        previous = hpres.logged_results_to_HBS_result(str(folder))
+        previous.get_all_runs()
+    except Exception as exc:  # hpbandster reads line by line and fails with whatever the line holds
+        raise UserError(f"{folder}: the hpbandster log is corrupt ({type(exc).__name__}: {exc}); "
+                        "pass another --previous or start without it") from None
+    return previous
+
+
 def run_master(a) -> dict:
     import hpbandster.core.nameserver as hpns
     import hpbandster.core.result as hpres
     from hpbandster.optimizers import BOHB as BOHBOptimizer
 
-    out = default_out(a)
+    out = default_out(a).absolute()
+    a.out = str(out)
     out.mkdir(parents=True, exist_ok=True)
+    previous = _load_previous(Path(a.previous)) if a.previous else None
+    kept = _prepare_out(a, out)
+    if a.resume and kept is None:
+        raise UserError(f"--resume: {out} holds no earlier run to continue; drop --resume")
+    if a.resume and previous is None:
+        previous = _load_previous(kept)
+    bind = a.host or "127.0.0.1"
+    advertise = a.advertise or (interface_address() if bind == "0.0.0.0" else bind)
+    run_id = a.run_id or f"das-{uuid.uuid4().hex[:8]}"
     write_json(out / "args.json", vars(a))
+    write_json(out / SETTINGS, {**{k: getattr(a, k) for k in EVAL_SETTINGS}, "run_id": run_id, "out": str(out),
+                                "epochs": "a budget b runs max(1, round(b)) search epochs"})
     if a.objective == "das-single":
         _pretrain(a, out)
-    previous = None
-    if a.previous:
-        prev = Path(a.previous)
-        if not (prev / "results.json").is_file() or not (prev / "configs.json").is_file():
-            raise UserError(f"{prev}: no hpbandster log (configs.json, results.json) to warm-start from; "
-                            "pass the folder of an earlier bohb.py run")
-        previous = hpres.logged_results_to_HBS_result(str(prev))
-    run_id = a.run_id or f"das-{uuid.uuid4().hex[:8]}"
     logging.getLogger("hpbandster").setLevel(logging.WARNING)
-    ns = hpns.NameServer(run_id=run_id, host=a.host, port=a.port)
-    ns_host, ns_port = ns.start()
-    print(f"nameserver {ns_host}:{ns_port} run id {run_id}: join with "
-          f"`python bohb.py --worker --nameserver {ns_host}:{ns_port} --run-id {run_id} --objective {a.objective} "
-          f"--space {a.space} --data {a.data} --ops {a.ops} --out {out}`", flush=True)
-    worker_cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", "--nameserver", f"{ns_host}:{ns_port}",
-                  "--run-id", run_id, "--objective", a.objective, "--space", a.space, "--data", a.data,
-                  "--ops", a.ops, "--seed", str(a.seed), "--batches-per-epoch", str(a.batches_per_epoch),
-                  "--out", str(out), "--threads", str(a.threads), "--device", a.device, "--host", a.host]
+    ns = hpns.NameServer(run_id=run_id, host=bind, port=a.port)
+    _, ns_port = ns.start()
+    join = [sys.executable, str(Path(__file__).resolve()), "--worker", "--nameserver", f"{advertise}:{ns_port}",
+            "--run-id", run_id, "--out", str(out)]
+    print(f"nameserver {bind}:{ns_port} run id {run_id}; join from a machine that shares {out} with "
+          f"`python {shlex.quote(join[1])} --worker --nameserver {advertise}:{ns_port} --run-id {run_id} "
+          f"--out {shlex.quote(str(out))}`", flush=True)
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent)}
     logs, procs = [], []
     if a.worker_threads:
         quiet = logging.getLogger("das.bohb.worker")
         quiet.setLevel(logging.WARNING)
         for k in range(a.workers):
-            _worker_class()(a, run_id=run_id, nameserver=ns_host, nameserver_port=ns_port, id=k,
-                            logger=quiet).run(background=True)
+            _worker_class()(a, run_id=run_id, nameserver=advertise, nameserver_port=ns_port, id=k,
+                            logger=quiet, host=advertise).run(background=True)
     else:
         logs = [open(out / f"worker{k}.log", "w") for k in range(a.workers)]
-        procs = [subprocess.Popen(worker_cmd, stdout=logs[k], stderr=subprocess.STDOUT, env=env)
-                 for k in range(a.workers)]
+        procs = [subprocess.Popen(join, stdout=logs[k], stderr=subprocess.STDOUT, env=env) for k in range(a.workers)]
     logger = logging.getLogger("das.bohb.master")
     logger.setLevel(logging.WARNING)
     t0 = time.perf_counter()
     optimizer = None
     try:
-        optimizer = BOHBOptimizer(configspace=get_configspace(a.seed), run_id=run_id, nameserver=ns_host,
-                                  nameserver_port=ns_port, min_budget=a.min_budget, max_budget=a.max_budget,
-                                  eta=a.eta, result_logger=hpres.json_result_logger(str(out), overwrite=True),
+        optimizer = BOHBOptimizer(configspace=get_configspace(a.seed), run_id=run_id, nameserver=advertise,
+                                  nameserver_port=ns_port, host=advertise, ping_interval=a.ping_interval,
+                                  min_budget=a.min_budget, max_budget=a.max_budget, eta=a.eta,
+                                  result_logger=hpres.json_result_logger(str(out), overwrite=True),
                                   previous_result=previous, logger=logger)
-        res = optimizer.run(n_iterations=a.iterations, min_n_workers=a.workers)
+        res = optimizer.run(n_iterations=a.iterations, min_n_workers=max(1, a.workers))
     finally:
         if optimizer is not None:
             optimizer.shutdown(shutdown_workers=True)
@@ -289,6 +447,7 @@ def run_master(a) -> dict:
                 p.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 p.kill()
+                p.wait(timeout=10)
         for f in logs:
             f.close()
     seconds = time.perf_counter() - t0

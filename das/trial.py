@@ -18,15 +18,18 @@ bohb.py, analyze.py and the sweep runner all go through this module.
 """
 from __future__ import annotations
 
+import atexit
 import dataclasses
-import fcntl
 import hashlib
 import json
 import math
 import os
 import shutil
+import socket
 import subprocess
+import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -283,41 +286,172 @@ def provenance(device) -> dict:
 
 
 # ---------------------------------------------------------------------------- folders and locks
-_locks: dict[str, int] = {}
+# A trial's lock is a file `.lock` in its folder, made by an exclusive create (O_CREAT|O_EXCL, which
+# NFS v3+ and every local filesystem do atomically; fcntl/flock locks are unreliable over NFS). It
+# holds its owner (host, pid, start time, a random token); a thread of the owning process touches
+# its mtime every LOCK_HEARTBEAT seconds while the trial runs. A lock is stale, and the next taker
+# may take it over, when its heartbeat is older than LOCK_STALE seconds, or when its owner ran on
+# this host and that pid is gone (killed with -9). Take-over renames the stale file aside (atomic,
+# so of two takers only one wins) and creates a fresh one.
+LOCK = ".lock"
+LOCK_HEARTBEAT = float(os.environ.get("DAS_LOCK_HEARTBEAT", 10))
+LOCK_STALE = float(os.environ.get("DAS_LOCK_STALE", 120))
+
+
+class TrialLocked(UserError):
+    """Another live process holds the trial: a sweep skips it for now and retries it later."""
+
+    def __init__(self, path, owner: dict):
+        self.path, self.owner = Path(path), owner
+        super().__init__(f"{path}: another process is running this trial ({_owner_text(owner)}); wait for it or "
+                         "stop it first")
+
+
+_locks: dict[str, tuple[Path, str]] = {}   # resolved folder -> (lock file, our token)
+_locks_guard = threading.Lock()
+_heartbeat: threading.Thread | None = None
+
+
+def _owner_text(owner: dict) -> str:
+    return f"host {owner.get('host')} pid {owner.get('pid')} since {owner.get('since')}"
+
+
+def _read_owner(lock: Path) -> dict | None:
+    """The lock's owner, {} for an unreadable or half-written one, None when there is no lock."""
+    try:
+        text = lock.read_text()
+        mtime = lock.stat().st_mtime
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return {}
+    try:
+        owner = json.loads(text)
+    except ValueError:
+        owner = {}
+    owner = owner if isinstance(owner, dict) else {}
+    owner["_mtime"] = mtime
+    return owner
+
+
+def _pid_alive(pid) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, someone else's
+    return True
+
+
+def lock_is_stale(owner: dict, now: float | None = None) -> bool:
+    """The stale rule: heartbeat older than LOCK_STALE s, or the owner was on this host and its pid is gone."""
+    now = time.time() if now is None else now
+    if now - owner.get("_mtime", 0) > LOCK_STALE:
+        return True
+    if owner.get("host") == socket.gethostname() and "pid" in owner:
+        return not _pid_alive(owner["pid"])
+    return False
+
+
+def _beat():
+    while True:
+        time.sleep(LOCK_HEARTBEAT)
+        with _locks_guard:
+            held = list(_locks.values())
+        for lock, _ in held:
+            try:
+                os.utime(lock)
+            except OSError:
+                pass  # released meanwhile, or taken over after a long pause; the owner finds out at unlock
+
+
+def _start_heartbeat():
+    global _heartbeat
+    if _heartbeat is None or not _heartbeat.is_alive():
+        _heartbeat = threading.Thread(target=_beat, name="das-lock-heartbeat", daemon=True)
+        _heartbeat.start()
 
 
 def lock_trial(path: Path) -> None:
-    """Hold an exclusive lock on the trial folder until released, so two processes never write one
-    trial at once."""
+    """Hold the trial folder's lock until released (or this process ends), so two processes, on one
+    machine or on two sharing the results tree, never write one trial at once. Raises TrialLocked
+    when a live owner holds it."""
     path = Path(path)
     key = str(path.resolve())
     if key in _locks:
         return
-    fd = os.open(path / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    lock = path / LOCK
+    for _ in range(5):
+        token = uuid.uuid4().hex
+        try:
+            fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            owner = _read_owner(lock)
+            if owner is None:
+                continue  # released between our two looks
+            if not lock_is_stale(owner):
+                raise TrialLocked(path, owner) from None
+            _take_over(lock, owner)
+            continue
+        with os.fdopen(fd, "w") as f:
+            json.dump({"host": socket.gethostname(), "pid": os.getpid(), "since": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                       "token": token}, f)
+        with _locks_guard:
+            _locks[key] = (lock, token)
+        _start_heartbeat()
+        return
+    raise TrialLocked(path, _read_owner(lock) or {})
+
+
+def _take_over(lock: Path, stale: dict) -> None:
+    """Move a stale lock aside. Of two processes taking over at once only one renames the stale file;
+    if what we renamed turns out to be a fresh lock (someone took over first), it is put back."""
+    aside = lock.with_name(f"{LOCK}.stale-{uuid.uuid4().hex[:8]}")
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        raise UserError(f"{path}: another process is running this trial; wait for it or stop it first") from None
-    _locks[key] = fd
+        os.rename(lock, aside)
+    except FileNotFoundError:
+        return
+    moved = _read_owner(aside) or {}
+    if moved.get("token") != stale.get("token"):
+        try:
+            os.link(aside, lock)  # back, unless a third process made one meanwhile
+        except OSError:
+            pass
+    aside.unlink(missing_ok=True)
+
+
+def _release(key: str) -> None:
+    with _locks_guard:
+        lock, token = _locks.pop(key, (None, None))
+    if lock is None:
+        return
+    owner = _read_owner(lock) or {}
+    if owner.get("token") == token:  # never remove a lock another process took over
+        lock.unlink(missing_ok=True)
 
 
 def unlock_trial(path: Path) -> None:
-    fd = _locks.pop(str(Path(path).resolve()), None)
-    if fd is not None:
-        os.close(fd)
+    _release(str(Path(path).resolve()))
 
 
 def unlock_under(root) -> None:
-    """Release the trials this process holds under root (a BOHB worker thread's own evaluation)."""
+    """Release the trials this process holds under root (a BOHB worker thread's own evaluation, or a
+    sweep task's retrains)."""
     prefix = str(Path(root).resolve()) + os.sep
-    for key in [k for k in _locks if k.startswith(prefix)]:
-        os.close(_locks.pop(key))
+    for key in [k for k in list(_locks) if k.startswith(prefix)]:
+        _release(key)
 
 
 def unlock_all() -> None:
     for key in list(_locks):
-        os.close(_locks.pop(key))
+        _release(key)
+
+
+atexit.register(unlock_all)  # a normal exit, or an exception that ends the script, leaves no lock behind
+os.register_at_fork(after_in_child=_locks.clear)  # a forked child holds none of its parent's locks
 
 
 def read_result(path: Path) -> dict | None:
@@ -388,7 +522,7 @@ def prepare_folder(spec: TrialSpec, root, *, resume: bool, overwrite: bool) -> t
     lock_trial(path)  # before anything is read or deleted
     if existing and overwrite:
         for child in path.iterdir():
-            if child.name == ".lock":
+            if child.name == LOCK or child.name.startswith(LOCK + ".stale-"):
                 continue
             if child.is_dir() and not child.is_symlink():
                 shutil.rmtree(child)
@@ -466,7 +600,7 @@ def _train_groups(jobs, epochs, build, *, device, log, desc, **trainer_kw):
             except (KeyError, RuntimeError, ValueError, TypeError, IndexError) as exc:
                 raise UserError(f"{group[0]['ckpt']}: checkpoint does not fit this trial ({type(exc).__name__}); "
                                 "rerun with --overwrite") from None
-            log(f"resuming {len(group)} trial(s) from epoch {start}")
+            log(f"resuming from epoch {start} ({len(group)} trial{'s' if len(group) > 1 else ''})")
         extra = [{"spec": j["spec"].to_dict()} for j in group]
         trainer.run(lambda tr: save_checkpoints(tr, [j["ckpt"] for j in group], extra))
         yield group, model, trainer
@@ -478,13 +612,15 @@ def _chunks(items, size):
 
 
 def _batch_log(specs, folders, quiet):
-    """Log lines of a batch go to every trial's log.txt (and once to stderr)."""
-    logs = [Log(f / "log.txt", True) for f in folders]
+    """Log lines of a batch go to every trial's log.txt (and once to stderr); a line about one
+    trial (folder=...) to its own log.txt only."""
+    logs = {Path(f): Log(Path(f) / "log.txt", True) for f in folders}
     echo = Log(None, quiet)
 
-    def log(msg):
-        for entry in logs:
-            entry(msg)
+    def log(msg, folder=None):
+        for f, entry in logs.items():
+            if folder is None or f == Path(folder):
+                entry(msg)
         echo(msg)
     return log
 
@@ -571,7 +707,7 @@ def _finish_search(j, net, trainer, t, one_shot, ranking, log) -> dict:
     result["provenance"]["trials_in_batch"] = trainer.T
     if trainer.diverged[t] is not None or not finite(one_shot):
         reason = trainer.diverged[t] or "one-shot PSNR is not finite"
-        log(f"seed {spec.seed} diverged: {reason}")
+        log(f"seed {spec.seed} diverged: {reason}", folder)
         _finish(result, folder, Status.DIVERGED, error=reason, history=history)
     else:
         genotype = net.genotype(t)
@@ -582,7 +718,7 @@ def _finish_search(j, net, trainer, t, one_shot, ranking, log) -> dict:
         diagnostics = alpha_diagnostics(history["alphas_init"], genotype.alphas)
         _finish(result, folder, Status.SEARCHED, one_shot_psnr=one_shot, genotype=genotype.to_dict(),
                 alphas=genotype.alphas, history=history, diagnostics=diagnostics, one_shot_ranking=ranking)
-        log(f"seed {spec.seed} search done: one-shot PSNR {one_shot:.2f} dB, genotype {genotype.describe()}")
+        log(f"seed {spec.seed} search done: one-shot PSNR {one_shot:.2f} dB, genotype {genotype.describe()}", folder)
     (folder / CHECKPOINT).unlink(missing_ok=True)
     return {**result, "dir": str(folder)}
 
@@ -669,14 +805,14 @@ def _finish_network(j, net, trainer, t, psnr, log) -> dict:
     j["ckpt"].unlink(missing_ok=True)
     if trainer.diverged[t] is not None or not finite(psnr):
         reason = trainer.diverged[t] or "architecture PSNR is not finite"
-        log(f"{j['tag']} seed {j['seed']} diverged: {reason}")
+        log(f"{j['tag']} seed {j['seed']} diverged: {reason}", j["folder"])
         return {"genotype": j["genotype"].to_dict(), "status": Status.DIVERGED, "architecture_psnr": None,
                 "seconds": seconds, "history": history, "error": reason}
     save_torch(j["folder"] / f"{j['tag']}.pt", {
         "kind": "network", "spec": j["spec"].to_dict(), "data": j["spec"].data, "genotype": j["genotype"].to_dict(),
         "model": {k: v[t:t + 1].clone() for k, v in net.state_dict().items()}, "architecture_psnr": psnr,
         "seed": j["seed"]})
-    log(f"{j['tag']} seed {j['seed']} done: architecture PSNR {psnr:.2f} dB ({j['genotype'].describe()})")
+    log(f"{j['tag']} seed {j['seed']} done: architecture PSNR {psnr:.2f} dB ({j['genotype'].describe()})", j["folder"])
     return {"genotype": j["genotype"].to_dict(), "status": Status.COMPLETE, "architecture_psnr": psnr,
             "seconds": seconds, "history": history, "error": None}
 

@@ -5,25 +5,30 @@
     python scripts/sweep.py --study table1 --seed 0-1 --epochs 2 --out results/quick
     python scripts/sweep.py --study table3 --method das --preset H2 --dry-run
 
+    dask scheduler &  dask worker tcp://HEAD:8786 --nthreads 1 &          # a cluster (docs/multi-machine.md)
+    python scripts/sweep.py --study table1 --scheduler tcp://HEAD:8786 --out /shared/results
+
 A trial is skipped when its result records the same full specification and is complete or
 diverged; an interrupted one continues from its last epoch checkpoint, so the same command
-continues a killed sweep. Each worker process runs one trial at a time with --threads torch
-threads (default 1): on a small CPU, N processes x 1 thread finish more trials per hour.
+continues a killed sweep. Trials run as Dask tasks (das/runner.py): by default on an embedded
+cluster of --workers processes with one thread each and --threads torch threads (on a small CPU,
+N processes x 1 thread finish more trials per hour), or on a running cluster (--scheduler), or
+one after another in this process (--inline). Two sweeps over one tree never run a trial twice:
+a trial another sweep is running is reported as running elsewhere and looked at again later.
 """
 from __future__ import annotations
 
 import os
 import sys
-import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from das import cli  # noqa: E402
 from das.study import STUDIES  # noqa: E402
-from das.trial import DEFAULTS, Status, TrialSpec, group_batches, trial_done  # noqa: E402
-from das.utils import UserError, parse_seeds  # noqa: E402
+from das.runner import RETRY_WAIT, run_sweep  # noqa: E402
+from das.trial import DEFAULTS, TrialSpec, trial_done  # noqa: E402
+from das.utils import UserError, parse_seeds, set_threads  # noqa: E402
 
 
 def get_parser():
@@ -42,10 +47,18 @@ def get_parser():
                        ("batch-size", int), ("sigma-n", float), ("noise-sigma", float)):
         key = name.replace("-", "_")
         p.add_argument(f"--{name}", type=kind, default=DEFAULTS[key], help=f"every trial's {key} (default {DEFAULTS[key]})")
-    p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="parallel processes (default: cores)")
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                   help="processes of the embedded Dask cluster (default: cores); ignored with --scheduler")
     p.add_argument("--jobs", type=int, default=None, help="renamed: use --workers")
-    p.add_argument("--threads", type=int, default=1, help="torch threads per process (default 1)")
-    p.add_argument("--max-batch", type=int, default=64, help="most trials run as one computation (default 64)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads per worker (default 1)")
+    p.add_argument("--max-batch", type=int, default=64,
+                   help="most trials of one kind run as one computation in a task (default 64)")
+    p.add_argument("--scheduler", default=None,
+                   help="address of a running Dask scheduler (tcp://HOST:8786); its workers must see --out "
+                        "at the same path")
+    p.add_argument("--inline", action="store_true", help="no Dask: run the trials one after another in this process")
+    p.add_argument("--retry-wait", type=float, default=RETRY_WAIT,
+                   help=f"seconds before a trial running elsewhere is looked at again (default {RETRY_WAIT:g})")
     p.add_argument("--out", default="results", help="results tree (default results/)")
     p.add_argument("--device", default="cpu", help="device of every trial (default cpu)")
     p.add_argument("--dry-run", action="store_true", help="list the trials to run and exit")
@@ -81,62 +94,34 @@ def plan(a) -> list[TrialSpec]:
     return specs
 
 
-def _run(spec_dicts, out, retrain_seeds, device, threads, max_batch):
-    """One task: trials of one batch key as one computation (searches, then their retrains)."""
-    import torch
-
-    from das.trial import run_trials, unlock_all
-
-    torch.set_num_threads(threads)
-    t0 = time.perf_counter()
-    specs = [TrialSpec.from_dict(d) for d in spec_dicts]
-    try:
-        results = run_trials(specs, out, retrain_seeds=retrain_seeds, device=device, max_batch=max_batch)
-    except Exception as exc:  # one failed batch never stops the sweep; it is reported and retried next time
-        return spec_dicts, f"{type(exc).__name__}: {exc}", time.perf_counter() - t0, []
-    finally:
-        unlock_all()
-    bad = [f"{r['dir']}: {r['status']}" + (f" ({r.get('error')})" if r.get("error") else "")
-           for r in results if r["status"] not in (Status.SEARCHED, Status.COMPLETE)]
-    return spec_dicts, "", time.perf_counter() - t0, bad
-
-
 def main(a) -> dict:
+    a.out = os.path.abspath(a.out)  # against the caller's folder; workers elsewhere get the same path
     specs = plan(a)
     retrain_seeds = parse_seeds(a.retrain_seeds) if a.retrain_seeds else None
     device = cli.check_device(a)
+    set_threads(a.threads)
+    if a.scheduler is not None and a.inline:
+        raise UserError("--scheduler and --inline exclude each other")
+    if not 0 <= a.retry_wait <= 86400:
+        raise UserError(f"--retry-wait must be in 0..86400 seconds, got {a.retry_wait:g}")
     todo = [s for s in specs if not trial_done(s, a.out, retrain_seeds)]
-    # batches of one key, small enough that every worker gets work
-    size = max(1, min(a.max_batch, -(-len(todo) // a.workers) if todo else 1))
-    batches = group_batches(todo, size)
-    print(f"{len(specs)} trials, {len(specs) - len(todo)} already done, {len(todo)} to run in {len(batches)} "
-          f"batches on {a.workers} processes x {a.threads} threads", flush=True)
+    where = ("in this process" if a.inline else f"on the Dask cluster at {a.scheduler}" if a.scheduler
+             else f"with {a.workers} processes")
+    if not 1 <= a.max_batch <= 4096:
+        raise UserError(f"--max-batch must be in 1..4096, got {a.max_batch}")
+    print(f"{len(specs)} trials, {len(specs) - len(todo)} already done, {len(todo)} to run {where} x "
+          f"{a.threads} threads, at most {a.max_batch} trials per batch", flush=True)
     if a.dry_run:
         for s in todo:
             print(s.folder(a.out))
         return {"trials": len(specs), "todo": len(todo)}
-    t0, done, failed, diverged = time.perf_counter(), 0, [], []
-    with ProcessPoolExecutor(max_workers=a.workers) as pool:
-        futures = [pool.submit(_run, [s.to_dict() for s in b], a.out, retrain_seeds, device, a.threads, size)
-                   for b in batches]
-        for f in as_completed(futures):
-            spec_dicts, msg, seconds, bad = f.result()
-            done += len(spec_dicts)
-            first = TrialSpec.from_dict(spec_dicts[0])
-            if msg:
-                failed.append((str(first.folder(a.out)), msg))
-            diverged += bad
-            rate = done / (time.perf_counter() - t0) * 3600
-            eta = (len(todo) - done) / rate * 3600 if rate else 0
-            print(f"[{done}/{len(todo)}] {'FAILED ' if msg else ''}{len(spec_dicts)} x {first.describe()} "
-                  f"{seconds:.0f}s {msg}{f' ({len(bad)} diverged)' if bad else ''} ({rate:.0f} trials/hour, "
-                  f"ETA {int(eta) // 60}:{int(eta) % 60:02d})", flush=True)
-    seconds = time.perf_counter() - t0
-    for line in diverged:
-        print(f"diverged: {line}")
-    print(f"finished {done - sum(1 for _ in failed)} trials ({len(diverged)} stages diverged), {len(failed)} batches "
-          f"failed, in {seconds:.0f}s; next: python analyze.py {a.out}", flush=True)
-    return {"trials": len(specs), "ran": done, "failed": failed, "diverged": diverged, "seconds": seconds}
+    r = run_sweep(specs, a.out, retrain_seeds=retrain_seeds, device=device, threads=a.threads, workers=a.workers,
+                  scheduler=a.scheduler, inline=a.inline, retry_wait=a.retry_wait, max_batch=a.max_batch)
+    print(f"finished {r['ran'] - len(r['failed'])} trials ({r['diverged']} diverged), {len(r['failed'])} failed "
+          f"in {r['seconds']:.0f}s; next: python analyze.py {a.out}", flush=True)
+    for folder, msg in r["failed"]:
+        print(f"FAILED {folder}: {msg}", flush=True)
+    return r
 
 
 if __name__ == "__main__":
@@ -147,4 +132,7 @@ if __name__ == "__main__":
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted; the same command continues the sweep", file=sys.stderr)
+        sys.exit(130)
     sys.exit(1 if result.get("failed") else 0)

@@ -1,5 +1,9 @@
-"""bohb.py: a complete tiny run with 2 local workers, the config space, failures, bad input."""
+"""bohb.py: a complete tiny run with 2 local workers, a coordinating master with workers joined from
+its printed command (one killed mid-run), the config space, failures, bad input."""
 import json
+import os
+import shlex
+import signal
 import socket
 import subprocess
 import sys
@@ -44,6 +48,80 @@ def test_complete_run_with_two_worker_processes(tmp_path):
     r2 = bohb.main(args(tmp_path, "--workers", "1", "--worker-threads", "--previous", str(out),
                         "--out", str(tmp_path / "bohb2")))
     assert r2["evaluations"] == 8 and (tmp_path / "bohb2" / "incumbent.json").is_file()
+    # a second run into the same folder must say what it wants; --resume continues from the folder's own logs
+    with pytest.raises(UserError, match="holds an earlier BOHB run"):
+        bohb.main(args(tmp_path, "--workers", "1", "--worker-threads", "--out", str(out)))
+    r3 = bohb.main(args(tmp_path, "--workers", "1", "--worker-threads", "--resume", "--out", str(out)))
+    assert r3["evaluations"] == 8 and (out / "previous-1" / "results.json").is_file()
+
+
+def _stop(procs):
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait(timeout=10)
+
+
+def test_coordinating_master_and_joined_workers_survive_a_killed_worker(tmp_path):
+    """--workers 0: the master only coordinates; two workers started from the join command it prints
+    take every setting from its settings.json; one is killed -9 mid-evaluation and the run completes."""
+    out = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    master_log = open(tmp_path / "master.log", "w+")
+    procs, workers = [], []
+    try:
+        master = subprocess.Popen([sys.executable, "bohb.py", "--workers", "0", "--iterations", "1", "--min-budget", "3",
+                                   "--max-budget", "9", "--batches-per-epoch", "4", "--ping-interval", "2",
+                                   "--out", str(out)], cwd=ROOT, stdout=master_log, stderr=subprocess.STDOUT, env=env)
+        procs.append(master)
+        join, deadline = None, time.time() + 60
+        while join is None and time.time() < deadline and master.poll() is None:
+            text = (tmp_path / "master.log").read_text()
+            if "`" in text:
+                join = text.split("`")[1]
+            time.sleep(0.1)
+        assert join, (tmp_path / "master.log").read_text()
+        cmd = shlex.split(join)
+        assert cmd[0] == "python" and cmd[1] == os.path.join(ROOT, "bohb.py") and cmd[2] == "--worker"
+        assert "127.0.0.1:" in join and str(out) in join
+        for k in range(2):
+            log = open(tmp_path / f"worker{k}.log", "w")
+            w = subprocess.Popen([sys.executable] + cmd[1:], cwd=tmp_path if k else ROOT, stdout=log,
+                                 stderr=subprocess.STDOUT, env={**env, "PYTHONPATH": ROOT})
+            procs.append(w)
+            workers.append(w)
+        victim, deadline = None, time.time() + 60
+        while victim is None and time.time() < deadline and master.poll() is None:
+            for lock in (out / "evals").rglob(".lock"):  # an evaluation in flight, and whose
+                try:
+                    pid = json.loads(lock.read_text())["pid"]
+                except (OSError, ValueError, KeyError):
+                    continue
+                victim = next((w for w in workers if w.pid == pid), None)
+                if victim:
+                    break
+            time.sleep(0.05)
+        assert victim is not None, "no evaluation caught in flight"
+        victim.send_signal(signal.SIGKILL)
+        try:
+            code = master.wait(timeout=90)
+        except subprocess.TimeoutExpired:
+            code = "timed out"
+        assert code == 0, "\n".join(f"--- {f.name}\n{f.read_text()[-2000:]}" for f in sorted(tmp_path.glob("*.log")))
+    finally:
+        _stop(procs)
+    summary = json.loads((out / "bohb_summary.json").read_text())
+    assert summary["evaluations"] == 4 and summary["failed"] == 1, summary
+    assert summary["incumbent"] is not None and (out / "incumbent.json").is_file()
+    settings = json.loads((out / "settings.json").read_text())
+    assert settings["batches_per_epoch"] == 4 and settings["max_budget"] == 9 and settings["out"] == str(out)
+    searches = [json.loads(f.read_text()) for f in (out / "evals").rglob("result.json")]
+    assert searches and all(r["role"] == "bohb-evaluation" and r["spec"]["batches_per_epoch"] == 4 for r in searches)
 
 
 def test_configspace_matches_table7():
@@ -92,11 +170,50 @@ def test_unreachable_nameserver_fails_fast(tmp_path):
     s.close()  # nothing listens there now
     t0 = time.time()
     with pytest.raises(UserError, match=f"cannot reach the nameserver at 127.0.0.1:{port}"):
-        bohb.main(args(tmp_path, "--worker", "--nameserver", f"127.0.0.1:{port}", "--run-id", "x"))
+        bohb.main(bohb.get_parser().parse_args(["--worker", "--nameserver", f"127.0.0.1:{port}", "--run-id", "x",
+                                                "--out", str(tmp_path)]))
     assert time.time() - t0 < bohb.CONNECT_TIMEOUT + 5
 
 
+def test_worker_takes_no_settings_of_its_own(tmp_path):
+    with socket.socket() as s:  # something listens where the nameserver would be
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        ns = f"127.0.0.1:{s.getsockname()[1]}"
+        base = ["--worker", "--nameserver", ns, "--run-id", "x", "--out", str(tmp_path)]
+        with pytest.raises(UserError, match="from the master's settings.json; drop --objective, --threads"):
+            bohb.main(bohb.get_parser().parse_args(base + ["--objective", "final", "--threads", "2"]))
+        with pytest.raises(UserError, match="no settings of a running optimisation"):
+            bohb.main(bohb.get_parser().parse_args(base))
+
+
+def test_a_master_on_all_interfaces_advertises_an_address():
+    import ipaddress
+    assert ipaddress.ip_address(bohb.interface_address()).version == 4
+
+
+def test_corrupt_previous_is_one_line(tmp_path):
+    prev = tmp_path / "prev"
+    prev.mkdir()
+    (prev / "configs.json").write_text("[[0, 0, 0], {\"param_lr\": 0.1")
+    (prev / "results.json").write_text("not json\n")
+    with pytest.raises(UserError, match="the hpbandster log is corrupt"):
+        bohb.main(args(tmp_path, "--previous", str(prev)))
+
+
+@pytest.mark.parametrize("flag,value", [("--min-budget", "nan"), ("--max-budget", "inf"), ("--eta", "nan"),
+                                        ("--min-budget", "-1"), ("--ping-interval", "inf")])
+def test_non_finite_numbers_are_one_line_exit_2(tmp_path, flag, value):
+    p = subprocess.run([sys.executable, "bohb.py", "--out", str(tmp_path / "b"), flag, value], cwd=ROOT,
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1, p.stderr
+    assert p.stderr.startswith(f"error: {flag}") and not (tmp_path / "b").exists()
+
+
 @pytest.mark.parametrize("extra,match", [
+    (["--workers", "-1"], "--workers must be in 0..256"),
+    (["--resume", "--overwrite"], "exclude each other"),
+    (["--resume"], "holds no earlier run"),
     (["--objective", "accuracy"], "unknown objective 'accuracy'"),
     (["--min-budget", "10", "--max-budget", "5"], "--min-budget 10 is above --max-budget 5"),
     (["--worker", "--nameserver", "localhost"], "HOST:PORT"),

@@ -154,7 +154,7 @@ def test_small_table1_study_end_to_end(tmp_path):
     p = subprocess.run([sys.executable, "scripts/sweep.py", "--study", "table1", "--seed", "0-1", "--epochs", "2",
                         "--batches-per-epoch", "2", "--out", out], capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
-    assert "32 trials, 0 already done, 32 to run" in p.stdout and "0 batches failed" in p.stdout
+    assert "32 trials, 0 already done, 32 to run" in p.stdout and "0 failed" in p.stdout
     p = cli("analyze.py", out, "--no-plots")
     assert p.returncode == 0, p.stderr
     table = p.stdout[p.stdout.index("sequential space, preset H1 [e2-b2]"):]

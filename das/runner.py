@@ -1,0 +1,307 @@
+"""Run many trials: one Dask task per batch of trials, on this machine or on a cluster, nothing lost or
+done twice.
+
+    from das.runner import run_sweep
+    run_sweep(specs, "results", workers=2)                            # an embedded LocalCluster
+    run_sweep(specs, "/shared/results", scheduler="tcp://head:8786")  # a running Dask cluster
+    run_sweep(specs, "results", inline=True)                          # no Dask: in this process, in order
+
+One task is `das.trial.run_trials` for a batch of specifications of one kind (`das.trial.batch_key`:
+searches, or trainings, of one setting), run as one computation (searches, then the retrains of
+their genotypes), in a worker whose torch uses `threads` threads. Batches are sized so that every
+worker gets work (at most `max_batch` trials). What is finished is decided by the
+trial's result file alone (`das.trial.trial_done`, which compares the full specification), so
+the same call continues a killed sweep. A worker killed mid-trial loses its task to Dask, which runs
+it again on another worker; the rerun finds the dead owner's lock stale (see das.trial) and resumes
+from the trial's last epoch checkpoint. A trial locked by a live process (another sweep over the same
+tree, from this machine or another) is "running elsewhere": skipped for now and tried again after
+`retry_wait` seconds until it is finished there or here, never counted as failed.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+import uuid
+from pathlib import Path
+
+from das.trial import (Status, TrialLocked, TrialSpec, group_batches, lock_trial, run_trials, trial_done,
+                       unlock_trial, unlock_under)
+
+# Dask's nanny starts workers with MALLOC_TRIM_THRESHOLD_=65536: glibc then hands freed memory back
+# to the OS and faults it in again on every training step, which halved the speed of a trial here
+# (benchmarks/bench_runner.py). 1 GiB keeps the allocator's pages.
+MALLOC_TRIM_THRESHOLD = 1 << 30
+RETRY_WAIT = 30.0   # seconds before a trial running elsewhere is looked at again
+CONNECT_TIMEOUT = 20.0  # seconds to reach a --scheduler before giving up
+
+DONE, DIVERGED, FAILED, ELSEWHERE = "done", "diverged", "failed", "running elsewhere"
+
+
+def batch_task(spec_dicts: list[dict], root: str, retrain_seeds=None, device: str = "cpu", threads: int = 1,
+               max_batch: int = 64) -> list[dict]:
+    """One Dask task: run (or resume, or find finished) a batch of trials of one kind as one
+    computation. Returns one outcome per trial; never raises for a trial's own failure, so one bad
+    trial never stops a sweep. A trial another process holds is left to it (running elsewhere)."""
+    import socket
+
+    import torch
+
+    torch.set_num_threads(threads)
+    t0 = time.perf_counter()
+    base = {"host": socket.gethostname(), "pid": os.getpid()}
+    outcomes, runnable = {}, []
+    for d in spec_dicts:
+        spec = TrialSpec.from_dict(d)
+        folder = spec.folder(root)
+        if trial_done(spec, root, retrain_seeds):  # by another sweep since this one looked
+            outcomes[id(d)] = {**base, "spec": d, "outcome": DONE, "message": "(finished elsewhere)", "seconds": 0.0}
+            continue
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            lock_trial(folder)
+        except TrialLocked as exc:
+            outcomes[id(d)] = {**base, "spec": d, "outcome": ELSEWHERE, "message": str(exc), "seconds": 0.0}
+            continue
+        runnable.append((d, spec, folder))
+    try:
+        if runnable:
+            results = run_trials([s for _, s, _ in runnable], root, retrain_seeds=retrain_seeds, device=device,
+                                 max_batch=max_batch)
+    except TrialLocked as exc:
+        results, error = None, (ELSEWHERE, str(exc))
+    except Exception as exc:  # reported, and retried by the next sweep
+        results, error = None, (FAILED, f"{type(exc).__name__}: {exc}")
+    finally:
+        for _, _, folder in runnable:
+            unlock_under(folder)  # the retrains' locks; one worker process runs many batches
+            unlock_trial(folder)
+    seconds = (time.perf_counter() - t0) / max(len(runnable), 1)  # amortised over the batch
+    for d, spec, folder in runnable:
+        if results is None:
+            outcomes[id(d)] = {**base, "spec": d, "outcome": error[0], "message": error[1], "seconds": seconds}
+            continue
+        mine = [r for r in results if Path(r["dir"]) == folder or Path(r["dir"]).parent == folder]
+        bad = [r for r in mine if r["status"] not in (Status.SEARCHED, Status.COMPLETE)]
+        if bad and bad[0]["status"] == Status.DIVERGED:
+            outcome, message = DIVERGED, f"diverged: {bad[0].get('error')}"
+        elif bad:
+            outcome, message = FAILED, f"{bad[0]['status']}: {bad[0].get('error')}"
+        else:
+            outcome, message = DONE, ""
+        outcomes[id(d)] = {**base, "spec": d, "outcome": outcome, "message": message, "seconds": seconds}
+    return [outcomes[id(d)] for d in spec_dicts]
+
+
+class Progress:
+    """One overall line: done / running / elsewhere / failed / remaining and an ETA. A tqdm bar on a
+    terminal, plain lines (one per finished trial) otherwise."""
+
+    def __init__(self, total: int, stream=None):
+        self.total, self.stream = total, stream or sys.stderr
+        self.t0 = time.perf_counter()
+        self.done = self.diverged = self.failed = self.running = self.elsewhere = 0
+        self.bar = None
+        if self.stream.isatty():
+            from tqdm import tqdm
+            self.bar = tqdm(total=total, file=self.stream, unit="trial", dynamic_ncols=True)
+
+    def rate(self) -> float:
+        finished = self.done + self.diverged + self.failed
+        return finished / max(time.perf_counter() - self.t0, 1e-9) * 3600
+
+    def status(self) -> str:
+        finished = self.done + self.diverged + self.failed
+        remaining = self.total - finished
+        rate = self.rate()
+        eta = f"{remaining / rate * 3600:.0f}s" if rate > 0 else "?"
+        return (f"done {self.done}, diverged {self.diverged}, running {self.running}, running elsewhere "
+                f"{self.elsewhere}, failed {self.failed}, remaining {remaining}; {rate:.0f} trials/hour, ETA {eta}")
+
+    def update(self, line: str | None = None, finished: bool = False) -> None:
+        if self.bar is not None:
+            if line:
+                self.bar.write(line, file=self.stream)
+            if finished:
+                self.bar.update(1)
+            self.bar.set_postfix_str(self.status(), refresh=True)
+        elif line:
+            print(f"{line} [{self.status()}]", file=self.stream, flush=True)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+
+
+def local_cluster(workers: int, threads: int):
+    """An embedded cluster sized to this machine: `workers` processes of one Dask thread each."""
+    import dask
+    from distributed import LocalCluster
+
+    dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": MALLOC_TRIM_THRESHOLD})
+    # the nanny lets this process's environment win over the config, and writes its value there itself
+    if MALLOC_TRIM_THRESHOLD is None:
+        os.environ.pop("MALLOC_TRIM_THRESHOLD_", None)
+    else:
+        os.environ["MALLOC_TRIM_THRESHOLD_"] = str(MALLOC_TRIM_THRESHOLD)
+    env = {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                        env=env, memory_limit=0, silence_logs=40)
+
+
+def _check_workers(client) -> None:
+    """Fail with one line, not a wall of tracebacks, when the workers cannot import this package."""
+    import importlib.util
+
+    from das.utils import UserError
+
+    found = client.run(importlib.util.find_spec, "das.runner")
+    missing = [w for w, s in found.items() if s is None]
+    if missing:
+        raise UserError(f"Dask workers {', '.join(missing)} cannot import das; start them from the repository "
+                        f"(cd {Path(__file__).resolve().parent.parent}) or with PYTHONPATH set to it")
+
+
+def run_sweep(specs: list[TrialSpec], root, *, retrain_seeds=None, device: str = "cpu", threads: int = 1,
+              workers: int = 1, scheduler: str | None = None, inline: bool = False,
+              retry_wait: float = RETRY_WAIT, progress: Progress | None = None, max_batch: int = 64) -> dict:
+    """Run every specification not finished under root; returns counts and the failed trials.
+
+    `scheduler` (tcp://HOST:8786) sends the tasks to a running cluster whose workers see `root` at the
+    same path; without it an embedded LocalCluster of `workers` processes runs them, or, with `inline`,
+    this process runs them one after another (no Dask)."""
+    root = str(Path(root).absolute())
+    todo = [s for s in specs if not trial_done(s, root, retrain_seeds)]
+    progress = progress or Progress(len(todo))
+    t0 = time.perf_counter()
+    outcomes: list[dict] = []
+
+    def record(r: dict) -> bool:
+        """Count a task's outcome; True when the trial is to be tried again later."""
+        spec = TrialSpec.from_dict(r["spec"])
+        if r["outcome"] == ELSEWHERE:
+            progress.elsewhere += 1
+            owner = r["message"].split("(", 1)[-1].split(")")[0]
+            progress.update(f"running elsewhere {spec.describe()} ({owner}); looking again in {retry_wait:g}s")
+            return True
+        outcomes.append(r)
+        counter = {DONE: "done", DIVERGED: "diverged", FAILED: "failed"}[r["outcome"]]
+        setattr(progress, counter, getattr(progress, counter) + 1)
+        name = r["outcome"] if r["outcome"] == DONE else r["outcome"].upper()
+        progress.update(f"{name} {spec.describe()} {r['seconds']:.0f}s {r['message']}".rstrip(), finished=True)
+        return False
+
+    try:
+        if inline:
+            _run_inline(todo, root, retrain_seeds, device, threads, retry_wait, record, progress, max_batch)
+        else:
+            _run_dask(todo, root, retrain_seeds, device, threads, workers, scheduler, retry_wait, record, progress,
+                      max_batch)
+    finally:
+        progress.close()
+    failed = [(str(TrialSpec.from_dict(r["spec"]).folder(root)), r["message"]) for r in outcomes
+              if r["outcome"] == FAILED]
+    return {"trials": len(specs), "todo": len(todo), "ran": len(outcomes), "failed": failed,
+            "diverged": sum(r["outcome"] == DIVERGED for r in outcomes), "seconds": time.perf_counter() - t0,
+            "outcomes": outcomes}
+
+
+def _batches(specs, slots: int, max_batch: int) -> list[list[TrialSpec]]:
+    """Batches of one kind, small enough that `slots` workers all get work."""
+    size = max(1, min(max_batch, -(-len(specs) // max(slots, 1))))
+    return group_batches(specs, size)
+
+
+def _run_inline(todo, root, retrain_seeds, device, threads, retry_wait, record, progress, max_batch):
+    queue = [(0.0, b) for b in _batches(todo, 1, max_batch)]
+    while queue:
+        queue.sort(key=lambda x: x[0])
+        ready_at, batch = queue.pop(0)
+        time.sleep(max(0.0, ready_at - time.time()))
+        if ready_at:
+            progress.elsewhere -= len(batch)
+        progress.running = len(batch)
+        outcomes = batch_task([s.to_dict() for s in batch], root, retrain_seeds, device, threads, max_batch)
+        progress.running = 0
+        again = [TrialSpec.from_dict(r["spec"]) for r in outcomes if record(r)]
+        if again:
+            queue.append((time.time() + retry_wait, again))
+
+
+def _run_dask(todo, root, retrain_seeds, device, threads, workers, scheduler, retry_wait, record, progress,
+              max_batch):
+    from distributed import Client, wait
+
+    from das.utils import UserError
+
+    cluster = None
+    if scheduler is None:
+        cluster = local_cluster(workers, threads)
+        client = Client(cluster)
+    else:
+        try:
+            client = Client(scheduler, timeout=f"{CONNECT_TIMEOUT}s")
+        except (OSError, TimeoutError, ValueError) as exc:
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise UserError(f"cannot reach the Dask scheduler at {scheduler} within {CONNECT_TIMEOUT:g}s ({reason}); "
+                            "start it with `dask scheduler` and pass the address it prints") from None
+    try:
+        _check_workers(client)
+        slots = max(_slots(client), 1)
+
+        def submit(batch):
+            key = f"batch-{uuid.uuid4().hex[:12]}"  # unique: a retry is a new task, never a cached result
+            return client.submit(batch_task, [s.to_dict() for s in batch], root, retrain_seeds, device, threads,
+                                 max_batch, key=key, pure=False, retries=0)
+
+        pending = {submit(b): b for b in _batches(todo, slots, max_batch)}
+        waiting: list[tuple[float, list[TrialSpec]]] = []
+        progress.running = sum(len(b) for b in list(pending.values())[:slots])
+        progress.update()
+        while pending or waiting:
+            now = time.time()
+            for ready_at, batch in [w for w in waiting if w[0] <= now]:
+                waiting.remove((ready_at, batch))
+                progress.elsewhere -= len(batch)
+                left = []
+                for spec in batch:
+                    if trial_done(spec, root, retrain_seeds):
+                        record({"spec": spec.to_dict(), "outcome": DONE, "message": "(finished elsewhere)",
+                                "seconds": 0.0})
+                    else:
+                        left.append(spec)
+                for b in _batches(left, slots, max_batch):
+                    pending[submit(b)] = b
+            if not pending:
+                if waiting:
+                    time.sleep(min(1.0, max(0.0, min(w[0] for w in waiting) - time.time())))
+                continue
+            if not any(f.done() for f in pending):
+                try:
+                    wait(list(pending), timeout=1.0, return_when="FIRST_COMPLETED")
+                except TimeoutError:
+                    pass
+            for f in [f for f in pending if f.done()]:
+                batch = pending.pop(f)
+                try:
+                    outcomes = f.result()
+                except Exception as exc:  # the task itself died: KilledWorker after repeated worker losses
+                    outcomes = [{"spec": s.to_dict(), "outcome": FAILED, "message": f"{type(exc).__name__}: {exc}",
+                                 "seconds": 0.0} for s in batch]
+                again = [TrialSpec.from_dict(r["spec"]) for r in outcomes if record(r)]
+                if again:
+                    waiting.append((time.time() + retry_wait, again))
+            progress.running = sum(len(b) for b in list(pending.values())[:slots])
+            progress.update()
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def _slots(client) -> int:
+    """Tasks the cluster runs at once (its workers' threads)."""
+    try:
+        return sum(client.nthreads().values())
+    except Exception:  # a scheduler that went away is reported by the futures themselves
+        return 0
