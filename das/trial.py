@@ -832,6 +832,7 @@ SKIP_REASONS = {
     "foreign": "not a result file of this project's schema 2 (an older run, or another program's)",
     "invalid": "result files with a value of the wrong type or range (the reason follows each path)",
     "running": "unfinished runs (a sweep still running, or killed: rerun with --resume)",
+    "failed": "runs stopped by an exception (the error follows each path; rerun with --resume)",
     "searched": "searched but not retrained yet (retrain.py --genotype)",
     "duplicate": "the same specification in two folders (neither is used; remove one)",
     "linked": "folders reached a second time through a link (read once)",
@@ -927,6 +928,9 @@ def load_trials(root) -> tuple[list[dict], list[tuple[str, str]]]:
             # a diverged search is a trial of its group that has no architecture PSNR
         elif status == Status.RUNNING:
             skipped.append(("running", str(path)))
+            continue
+        if status == Status.FAILED:
+            skipped.append(("failed", f"{path} ({short_repr(r.get('error'), 100)})"))
             continue
         key = json.dumps(spec.to_dict(), sort_keys=True)
         if key in by_key:

@@ -291,6 +291,23 @@ def test_resume_with_fewer_epochs_than_the_checkpoint_is_refused(tmp_path, monke
     one_line_error(cli(*base, "--epochs", "2"), "at epoch 3, not within this trial's 0..2")
 
 
+def test_an_unexpected_exception_marks_the_trial_failed_not_running(tmp_path, monkeypatch):
+    import das.trial as trial_mod
+
+    def boom(*a, **k):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(trial_mod, "evaluate", boom)
+    with pytest.raises(RuntimeError):
+        run_retrain(tmp_path, "--method", "random", "--epochs", "1", "--batches-per-epoch", "1")
+    [f] = list(tmp_path.rglob("result.json"))
+    r = strict_load(f)
+    assert r["status"] == "failed" and r["error"] == "RuntimeError: boom"
+    monkeypatch.undo()
+    out = run_retrain(tmp_path, "--method", "random", "--epochs", "1", "--batches-per-epoch", "1", "--resume")
+    assert out["status"] == "complete"
+
+
 def test_non_finite_numbers_are_written_as_null(tmp_path):
     f = tmp_path / "r.json"
     write_json(f, {"a": float("nan"), "b": [float("inf"), -float("inf"), 1.5], "c": np.float32("nan"),
@@ -468,6 +485,7 @@ def hostile_tree(root):
     variant("seed-string", spec_seed="3")
     variant("preset-slash", spec_preset="a/b")
     variant("space-dict", spec_space={"seq": 1})
+    variant("failed", status="failed", error="RuntimeError: boom", architecture_psnr=None)
     (root / "hostile" / "nan").mkdir()
     (root / "hostile" / "nan" / "result.json").write_text(json.dumps(good).replace('"architecture_psnr": 15.0',
                                                                                     '"architecture_psnr": NaN'))
@@ -486,6 +504,7 @@ def test_analyze_reports_hostile_result_files_and_never_fails(tmp_path):
         kinds.setdefault(kind, []).append(path)
     assert len(kinds["invalid"]) == 11 and all(re.search(r"\(.+\)$", p) for p in kinds["invalid"])
     assert kinds["corrupt"] == [str(root / "hostile/nan/result.json")]
+    assert kinds["failed"] == [f"{root}/hostile/failed/result.json ('RuntimeError: boom')"]
     assert sorted(kinds["unreadable"]) == [f"{root}/hostile/folder/result.json (not a file)",
                                            f"{root}/hostile/link/result.json (a broken link)"]
     p = cli("analyze.py", root, "--out", tmp_path / "a", "--no-plots")
