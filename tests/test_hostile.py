@@ -423,6 +423,18 @@ def test_bad_hparams_files_are_one_line_errors(tmp_path, monkeypatch, listed, ob
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("flag", ["--preset", "--genotype"])
+@pytest.mark.parametrize("path", ["/dev/zero", "{tmp}", "{tmp}/fifo.json", "{tmp}/broken.json"])
+def test_input_files_that_are_not_files_are_one_line_errors(tmp_path, monkeypatch, flag, path):
+    """Never read forever (a device or a FIFO), never a traceback (a folder, a broken link)."""
+    if not (tmp_path / "fifo.json").exists():
+        os.mkfifo(tmp_path / "fifo.json")
+        (tmp_path / "broken.json").symlink_to(tmp_path / "nowhere.json")
+    script = "search.py" if flag == "--preset" else "retrain.py"
+    p = in_process(monkeypatch, script, flag, path.format(tmp=tmp_path), "--out", tmp_path / "out", *TINY)
+    one_line_error(p, "is not a file|is a broken link")
+
+
 def test_out_that_is_a_file_or_cannot_be_written_is_one_line(tmp_path):
     f = tmp_path / "a-file"
     f.write_text("")
