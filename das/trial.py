@@ -809,10 +809,11 @@ def _result_files(root: Path, skipped: list):
     """result.json paths under root, following links without looping; a folder reached a second
     time through a link is reported once (as "linked") and not read again. A result.json that is a
     folder or a broken link is yielded too, so that it is reported as unreadable."""
-    seen_dirs = set()
+    seen_dirs, top = set(), os.path.realpath(root)
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
         real = os.path.realpath(dirpath)
-        if real in seen_dirs:
+        if real in seen_dirs or real != top and (top + os.sep).startswith(real.rstrip(os.sep) + os.sep):
+            # read before, or a link to a folder above the tree (.., /): a loop through everything
             skipped.append(("linked", dirpath))
             dirnames[:] = []
             continue

@@ -536,6 +536,8 @@ def test_a_branching_symlink_loop_finishes_quickly(tmp_path):
             (level / f"up{k}").symlink_to(root, target_is_directory=True)
             (level / f"self{k}").symlink_to(level, target_is_directory=True)
     (root / "loop").symlink_to(root / "loop")  # ELOOP
+    (root / "everything").symlink_to("/", target_is_directory=True)  # above the tree: never walked
+    (level / "parent").symlink_to(tmp_path, target_is_directory=True)
     t0 = time.perf_counter()
     records, skipped = load_trials(root)
     assert time.perf_counter() - t0 < 10
