@@ -348,6 +348,17 @@ def test_device_cuda_without_cuda_is_one_line(tmp_path):
                    "no usable CUDA device")
 
 
+def test_device_checks_without_a_gpu(monkeypatch):
+    from das.utils import device_of
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert device_of("cuda") == "cuda" and device_of("cuda:0") == "cuda:0"
+    for name, match in (("cuda:1", "has 1 CUDA device"), ("cuda:" + "9" * 30, "expected cpu, cuda or cuda:N"),
+                        ("cuda:-1", "expected cpu"), ("CPU", "expected cpu"), ("", "expected cpu")):
+        with pytest.raises(UserError, match=match):
+            device_of(name)
+
+
 def test_zero_batches_per_epoch_is_refused_and_blocks_nothing(tmp_path):
     out = tmp_path / "out"
     one_line_error(cli("search.py", "--out", out, "--epochs", "1", "--batches-per-epoch", "0", "--device", "cpu"),
@@ -689,3 +700,18 @@ def test_property_retrain_command_line_on_mutated_genotypes(tmp_path_factory, d)
     if p.returncode != 0:
         one_line_error(p)
     assert all(x == "g.json" or x.startswith("out") for x in files_under(work))
+
+
+@settings(max_examples=5, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+@given(mutated({**H1, "name": "mine"}))
+def test_property_search_command_line_on_mutated_hparams(tmp_path_factory, d):
+    work = tmp_path_factory.mktemp("cli")
+    f = work / "h.json"
+    f.write_text(json.dumps(d))
+    p = cli("search.py", "--preset", f, "--out", work / "out", *TINY, "--batch-size", "2", "--no-plot", cwd=work)
+    if p.returncode != 0:
+        one_line_error(p)
+    else:
+        [r] = [strict_load(x) for x in work.rglob("result.json")]
+        assert r["status"] in ("searched", "diverged")
+    assert all(x == "h.json" or x.startswith("out") for x in files_under(work))
