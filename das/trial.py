@@ -579,11 +579,13 @@ def run_search(spec: TrialSpec, root, *, device="cpu", resume=False, overwrite=F
 
 
 def _failing(stage, result: dict, folder: Path, *args) -> dict:
-    """Run a stage; an unexpected exception marks result.json `failed` (with the exception) rather than
-    leaving it `running`, then propagates. Bad input (UserError) and an interrupt leave it as it is."""
+    """Run a stage; an exception (bad input found late, such as a refused checkpoint, or a bug) marks
+    result.json `failed` with its message rather than leaving it `running`, then propagates. An
+    interrupt leaves it running, to be resumed."""
     try:
         return stage(result, folder, *args)
-    except UserError:
+    except UserError as exc:
+        _finish(result, folder, Status.FAILED, error=str(exc)[:500])
         raise
     except Exception as exc:
         _finish(result, folder, Status.FAILED, error=f"{type(exc).__name__}: {exc}"[:500])

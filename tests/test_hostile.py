@@ -173,6 +173,8 @@ def test_crafted_pretrained_network_is_refused_not_run(tmp_path):
     p = cli("search.py", "--method", "das-single", "--out", out, *TINY)
     one_line_error(p, "network.pt: pretrained checkpoint cannot be read as a plain checkpoint")
     assert not marker.exists()
+    r = strict_load(out / "seq/blur/all/das-single/H1/seed0-e1-b1/result.json")
+    assert r["status"] == "failed" and "pretrained checkpoint" in r["error"]  # not left `running`
 
 
 def test_cell_checkpoint_resumed_in_a_seq_trial_is_one_line(tmp_path, monkeypatch):
