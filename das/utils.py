@@ -102,6 +102,15 @@ def strict_json(obj):
 
 
 def _umask() -> int:
+    """The process's umask, read without changing it where Linux says it (setting it to 0 for a
+    moment would hand a file created meanwhile by another thread, a BOHB worker's, mode 0666)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
     mask = os.umask(0)
     os.umask(mask)
     return mask

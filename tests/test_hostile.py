@@ -5,7 +5,6 @@ number, or a file written outside --out). Command lines run as subprocesses with
 import json
 import math
 import os
-import pickle
 import re
 import shutil
 import subprocess
