@@ -17,8 +17,8 @@ from pathlib import Path
 
 from das import cli
 from das.genotype import load_genotype
-from das.trial import (BASELINES, RANDOM_SEARCH_CANDIDATES, Status, TrialSpec, check_resume_target,
-                       read_result, retrain_spec, run_trains, unlock_all)
+from das.trial import (BASELINES, RANDOM_SEARCH_CANDIDATES, SEARCH_METHODS, Status, TrialSpec,
+                       check_resume_target, read_result, retrain_spec, run_trains, unlock_all)
 from das.utils import UserError, set_threads
 
 # flags whose value a retrain of a searched genotype takes from the search
@@ -83,6 +83,13 @@ def _genotype_specs(args):
     genotype = load_genotype(path)
     search = read_result(path.parent)
     spec = search.get("spec") if isinstance(search, dict) else None
+    if isinstance(spec, dict) and spec.get("stage") == "train" and spec.get("method") in SEARCH_METHODS:
+        # the genotype.json of a retrain is its search's genotype: retrain it as that search's, with its settings
+        searched = path.parent.parent / "genotype.json"
+        if searched.is_file() and _bare(load_genotype(searched)) == _bare(genotype):
+            path, genotype = searched, load_genotype(searched)
+            search = read_result(path.parent)
+            spec = search.get("spec") if isinstance(search, dict) else None
     if isinstance(spec, dict) and spec.get("stage") == "search":
         # a searched genotype: the retrain belongs to its search and takes its settings
         search_spec = TrialSpec.from_dict(spec, str(path.parent / "result.json"))
@@ -90,7 +97,7 @@ def _genotype_specs(args):
             raise UserError(f"{path.parent}: the search is {search.get('status')}, not searched; finish it with "
                             "search.py --resume first")
         recorded = {k: v for k, v in (search.get("genotype") or {}).items() if k != "alphas"}
-        if recorded != {k: v for k, v in genotype.to_dict().items() if k != "alphas"}:
+        if recorded != _bare(genotype):
             raise UserError(f"{path}: does not match the genotype recorded in {path.parent / 'result.json'}; "
                             "copy the genotype file elsewhere to retrain it as a genotype of its own")
         given = {k: getattr(args, k) for k in FROM_SEARCH if getattr(args, k) is not None}
@@ -118,6 +125,11 @@ def _genotype_specs(args):
     g = {k: v for k, v in genotype.to_dict().items() if k != "alphas"}
     return [cli.spec_from_args(args, method="genotype", seed=s, genotype=g, retrain_seed=s)
             for s in cli.seeds_of(args)], args.out
+
+
+def _bare(genotype) -> dict:
+    """A genotype's architecture, without the alphas it came from."""
+    return {k: v for k, v in genotype.to_dict().items() if k != "alphas"}
 
 
 def _report(r):

@@ -11,11 +11,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from das.ops import OP_SETS
-from das.utils import UserError, read_json, write_json
+from das.utils import UserError, is_number, read_json, short_repr, write_json
 
 SPACES = ("seq", "cell")
 SEQ_LAYERS = 10
 CELL_STATES = 5
+MAX_WIDTH = 4096  # channels of the CNN op; TrialSpec's --width takes the same bound
+DATA = ("blur", "downsample")
 FIX = "write it with search.py or follow the format in das/genotype.py"
 
 
@@ -51,50 +53,52 @@ class Genotype:
         if not isinstance(d, dict):
             raise bad("not a JSON object")
         space, ops = d.get("space"), d.get("ops")
-        if space not in SPACES:
-            raise bad(f"space is {space!r}, expected one of {list(SPACES)}")
-        if ops not in OP_SETS:
-            raise bad(f"ops is {ops!r}, expected one of {sorted(OP_SETS)}")
+        if not isinstance(space, str) or space not in SPACES:
+            raise bad(f"space is {short_repr(space)}, expected one of {list(SPACES)}")
+        if not isinstance(ops, str) or ops not in OP_SETS:
+            raise bad(f"ops is {short_repr(ops)}, expected one of {sorted(OP_SETS)}")
         data = d.get("data", "blur")
-        if data not in ("blur", "downsample"):
-            raise bad(f"data is {data!r}, expected blur or downsample")
+        if not isinstance(data, str) or data not in DATA:
+            raise bad(f"data is {short_repr(data)}, expected blur or downsample")
         width = d.get("width", 16)
-        if not isinstance(width, int) or width < 1:
-            raise bad(f"width is {width!r}, expected a positive integer")
+        if isinstance(width, bool) or not isinstance(width, int) or not 1 <= width <= MAX_WIDTH:
+            raise bad(f"width is {short_repr(width)}, expected an integer in 1..{MAX_WIDTH}")
         allowed = OP_SETS[ops] + (["zero"] if space == "cell" else [])
         g = cls(space=space, ops=ops, data=data, width=width, alphas=d.get("alphas"))
         if space == "seq":
             layers = d.get("layers")
             if not isinstance(layers, list) or len(layers) != SEQ_LAYERS:
-                raise bad(f"a seq genotype needs 'layers', a list of {SEQ_LAYERS} op names, got {layers!r}")
+                raise bad(f"a seq genotype needs 'layers', a list of {SEQ_LAYERS} op names, got {short_repr(layers)}")
             for k, op in enumerate(layers):
-                if op not in allowed:
-                    raise bad(f"layer {k} has op {op!r}, not in the {ops!r} op set {allowed}")
+                if not isinstance(op, str) or op not in allowed:
+                    raise bad(f"layer {k} has op {short_repr(op)}, not in the {ops!r} op set {allowed}")
             g.layers = list(layers)
         else:
             edges = d.get("edges")
-            if not isinstance(edges, list) or not edges:
-                raise bad("a cell genotype needs 'edges', a list of [from, to, op]")
+            if not isinstance(edges, list) or not edges or len(edges) > CELL_STATES * (CELL_STATES + 1) // 2:
+                raise bad("a cell genotype needs 'edges', a list of at most 15 [from, to, op]")
             seen = set()
             for e in edges:
-                if not (isinstance(e, (list, tuple)) and len(e) == 3 and all(isinstance(v, int) for v in e[:2])):
-                    raise bad(f"edge {e!r} is not [from, to, op]")
+                if not (isinstance(e, (list, tuple)) and len(e) == 3
+                        and all(isinstance(v, int) and not isinstance(v, bool) for v in e[:2])):
+                    raise bad(f"edge {short_repr(e)} is not [from, to, op]")
                 i, j, op = e
                 if not (0 <= i <= CELL_STATES and 1 <= j <= CELL_STATES):
-                    raise bad(f"edge {e!r} names a node outside 0..{CELL_STATES}")
+                    raise bad(f"edge {short_repr(e)} names a node outside 0..{CELL_STATES}")
                 if i >= j:
-                    raise bad(f"edge {e!r} goes backward or loops (from must be < to): cells are acyclic")
+                    raise bad(f"edge {short_repr(e)} goes backward or loops (from must be < to): cells are acyclic")
                 if (i, j) in seen:
                     raise bad(f"edge ({i}, {j}) appears twice")
-                if op not in allowed:
-                    raise bad(f"edge {e!r} has op {op!r}, not in {allowed}")
+                if not isinstance(op, str) or op not in allowed:
+                    raise bad(f"edge {short_repr(e)} has op {short_repr(op)}, not in {allowed}")
                 seen.add((i, j))
             g.edges = sorted(((i, j, op) for i, j, op in edges), key=lambda e: (e[1], e[0]))
         if g.alphas is not None:
             rows = SEQ_LAYERS if space == "seq" else CELL_STATES * (CELL_STATES + 1) // 2
             if not (isinstance(g.alphas, list) and len(g.alphas) == rows
-                    and all(isinstance(r, list) and len(r) == len(allowed) for r in g.alphas)):
-                raise bad(f"alphas must be {rows} rows of {len(allowed)} numbers")
+                    and all(isinstance(r, list) and len(r) == len(allowed) and all(is_number(v) for v in r)
+                            for r in g.alphas)):
+                raise bad(f"alphas must be {rows} rows of {len(allowed)} finite numbers")
         return g
 
     @classmethod

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import math
 import re
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
-from das.utils import UserError, read_json
+from das.utils import UserError, is_number, read_json, short_repr
 
 CONFIG_DIR = Path(str(resources.files("das") / "configs"))  # a real folder: the package is never zipped
 ALPHA_OPTIMIZERS = ("Adam", "GradientDescent")
@@ -40,27 +39,35 @@ class HParams:
 
     @classmethod
     def from_dict(cls, d: dict, name: str, source: str = "hparams") -> "HParams":
+        """Validate and build: every value's type and range is checked here, once; raises UserError."""
+        if not isinstance(d, dict):
+            raise UserError(f"{source}: hyperparameters must be a JSON object, got {type(d).__name__}")
+        if not isinstance(name, str) or not SAFE_NAME.match(name) or name in (".", ".."):
+            raise UserError(f"{source}: \"name\" {short_repr(name)} cannot name a folder; use letters, digits and "
+                            ". _ + - (at most 64, starting with a letter or digit)")
         fields = set(cls.__dataclass_fields__) - {"name"}
         unknown = set(d) - fields - {"name"}
         if unknown:
-            raise UserError(f"{source}: unknown hyperparameters {sorted(unknown)}; allowed: {sorted(fields)}")
+            raise UserError(f"{source}: unknown hyperparameters {short_repr(sorted(unknown))}; "
+                            f"allowed: {sorted(fields)}")
         missing = fields - set(d)
         if missing:
             raise UserError(f"{source}: missing hyperparameters {sorted(missing)}")
         for k in ("param_lr", "param_wd", "alpha_lr", "alpha_wd"):
             v = d[k]
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
-                raise UserError(f"{source}: {k} must be a finite number >= 0, got {v!r}")
+            if not is_number(v) or v < 0:
+                raise UserError(f"{source}: {k} must be a finite number >= 0, got {short_repr(v)}")
         for k in ("param_warmup", "alpha_warmup"):
             if not isinstance(d[k], bool):
-                raise UserError(f"{source}: {k} must be true or false, got {d[k]!r}")
+                raise UserError(f"{source}: {k} must be true or false, got {short_repr(d[k])}")
         sched = d["alpha_scheduler"]
         if sched in ("None", "none"):
             sched = None
         if sched not in ALPHA_SCHEDULERS:
-            raise UserError(f"{source}: alpha_scheduler must be null or \"Linear\", got {sched!r}")
+            raise UserError(f"{source}: alpha_scheduler must be null or \"Linear\", got {short_repr(sched)}")
         if d["alpha_optimizer"] not in ALPHA_OPTIMIZERS:
-            raise UserError(f"{source}: alpha_optimizer must be one of {list(ALPHA_OPTIMIZERS)}, got {d['alpha_optimizer']!r}")
+            raise UserError(f"{source}: alpha_optimizer must be one of {list(ALPHA_OPTIMIZERS)}, "
+                            f"got {short_repr(d['alpha_optimizer'])}")
         vals = {k: d[k] for k in fields}
         vals["alpha_scheduler"] = sched
         for k in ("param_lr", "param_wd", "alpha_lr", "alpha_wd"):
@@ -92,11 +99,7 @@ def load_hparams(name_or_path: str) -> HParams:
         path = Path(name_or_path)
     if path.suffix == ".json" or path.exists():
         d = read_json(path, "hyperparameter file", "pass a preset name or a JSON file like das/configs/H1.json")
-        name = d.get("name", path.stem)
-        if not isinstance(name, str) or not SAFE_NAME.match(name):
-            raise UserError(f"{path}: \"name\" {name!r} cannot name a folder; use letters, digits and . _ + - "
-                            "(at most 64, starting with a letter or digit)")
-        return HParams.from_dict(d, name, str(path))
+        return HParams.from_dict(d, d.get("name", path.stem), str(path))
     preset = _preset_files().get(name_or_path)
     if preset is None:
         raise UserError(f"unknown hyperparameter preset {name_or_path!r}; choose one of {presets()} "

@@ -38,12 +38,13 @@ import torch
 import das
 from das import model as model_lib
 from das.data import FORMATIONS
-from das.genotype import SPACES, Genotype
+from das.genotype import MAX_WIDTH, SPACES, Genotype
 from das.hparams import SAFE_NAME, HParams, shipped_preset
 from das.ops import OP_SETS
 from das.diagnostics import alpha_diagnostics
 from das.train import Trainer, evaluate, one_hot_psnr, save_checkpoints
-from das.utils import Log, UserError, load_checkpoint, read_json, save_torch, versions, write_json
+from das.utils import (MAX_SEED, Log, UserError, is_number, load_checkpoint, read_json, save_torch, short_repr,
+                       versions, write_json)
 
 SCHEMA = 2
 
@@ -72,21 +73,24 @@ RANDOM_SEARCH_CANDIDATES = 5
 # readable folder-name tokens of the settings, in this order
 SUFFIX = (("epochs", "e"), ("order", "o"), ("width", "w"), ("batches_per_epoch", "b"), ("batch_size", "bs"),
           ("sigma_n", "sn"), ("noise_sigma", "ns"))
-MAX_SEED = 2**63 - 1
 ARCH_STREAM = 1_000_000  # random architectures come from their own stream, apart from the training seed
 
 
 def check_choice(value, choices, what):
-    if value not in choices:
-        raise UserError(f"unknown {what} {value!r}; choose one of {list(choices)}")
+    if not isinstance(value, str) or value not in choices:
+        raise UserError(f"unknown {what} {short_repr(value)}; choose one of {list(choices)}")
 
 
 def check_name(name, what="preset name") -> str:
     """A name that becomes a folder: no separators, no `..`, not empty, not absolute."""
     if not isinstance(name, str) or not SAFE_NAME.match(name) or name in (".", ".."):
-        raise UserError(f"{what} {name!r} cannot name a folder; use letters, digits and . _ + - "
+        raise UserError(f"{what} {short_repr(name)} cannot name a folder; use letters, digits and . _ + - "
                         "(at most 64, starting with a letter or digit)")
     return name
+
+
+def _int_in(v, lo, hi) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi
 
 
 def _digest(obj, n=6) -> str:
@@ -135,39 +139,47 @@ class TrialSpec:
         for name in ("seed", "epochs", "order", "width", "batches_per_epoch", "batch_size"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int):
-                raise UserError(f"{name.replace('_', '-')} must be an integer, got {v!r}")
+                raise UserError(f"{name.replace('_', '-')} must be an integer, got {short_repr(v)}")
         if not 0 <= self.seed <= MAX_SEED:
-            raise UserError(f"seed must be in 0..{MAX_SEED}, got {self.seed}")
-        for name, lo, hi in (("epochs", 1, 100_000), ("width", 1, 4096), ("batches_per_epoch", 1, 100_000),
-                             ("batch_size", 2, 1_000_000)):
+            raise UserError(f"seed must be in 0..{MAX_SEED}, got {short_repr(self.seed)}")
+        for name, lo, hi in (("epochs", 1, 100_000), ("width", 1, MAX_WIDTH), ("batches_per_epoch", 1, 100_000),
+                             ("batch_size", 2, 65_536)):
             v = getattr(self, name)
             if not lo <= v <= hi:
-                raise UserError(f"--{name.replace('_', '-')} must be in {lo}..{hi}, got {v}")
+                raise UserError(f"--{name.replace('_', '-')} must be in {lo}..{hi}, got {short_repr(v)}")
         if self.order not in (1, 2):
             raise UserError(f"--order must be 1 or 2, got {self.order}")
         for name in ("sigma_n", "noise_sigma"):
             v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
-                raise UserError(f"--{name.replace('_', '-')} must be a finite number >= 0, got {v!r}")
+            if not is_number(v) or not 0 <= v <= 1000:
+                raise UserError(f"--{name.replace('_', '-')} must be a finite number in 0..1000, got {short_repr(v)}")
         if self.method == "das-single" and self.space != "seq":
             raise UserError("das-single is defined for the sequential space (paper 5.4); use --space seq")
         if self.method == "das-single" and self.order != 1:
             raise UserError("das-single searches alpha over frozen weights, so there is no unrolled step; "
                             "use --order 1")
         if self.method == "random-search":
-            if isinstance(self.candidates, bool) or not isinstance(self.candidates, int) or not 1 <= self.candidates <= 1000:
-                raise UserError(f"--candidates must be in 1..1000, got {self.candidates!r}")
+            if not _int_in(self.candidates, 1, 1000):
+                raise UserError(f"--candidates must be in 1..1000, got {short_repr(self.candidates)}")
         elif self.candidates is not None:
             raise UserError("--candidates applies to random-search only")
         if self.stage == "search" and self.method not in SEARCH_METHODS:
             raise UserError(f"method {self.method} has no search stage")
-        if self.stage == "train" and (self.method in SEARCH_METHODS or self.method == "genotype"):
-            if self.genotype is None or self.retrain_seed is None:
-                raise UserError(f"a retrain of a {self.method} genotype needs the genotype and a retrain seed")
-        if self.retrain_seed is not None and not (isinstance(self.retrain_seed, int) and 0 <= self.retrain_seed <= MAX_SEED):
-            raise UserError(f"retrain seed must be in 0..{MAX_SEED}, got {self.retrain_seed!r}")
-        if self.retrain_epochs is not None and not (isinstance(self.retrain_epochs, int) and 1 <= self.retrain_epochs <= 100_000):
-            raise UserError(f"retrain epochs must be in 1..100000, got {self.retrain_epochs!r}")
+        retrain = self.stage == "train" and (self.method in SEARCH_METHODS or self.method == "genotype")
+        if retrain and (self.genotype is None or self.retrain_seed is None):
+            raise UserError(f"a retrain of a {self.method} genotype needs the genotype and a retrain seed")
+        if not retrain and (self.genotype, self.retrain_seed, self.retrain_epochs) != (None, None, None):
+            raise UserError(f"a {self.stage} of {self.method} takes no genotype, retrain seed or retrain epochs")
+        if self.retrain_seed is not None and not _int_in(self.retrain_seed, 0, MAX_SEED):
+            raise UserError(f"retrain seed must be in 0..{MAX_SEED}, got {short_repr(self.retrain_seed)}")
+        if self.retrain_epochs is not None and not _int_in(self.retrain_epochs, 1, 100_000):
+            raise UserError(f"retrain epochs must be in 1..100000, got {short_repr(self.retrain_epochs)}")
+        if self.genotype is not None:
+            g = Genotype.from_dict(self.genotype, "the specification's genotype")
+            have = (g.space, g.ops, g.data, g.width)
+            if have != (self.space, self.ops, self.data, self.width) or g.alphas is not None:
+                raise UserError(f"the specification's genotype is for space/ops/data/width {have}, not "
+                                f"{(self.space, self.ops, self.data, self.width)}, or carries alphas")
         HParams.from_dict(self.hparams, self.preset, "hyperparameters")  # values checked once, here
 
     @classmethod
@@ -192,7 +204,7 @@ class TrialSpec:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - names
         if unknown:
-            raise UserError(f"{source}: unknown specification fields {sorted(unknown)}")
+            raise UserError(f"{source}: unknown specification fields {short_repr(sorted(unknown), 200)}")
         try:
             return cls(**d)
         except TypeError as exc:
@@ -455,17 +467,118 @@ os.register_at_fork(after_in_child=_locks.clear)  # a forked child holds none of
 
 
 def read_result(path: Path) -> dict | None:
+    """The checked result.json of a trial folder, or None when there is none."""
     f = Path(path) / RESULT
-    if not f.exists():
+    if not (f.exists() or f.is_symlink()):
         return None
-    return read_json(f, "result file", f"move the folder {path} aside or rerun with --overwrite")
+    fix = f"move the folder {path} aside or rerun with --overwrite"
+    r = read_json(f, "result file", fix)
+    problem = result_problem(r)
+    if problem:
+        raise UserError(f"{f}: not a result file of this project ({problem}); {fix}")
+    return r
+
+
+def result_problem(r: dict) -> str | None:
+    """What is wrong with a result record's fields (types, ranges, what its status promises), or None.
+    The specification itself is checked by TrialSpec.from_dict."""
+    if not isinstance(r.get("spec"), dict):
+        return "no trial specification"
+    status, stage = r.get("status"), r["spec"].get("stage")
+    if not isinstance(status, str) or status not in Status.ALL:
+        return f"status {short_repr(status)} is not one of {list(Status.ALL)}"
+    for k in ("one_shot_psnr", "architecture_psnr"):
+        if r.get(k) is not None and not is_number(r[k]):
+            return f"{k} is {short_repr(r[k])}, not a number"
+    if status == Status.COMPLETE and stage == "train" and r.get("architecture_psnr") is None:
+        return "a complete training without architecture_psnr"
+    if status == Status.SEARCHED and (r.get("one_shot_psnr") is None or r.get("genotype") is None):
+        return "a finished search without one_shot_psnr or genotype"
+    for k in ("error", "role"):
+        if r.get(k) is not None and not isinstance(r[k], str):
+            return f"{k} is {short_repr(r[k])}, not a string"
+    ws = r.get("wall_seconds")
+    if ws is not None and not (isinstance(ws, dict) and all(is_number(v) for v in ws.values())):
+        return f"wall_seconds is {short_repr(ws)}, not seconds per stage"
+    if r.get("genotype") is not None:
+        try:
+            Genotype.from_dict(r["genotype"], "genotype")
+        except UserError as exc:
+            return str(exc).split(";")[0]
+    if r.get("alphas") is not None and _rect(r["alphas"]) != 2:
+        return "alphas is not a table of numbers"
+    problem = _history_problem(r.get("history"))
+    if problem:
+        return problem
+    cands = r.get("candidates")
+    if cands is not None:
+        if not isinstance(cands, list) or not all(isinstance(c, dict) for c in cands):
+            return f"candidates is {short_repr(cands)}, not a list of objects"
+        for k, c in enumerate(cands):
+            problem = _candidate_problem(c)
+            if problem:
+                return f"candidate {k}: {problem}"
+    return None
+
+
+def _candidate_problem(c: dict) -> str | None:
+    status, psnr = c.get("status", Status.COMPLETE), c.get("architecture_psnr")
+    if not isinstance(status, str) or status not in Status.ALL:
+        return f"status {short_repr(status)} is not a status"
+    if psnr is not None and not is_number(psnr):
+        return f"architecture_psnr is {short_repr(psnr)}, not a number"
+    if status == Status.COMPLETE and psnr is None:
+        return "complete without architecture_psnr"
+    if c.get("seconds") is not None and not is_number(c["seconds"]):
+        return f"seconds is {short_repr(c['seconds'])}, not a number"
+    if c.get("error") is not None and not isinstance(c["error"], str):
+        return f"error is {short_repr(c['error'])}, not a string"
+    if c.get("genotype") is not None:
+        try:
+            Genotype.from_dict(c["genotype"], "genotype")
+        except UserError as exc:
+            return str(exc).split(";")[0]
+    return _history_problem(c.get("history"))
+
+
+def _history_problem(h) -> str | None:
+    """A history is per-epoch lists of numbers (or null); `alphas*` entries are rectangular tables."""
+    if h is None:
+        return None
+    if not isinstance(h, dict):
+        return f"history is {short_repr(h)}, not an object"
+    for k, v in h.items():
+        if k.startswith("alphas"):
+            if v is not None and _rect(v) is None:
+                return f"history[{short_repr(k)}] is not a rectangular table of numbers"
+        elif not (isinstance(v, list) and all(x is None or is_number(x) for x in v)):
+            return f"history[{short_repr(k)}] is {short_repr(v)}, not a list of numbers"
+    return None
+
+
+def _rect(v) -> int | None:
+    """The number of dimensions of v if it is a rectangular nested list of numbers (at most 4
+    deep), else None."""
+    shape = _shape(v, 0)
+    return None if shape is None else len(shape)
+
+
+def _shape(v, depth: int):
+    if is_number(v):
+        return ()
+    if not isinstance(v, list) or depth >= 4:
+        return None
+    shapes = {_shape(x, depth + 1) for x in v}
+    if len(shapes) > 1 or None in shapes:
+        return None
+    return (len(v),) + (shapes.pop() if shapes else ())
 
 
 def stored_spec(path: Path) -> dict | None:
     """The specification recorded in a trial folder (result.json, else args.json), or None."""
     for name in (RESULT, ARGS):
         f = Path(path) / name
-        if f.exists():
+        if f.exists() or f.is_symlink():
             d = read_json(f, name, f"move the folder {path} aside or rerun with --overwrite")
             return d.get("spec") if isinstance(d.get("spec"), dict) else {}
     return None
@@ -570,16 +683,20 @@ def batch_key(spec: TrialSpec) -> str:
 
 
 def _load_state(ckpt: Path, spec: TrialSpec, epochs: int):
-    """A trial's epoch checkpoint, checked against its specification, or None."""
+    """A trial's epoch checkpoint, checked against its specification and epochs, or None."""
     if not ckpt.exists():
         return None
-    state = load_checkpoint(ckpt, "epoch checkpoint", "rerun with --overwrite")
-    if state.get("spec") != spec.to_dict():
-        diff = spec.differences(state["spec"]) if isinstance(state.get("spec"), dict) else ["spec"]
-        raise UserError(f"{ckpt}: checkpoint of another trial (differs in {', '.join(diff)}); rerun with --overwrite")
-    if not isinstance(state.get("epoch"), int) or not 0 < state["epoch"] <= epochs:
-        raise UserError(f"{ckpt}: checkpoint at epoch {state.get('epoch')!r} does not fit a trial of {epochs} epochs; "
-                        "rerun with --overwrite")
+    fix = "rerun with --overwrite"
+    state = load_checkpoint(ckpt, "epoch checkpoint", fix)
+    if not isinstance(state.get("spec"), dict):
+        raise UserError(f"{ckpt}: epoch checkpoint records no trial specification, so it cannot be checked "
+                        f"against this trial; {fix}")
+    if state["spec"] != spec.to_dict():
+        diff = spec.differences(state["spec"])
+        raise UserError(f"{ckpt}: checkpoint of another trial (differs in {', '.join(diff)[:200]}); {fix}")
+    if not _int_in(state.get("epoch"), 1, epochs):
+        raise UserError(f"{ckpt}: checkpoint is at epoch {short_repr(state.get('epoch'))}, not within this "
+                        f"trial's 1..{epochs}; {fix}")
     return state
 
 
@@ -597,13 +714,33 @@ def _train_groups(jobs, epochs, build, *, device, log, desc, **trainer_kw):
         if start:
             try:
                 trainer.load_state_dicts([j["state"] for j in group])
-            except (KeyError, RuntimeError, ValueError, TypeError, IndexError) as exc:
+            except Exception as exc:  # wrong shapes, keys or types: one line, not the state_dict's report
                 raise UserError(f"{group[0]['ckpt']}: checkpoint does not fit this trial ({type(exc).__name__}); "
                                 "rerun with --overwrite") from None
             log(f"resuming from epoch {start} ({len(group)} trial{'s' if len(group) > 1 else ''})")
         extra = [{"spec": j["spec"].to_dict()} for j in group]
         trainer.run(lambda tr: save_checkpoints(tr, [j["ckpt"] for j in group], extra))
         yield group, model, trainer
+
+
+def _failing(jobs):
+    """Context: an exception while training (bad input found late, such as a refused checkpoint, or
+    a bug) marks every unfinished trial of the batch `failed` with its message rather than leaving
+    it `running`, then propagates. An interrupt leaves them running, to be resumed."""
+    class Guard:
+        def __enter__(self):
+            return self
+
+        def __exit__(self, kind, exc, tb):
+            if exc is None or not isinstance(exc, Exception):
+                return False
+            message = str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
+            for j in jobs:
+                result = j.get("result")
+                if result is not None and result.get("status") == Status.RUNNING:
+                    _finish(result, j["folder"], Status.FAILED, error=message[:500])
+            return False
+    return Guard()
 
 
 def _chunks(items, size):
@@ -653,9 +790,12 @@ def run_searches(specs: list[TrialSpec], root, *, device="cpu", resume=False, ov
         write_json(folder / ARGS, {"spec": spec.to_dict(), "argv": args, "provenance": provenance(device)})
         result = new_result(spec, device, role)
         write_json(folder / RESULT, result)
-        jobs.append({"n": n, "spec": spec, "folder": folder, "result": result, "seed": spec.seed,
-                     "ckpt": folder / CHECKPOINT, "state": _load_state(folder / CHECKPOINT, spec, spec.epochs)
-                     if resuming else None, "pretrained": pretrained[n] if pretrained else None})
+        job = {"n": n, "spec": spec, "folder": folder, "result": result, "seed": spec.seed, "ckpt": folder / CHECKPOINT,
+               "state": None, "pretrained": pretrained[n] if pretrained else None}
+        if resuming:
+            with _failing([job]):
+                job["state"] = _load_state(folder / CHECKPOINT, spec, spec.epochs)
+        jobs.append(job)
     s0 = specs[0]
     for chunk in _chunks(jobs, max_batch):
         log = _batch_log(specs, [j["folder"] for j in chunk], quiet)
@@ -670,14 +810,15 @@ def run_searches(specs: list[TrialSpec], root, *, device="cpu", resume=False, ov
 
         desc = f"search {s0.space}/{s0.data}/{s0.ops}" + (f" {len(chunk)} trials" if len(chunk) > 1
                                                           else f" seed {chunk[0]['seed']}")
-        for group, net, trainer in _train_groups(chunk, s0.epochs, build, device=device, log=log, desc=desc,
-                                                 search=True, order=s0.order, train_theta=(s0.method != "das-single"),
-                                                 batch=s0.batch_size, batches_per_epoch=s0.batches_per_epoch,
-                                                 sigma_n=s0.sigma_n):
-            one_shot = evaluate(net, s0.data, device, sigma_n=s0.sigma_n)
-            ranking = _one_shot_ranking(net, group, device)
-            for t, j in enumerate(group):
-                results[j["n"]] = _finish_search(j, net, trainer, t, one_shot[t], ranking[t], log)
+        with _failing(chunk):
+            for group, net, trainer in _train_groups(chunk, s0.epochs, build, device=device, log=log, desc=desc,
+                                                     search=True, order=s0.order,
+                                                     train_theta=(s0.method != "das-single"), batch=s0.batch_size,
+                                                     batches_per_epoch=s0.batches_per_epoch, sigma_n=s0.sigma_n):
+                one_shot = evaluate(net, s0.data, device, sigma_n=s0.sigma_n)
+                ranking = _one_shot_ranking(net, group, device)
+                for t, j in enumerate(group):
+                    results[j["n"]] = _finish_search(j, net, trainer, t, one_shot[t], ranking[t], log)
     return results
 
 
@@ -769,9 +910,12 @@ def run_trains(specs: list[TrialSpec], root, *, device="cpu", resume=False, over
                 continue  # finished before an interruption
             tag = "network" if len(genotypes) == 1 else f"candidate{k}"
             ckpt = folder / f"{tag}_checkpoint.pt"
+            state = None
+            if resuming:
+                with _failing([pending[n]]):
+                    state = _load_state(ckpt, spec, spec.train_epochs())
             jobs.append({"n": n, "k": k, "spec": spec, "folder": folder, "genotype": genotype, "tag": tag,
-                         "seed": spec.train_seed(), "ckpt": ckpt,
-                         "state": _load_state(ckpt, spec, spec.train_epochs()) if resuming else None})
+                         "seed": spec.train_seed(), "ckpt": ckpt, "state": state})
     s0 = specs[0]
     for chunk in _chunks(jobs, max_batch):
         log = _batch_log(specs, list(dict.fromkeys(j["folder"] for j in chunk)), quiet)
@@ -782,18 +926,19 @@ def run_trains(specs: list[TrialSpec], root, *, device="cpu", resume=False, over
 
         desc = f"train {s0.space}/{s0.data}" + (f" {len(chunk)} networks" if len(chunk) > 1
                                                 else f" seed {chunk[0]['seed']}")
-        for group, net, trainer in _train_groups(chunk, s0.train_epochs(), build, device=device, log=log, desc=desc,
-                                                 batch=s0.batch_size, batches_per_epoch=s0.batches_per_epoch,
-                                                 sigma_n=s0.sigma_n):
-            psnrs = evaluate(net, s0.data, device, sigma_n=s0.sigma_n)
-            for t, j in enumerate(group):
-                pending[j["n"]]["done"][j["k"]] = _finish_network(j, net, trainer, t, psnrs[t], log)
-                p = pending[j["n"]]
-                # candidates are recorded in order, so an interrupted random search resumes where it was
-                while len(p["result"]["candidates"]) in p["done"]:
-                    p["result"]["candidates"].append(p["done"].pop(len(p["result"]["candidates"])))
-                p["result"]["wall_seconds"]["train"] = sum(c["seconds"] for c in p["result"]["candidates"])
-                write_json(p["folder"] / RESULT, p["result"])
+        with _failing(list(pending.values())):
+            for group, net, trainer in _train_groups(chunk, s0.train_epochs(), build, device=device, log=log,
+                                                     desc=desc, batch=s0.batch_size,
+                                                     batches_per_epoch=s0.batches_per_epoch, sigma_n=s0.sigma_n):
+                psnrs = evaluate(net, s0.data, device, sigma_n=s0.sigma_n)
+                for t, j in enumerate(group):
+                    pending[j["n"]]["done"][j["k"]] = _finish_network(j, net, trainer, t, psnrs[t], log)
+                    p = pending[j["n"]]
+                    # candidates are recorded in order, so an interrupted random search resumes where it was
+                    while len(p["result"]["candidates"]) in p["done"]:
+                        p["result"]["candidates"].append(p["done"].pop(len(p["result"]["candidates"])))
+                    p["result"]["wall_seconds"]["train"] = sum(c["seconds"] for c in p["result"]["candidates"])
+                    write_json(p["folder"] / RESULT, p["result"])
     for n, p in pending.items():
         results[n] = _finish_train(p)
     return results
@@ -841,6 +986,8 @@ def _finish_train(p) -> dict:
 def retrain_spec(search: TrialSpec, genotype: Genotype, retrain_seed: int | None = None,
                  retrain_epochs: int | None = None) -> TrialSpec:
     g = {k: v for k, v in genotype.to_dict().items() if k != "alphas"}
+    if retrain_epochs == search.epochs:
+        retrain_epochs = None  # the search's own epochs, given or not: one trial, one folder
     return search.replace(stage="train", genotype=g, retrain_seed=search.seed if retrain_seed is None else retrain_seed,
                           retrain_epochs=retrain_epochs)
 
@@ -943,27 +1090,34 @@ def load_pretrained_ops(net: torch.nn.Module, t: int, grad_ckpt, net_ckpt, spec:
 
 # ---------------------------------------------------------------------------- reading a tree
 def _result_files(root: Path, skipped: list):
-    """result.json files under root, following links without looping; a folder reached a second
-    time through a link is reported once (as "linked") and not read again."""
-    seen_dirs = set()
+    """result.json paths under root, following links without looping; a folder reached a second
+    time through a link is reported once (as "linked") and not read again. A result.json that is a
+    folder or a broken link is yielded too, so that it is reported as unreadable."""
+    seen_dirs, top = set(), os.path.realpath(root)
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
         real = os.path.realpath(dirpath)
-        if real in seen_dirs:
+        if real in seen_dirs or real != top and (top + os.sep).startswith(real.rstrip(os.sep) + os.sep):
+            # read before, or a link to a folder above the tree (.., /): a loop through everything
             skipped.append(("linked", dirpath))
             dirnames[:] = []
             continue
         seen_dirs.add(real)
-        # real folders before links, so the linked copy is the one reported
-        dirnames[:] = sorted((d for d in dirnames if d not in ("analysis", "bohb") and not d.startswith(".")),
-                             key=lambda d: (os.path.islink(os.path.join(dirpath, d)), d))
-        if RESULT in filenames:
+        if RESULT in filenames or RESULT in dirnames:
             yield Path(dirpath) / RESULT
+        # real folders before links, so the linked copy is the one reported
+        dirnames[:] = sorted((d for d in dirnames if d not in ("analysis", "bohb", RESULT) and not d.startswith(".")),
+                             key=lambda d: (os.path.islink(os.path.join(dirpath, d)), d))
 
 
 SKIP_REASONS = {
-    "corrupt": "unreadable or invalid JSON (look at the file; rerun the trial with --overwrite)",
+    "unreadable": "result files that cannot be read (a folder, a broken link or no permission; check the "
+                  "path and its permissions)",
+    "corrupt": "invalid JSON (truncated, NaN or Infinity tokens, or nested too deeply; look at the file, then "
+               "rerun the trial with --overwrite)",
     "foreign": "not a result file of this project's schema 2 (an older run, or another program's)",
+    "invalid": "result files with a value of the wrong type or range (the reason follows each path)",
     "running": "unfinished runs (a sweep still running, or killed: rerun with --resume)",
+    "failed": "runs stopped by an exception (the error follows each path; rerun with --resume)",
     "searched": "searched but not retrained yet (retrain.py --genotype)",
     "duplicate": "the same specification in two folders (neither is used; remove one)",
     "linked": "folders reached a second time through a link (read once)",
@@ -973,9 +1127,53 @@ SKIP_REASONS = {
 }
 
 
+def _reason(exc_or_text, path) -> str:
+    text = str(exc_or_text)
+    for prefix in (f"{path}: ", "result file: "):
+        text = text[len(prefix):] if text.startswith(prefix) else text
+    text = " ".join(text.split("; ")[0].split())  # one line, whatever the file held
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
+def read_record(path: Path) -> tuple[str | None, str, dict | None, "TrialSpec | None"]:
+    """Read one result.json for analysis: (skip kind or None, reason, result, specification)."""
+    path = Path(path)
+    if path.is_symlink() and not path.exists():
+        return "unreadable", "a broken link", None, None
+    if not path.is_file():
+        return "unreadable", "not a file", None, None
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as exc:
+        return "unreadable", exc.strerror or type(exc).__name__, None, None
+    try:
+        r = read_json(path, "result file")
+    except UserError as exc:
+        return "corrupt", _reason(exc, path), None, None
+    if not isinstance(r.get("spec"), dict):
+        return "foreign", "no trial specification", r, None
+    try:
+        spec = TrialSpec.from_dict(r["spec"], str(path))
+    except (UserError, RecursionError) as exc:
+        return "invalid", _reason(exc, path), r, None
+    problem = result_problem(r)
+    if not problem:  # the fields are well-formed; do they belong to this specification?
+        genotypes = [r.get("genotype")] + [c.get("genotype") for c in r.get("candidates") or []]
+        have = (spec.space, spec.ops, spec.data, spec.width)
+        if any(g is not None and (g["space"], g["ops"], g.get("data", "blur"), g.get("width", 16)) != have
+               for g in genotypes):
+            problem = f"a genotype of another space, op set, data or width than its specification {have}"
+    if problem:
+        return "invalid", _reason(problem, path), r, spec
+    return None, "", r, spec
+
+
 def load_trials(root) -> tuple[list[dict], list[tuple[str, str]]]:
     """Every trial record under root as a flat dict (one per training of an architecture; a DAS
     record carries its search's one-shot PSNR and alphas), and (reason, path) for what was skipped.
+    Every file is checked (read_record) before anything of it is used, so a hostile tree is
+    reported, never a traceback.
 
     Rule for duplicates: two folders holding the same full specification are both left out and
     reported, since neither can be preferred without a guess.
@@ -987,19 +1185,24 @@ def load_trials(root) -> tuple[list[dict], list[tuple[str, str]]]:
             skipped.append(("linked", str(path)))
             continue
         seen_real.add(real)
-        try:
-            r = read_json(path, "result file")
-            spec = TrialSpec.from_dict(r.get("spec"), str(path))
-        except (UserError, RecursionError):
-            skipped.append(("corrupt" if not _is_json_object(path) else "foreign", str(path)))
+        kind, why, r, spec = read_record(path)
+        if kind is not None:
+            skipped.append((kind, f"{path} ({why})" if kind in ("invalid", "unreadable") else str(path)))
             continue
         if r.get("role") == "bohb-evaluation":
             skipped.append(("bohb", str(path)))
             continue
-        status = r.get("status")
-        if status not in Status.ALL:
-            skipped.append(("foreign", str(path)))
-            continue
+        status = r["status"]
+        search = None
+        if spec.stage == "train" and spec.method in SEARCH_METHODS:
+            search_path = path.parent.parent / RESULT
+            if search_path.exists() or search_path.is_symlink():  # else: no one-shot PSNR to pair with
+                kind, why, search, search_spec = read_record(search_path)
+                if kind is None and search_spec != spec.search_spec():
+                    kind, why = "invalid", "holds another specification"
+                if kind is not None:
+                    skipped.append(("invalid", f"{path} (its search's result.json: {why})"))
+                    continue
         if spec.stage == "search":
             if status == Status.SEARCHED and not any((d / RESULT).exists() for d in path.parent.glob("retrain-seed*")):
                 skipped.append(("searched", str(path.parent)))
@@ -1011,6 +1214,9 @@ def load_trials(root) -> tuple[list[dict], list[tuple[str, str]]]:
         elif status == Status.RUNNING:
             skipped.append(("running", str(path)))
             continue
+        if status == Status.FAILED:
+            skipped.append(("failed", f"{path} ({short_repr(r.get('error'), 100)})"))
+            continue
         key = json.dumps(spec.to_dict(), sort_keys=True)
         if key in by_key:
             skipped.append(("duplicate", str(path)))
@@ -1020,31 +1226,19 @@ def load_trials(root) -> tuple[list[dict], list[tuple[str, str]]]:
                 records.remove(first)
                 by_key[key] = None
             continue
-        rec = _record(spec, r, path.parent)
+        rec = _record(spec, r, path.parent, search)
         by_key[key] = rec
         records.append(rec)
     return records, skipped
 
 
-def _is_json_object(path) -> bool:
-    try:
-        return isinstance(json.loads(Path(path).read_text()), dict)
-    except (ValueError, OSError, RecursionError):
-        return False
-
-
-def _record(spec: TrialSpec, r: dict, folder: Path) -> dict:
+def _record(spec: TrialSpec, r: dict, folder: Path, search: dict | None) -> dict:
     def num(v):
-        return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+        return float(v) if is_number(v) else None
 
-    search = {}
-    if spec.stage == "train" and spec.method in SEARCH_METHODS:
-        try:
-            search = read_result(folder.parent) or {}
-        except UserError:
-            search = {}
-    elif spec.stage == "search":
+    if spec.stage == "search":
         search = r
+    search = search or {}
     hist = search.get("history") if isinstance(search.get("history"), dict) else {}
     d = spec.to_dict()
     return {**{k: d[k] for k in d if k not in ("genotype",)},
@@ -1064,7 +1258,7 @@ def _record(spec: TrialSpec, r: dict, folder: Path) -> dict:
             and isinstance(r.get("history"), dict) else None,
             "wall_seconds": {**(search.get("wall_seconds") or {}), **(r.get("wall_seconds") or {})}
             if isinstance(r.get("wall_seconds"), dict) else {},
-            "candidates": r.get("candidates"),
+            "candidates": r.get("candidates") or [],
             "one_shot_ranking": search.get("one_shot_ranking"),
             "error": r.get("error"),
             "provenance": r.get("provenance"),

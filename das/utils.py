@@ -23,6 +23,35 @@ class Diverged(Exception):
     """A training loss became NaN or infinite."""
 
 
+# Seeds are 0..2**32-1: numpy takes no more, and the data streams derived from a seed
+# (das.train.stream_seed, about 8000 * seed) must still fit torch's 64-bit generator seed.
+MAX_SEED = 2**32 - 1
+MAX_FILE_BYTES = 64 * 2**20  # no JSON file of this project comes near; a larger one is not ours
+
+
+def is_number(v) -> bool:
+    """A finite int or float (not a bool): what every numeric field of an input must be."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return False
+    try:
+        return math.isfinite(v)
+    except OverflowError:  # an int too large for a float
+        return False
+
+
+def short_repr(v, n: int = 60) -> str:
+    """repr of a user's value for a one-line message: one line, at most n characters."""
+    try:
+        r = repr(v)
+    except (RecursionError, ValueError):  # nested too deeply, or an int too long to print
+        r = f"<{type(v).__name__}>"
+    return r if len(r) <= n else r[: n - 3] + "..."
+
+
+def _fix(fix: str) -> str:
+    return f"; {fix}" if fix else ""
+
+
 def set_seed(seed: int) -> None:
     """Seed python, numpy and torch: the same seed gives the same numbers on the CPU."""
     random.seed(seed)
@@ -34,7 +63,7 @@ def set_threads(threads: int | None) -> None:
     """Set torch's intra-op threads (None keeps torch's default)."""
     if threads is None:
         return
-    if not 1 <= int(threads) <= 1024:
+    if isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= 1024:
         raise UserError(f"--threads must be in 1..1024, got {threads}")
     torch.set_num_threads(int(threads))
 
@@ -73,6 +102,15 @@ def strict_json(obj):
 
 
 def _umask() -> int:
+    """The process's umask, read without changing it where Linux says it (setting it to 0 for a
+    moment would hand a file created meanwhile by another thread, a BOHB worker's, mode 0666)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
     mask = os.umask(0)
     os.umask(mask)
     return mask
@@ -90,32 +128,53 @@ def save_torch(path, obj) -> None:
 
 
 def _json_default(o):
-    if isinstance(o, (np.floating, np.integer)):
+    if isinstance(o, (np.floating, np.integer, np.bool_)):
         return strict_json(o.item())
-    if isinstance(o, torch.Tensor):
+    if isinstance(o, (torch.Tensor, np.ndarray)):
         return strict_json(o.tolist())
     if isinstance(o, Path):
         return str(o)
     raise TypeError(f"not JSON serialisable: {type(o)}")
 
 
-def read_json(path, what: str = "file", fix: str = "") -> dict:
-    """Load a JSON object, or raise UserError naming the file and the fix."""
-    path = Path(path)
+def _check_readable(path: Path, what: str, fix: str) -> None:
+    """A regular file we may read, else one line saying what is there instead."""
+    if path.is_symlink() and not path.exists():
+        raise UserError(f"{path}: {what} is a broken link{_fix(fix)}")
+    if not path.exists():
+        raise UserError(f"{path}: {what} not found{_fix(fix)}")
     if not path.is_file():
-        raise UserError(f"{path}: {what} not found{'; ' + fix if fix else ''}")
+        raise UserError(f"{path}: {what} is not a file (a folder or a device){_fix(fix)}")
+
+
+def read_json(path, what: str = "file", fix: str = "") -> dict:
+    """Load a strict JSON object (no NaN or Infinity, no number that overflows to one), or raise
+    UserError naming the file and the fix."""
+    path = Path(path)
+    _check_readable(path, what, fix)
     try:
-        obj = json.loads(path.read_text(), parse_constant=_reject_constant)
+        if path.stat().st_size > MAX_FILE_BYTES:
+            raise UserError(f"{path}: {what} is larger than {MAX_FILE_BYTES >> 20} MiB, too large to be a file of "
+                            f"this project{_fix(fix)}")
+        obj = json.loads(path.read_bytes().decode("utf-8"), parse_constant=_reject_constant,
+                         parse_float=_finite_float)
     except (json.JSONDecodeError, UnicodeDecodeError, ValueError) as exc:
-        raise UserError(f"{path}: {what} is not valid JSON ({exc}){'; ' + fix if fix else ''}") from None
+        reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        raise UserError(f"{path}: {what} is not valid JSON ({reason}){_fix(fix)}") from None
     except RecursionError:
-        raise UserError(f"{path}: {what} is nested too deeply to be a file of this project"
-                        f"{'; ' + fix if fix else ''}") from None
+        raise UserError(f"{path}: {what} is nested too deeply to be a file of this project{_fix(fix)}") from None
     except OSError as exc:
-        raise UserError(f"{path}: {what} cannot be read ({exc.strerror}){'; ' + fix if fix else ''}") from None
+        raise UserError(f"{path}: {what} cannot be read ({exc.strerror or type(exc).__name__}){_fix(fix)}") from None
     if not isinstance(obj, dict):
-        raise UserError(f"{path}: {what} must hold a JSON object{'; ' + fix if fix else ''}")
+        raise UserError(f"{path}: {what} must hold a JSON object{_fix(fix)}")
     return obj
+
+
+def _finite_float(text):
+    v = float(text)
+    if not math.isfinite(v):
+        raise ValueError(f"{text} is too large for a JSON number")
+    return v
 
 
 def _reject_constant(name):
@@ -126,15 +185,14 @@ def load_checkpoint(path, what: str = "checkpoint", fix: str = "") -> dict:
     """torch.load with weights_only=True: a checkpoint holds tensors and plain data, and nothing read
     from disk may run code (a crafted pickle is refused, not executed)."""
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: {what} not found{'; ' + fix if fix else ''}")
+    _check_readable(path, what, fix)
     try:
         ck = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # a truncated, foreign or crafted file
-        raise UserError(f"{path}: {what} cannot be read as a plain checkpoint ({type(exc).__name__})"
-                        f"{'; ' + fix if fix else ''}") from None
+        raise UserError(f"{path}: {what} cannot be read as a plain checkpoint ({type(exc).__name__}; "
+                        f"code in a checkpoint is never run){_fix(fix)}") from None
     if not isinstance(ck, dict):
-        raise UserError(f"{path}: {what} is not a checkpoint of this project{'; ' + fix if fix else ''}")
+        raise UserError(f"{path}: {what} is not a checkpoint of this project{_fix(fix)}")
     return ck
 
 
@@ -151,7 +209,7 @@ def versions() -> dict:
 
 
 def parse_seeds(text) -> list[int]:
-    """'3', '0-74', '0,3,7' or '0-4,10' -> a list of seeds (each in 0..2**63-1, no duplicates)."""
+    """'3', '0-74', '0,3,7' or '0-4,10' -> a list of seeds (each in 0..MAX_SEED, no duplicates)."""
     seeds: list[int] = []
     for part in str(text).split(","):
         part = part.strip()
@@ -168,9 +226,9 @@ def parse_seeds(text) -> list[int]:
                 seeds.append(int(part))
         except ValueError:
             raise UserError(f"--seed {text!r}: expected a seed, a range or a list, e.g. 3, 0-74 or 0,3,7") from None
-    bad = [s for s in seeds if not 0 <= s <= 2**63 - 1]
+    bad = [s for s in seeds if not 0 <= s <= MAX_SEED]
     if bad:
-        raise UserError(f"--seed {bad[0]} is out of range; seeds are 0..{2**63 - 1}")
+        raise UserError(f"--seed {bad[0]} is out of range; seeds are 0..{MAX_SEED}")
     if len(set(seeds)) != len(seeds):
         raise UserError(f"--seed {text!r} names a seed twice")
     return seeds
@@ -182,9 +240,12 @@ def device_of(name: str | None) -> str:
         return default_device()
     if name == "cpu":
         return name
-    if name == "cuda" or (name.startswith("cuda:") and name[5:].isdigit()):
+    if name == "cuda" or (name.startswith("cuda:") and name[5:].isdigit() and len(name) < 12):
         if not torch.cuda.is_available():
             raise UserError(f"--device {name}: this torch has no usable CUDA device; use --device cpu")
+        if name != "cuda" and int(name[5:]) >= torch.cuda.device_count():
+            raise UserError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s), "
+                            f"numbered from 0")
         return name
     raise UserError(f"--device {name!r}: expected cpu, cuda or cuda:N")
 
