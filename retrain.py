@@ -12,7 +12,6 @@ own trial folder results/<space>/<data>/<ops>/<method>/<preset>/seed<N>[-<settin
 """
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 from das import cli
@@ -133,11 +132,7 @@ def _bare(genotype) -> dict:
 
 
 def _report(r):
-    if r["status"] == Status.COMPLETE:
-        print(f"{r['dir']}: architecture PSNR {r['architecture_psnr']:.2f} dB; next: python analyze.py "
-              f"{_tree_of(r)}", file=sys.stderr)
-    else:
-        print(f"{r['dir']}: {r['status']}{': ' + r['error'] if r.get('error') else ''}", file=sys.stderr)
+    cli.report(r, "architecture_psnr", Status.COMPLETE, f"python analyze.py {_tree_of(r)}")
 
 
 def _tree_of(r) -> str:

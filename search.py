@@ -11,7 +11,6 @@ with `python retrain.py --genotype <folder>/genotype.json`.
 """
 from __future__ import annotations
 
-import sys
 
 from das import cli
 from das.trial import SEARCH_METHODS, Status, check_resume_target, run_searches, unlock_all
@@ -76,11 +75,7 @@ def _draw(r):
 
 
 def _report(r):
-    if r["status"] == Status.SEARCHED:
-        print(f"{r['dir']}: one-shot PSNR {r['one_shot_psnr']:.2f} dB; next: python retrain.py --genotype "
-              f"{r['dir']}/genotype.json", file=sys.stderr)
-    else:
-        print(f"{r['dir']}: {r['status']}{': ' + r['error'] if r.get('error') else ''}", file=sys.stderr)
+    cli.report(r, "one_shot_psnr", Status.SEARCHED, f"python retrain.py --genotype {r['dir']}/genotype.json")
 
 
 if __name__ == "__main__":

@@ -98,3 +98,15 @@ def run_main(main, p) -> None:
     except KeyboardInterrupt:
         print("interrupted; rerun the same command with --resume to continue", file=sys.stderr)
         sys.exit(130)
+
+
+METRIC_NAMES = {"one_shot_psnr": "one-shot PSNR", "architecture_psnr": "architecture PSNR"}
+
+
+def report(r: dict, metric: str, good: str, next_command: str) -> None:
+    """The last line of a stage: its folder, the result rounded (dB) and what to run next."""
+    if r["status"] == good:
+        print(f"{r['dir']}: {METRIC_NAMES[metric]} {r[metric]:.2f} dB; next: "
+              f"{next_command}", file=sys.stderr)
+    else:
+        print(f"{r['dir']}: {r['status']}{': ' + r['error'] if r.get('error') else ''}", file=sys.stderr)

@@ -762,6 +762,17 @@ def _batch_log(specs, folders, quiet):
     return log
 
 
+def _open(spec: TrialSpec, root, resume, overwrite, device, args, role):
+    """Take a trial's folder (locked) for a stage: (folder, resuming, previous result, new result);
+    the new result is None when the previous one is finished and kept as it is."""
+    folder, resuming = prepare_folder(spec, root, resume=resume, overwrite=overwrite)
+    previous = read_result(folder) if resuming else None
+    if previous and previous.get("status") in Status.FINISHED:
+        return folder, resuming, previous, None
+    write_json(folder / ARGS, {"spec": spec.to_dict(), "argv": args, "provenance": provenance(device)})
+    return folder, resuming, previous, new_result(spec, device, role)
+
+
 def run_search(spec: TrialSpec, root, **kw) -> dict:
     """Search, derive, write genotype.json / supernet.pt / result.json; return the result."""
     return run_searches([spec], root, **kw)[0]
@@ -782,13 +793,10 @@ def run_searches(specs: list[TrialSpec], root, *, device="cpu", resume=False, ov
     results: list[dict | None] = [None] * len(specs)
     jobs = []
     for n, spec in enumerate(specs):
-        folder, resuming = prepare_folder(spec, root, resume=resume, overwrite=overwrite)
-        previous = read_result(folder) if resuming else None
-        if previous and previous.get("status") in Status.FINISHED:
+        folder, resuming, previous, result = _open(spec, root, resume, overwrite, device, args, role)
+        if result is None:
             results[n] = {**previous, "dir": str(folder)}
             continue
-        write_json(folder / ARGS, {"spec": spec.to_dict(), "argv": args, "provenance": provenance(device)})
-        result = new_result(spec, device, role)
         write_json(folder / RESULT, result)
         job = {"n": n, "spec": spec, "folder": folder, "result": result, "seed": spec.seed, "ckpt": folder / CHECKPOINT,
                "state": None, "pretrained": pretrained[n] if pretrained else None}
@@ -890,13 +898,10 @@ def run_trains(specs: list[TrialSpec], root, *, device="cpu", resume=False, over
     results: list[dict | None] = [None] * len(specs)
     pending, jobs = {}, []
     for n, spec in enumerate(specs):
-        folder, resuming = prepare_folder(spec, root, resume=resume, overwrite=overwrite)
-        previous = read_result(folder) if resuming else None
-        if previous and previous.get("status") in Status.FINISHED:
+        folder, resuming, previous, result = _open(spec, root, resume, overwrite, device, args, role)
+        if result is None:
             results[n] = {**previous, "dir": str(folder)}
             continue
-        write_json(folder / ARGS, {"spec": spec.to_dict(), "argv": args, "provenance": provenance(device)})
-        result = new_result(spec, device, role)
         result["candidates"] = previous["candidates"] if previous and isinstance(previous.get("candidates"), list) else []
         if spec.method in SEARCH_METHODS:
             search = read_result(folder.parent) or {}
