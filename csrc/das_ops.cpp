@@ -671,6 +671,12 @@ constexpr int64_t kBlock = 4;  // channels per block of partial sums
 // Every sum has a fixed order that depends only on (B, L): float lanes over fixed tiles of
 // positions, added into double per tile, the lanes added in order at the end. A unit of work is one
 // bank (t, k); u's gradient of trial t adds its banks' rows in k order.
+//
+// The sums here are written out in the order they must happen: the compiler may not regroup them
+// (the file's -fassociative-math is off for this code), so the weight_grads=false variant of the
+// backward computes u's gradient with exactly the operations of the full one.
+#pragma GCC push_options
+#pragma GCC optimize("no-associative-math")
 #if defined(__AVX2__) && defined(__FMA__)
 template <typename T>
 struct Vec;
@@ -770,17 +776,20 @@ struct XStats {
 
 template <typename scalar_t>
 XStats x_stats(const Rows<scalar_t>& R, const scalar_t* x) {
-  // over the flat row (zero pads): sum x, sum x^2, lag-1 and lag-2 products (a lag of at most 2
-  // never reaches the next sample through the 2 pads between them); the end samples of each row
-  // tell the shifted copies apart
-  double s1 = 0, s2 = 0, r1 = 0, r2 = 0;
-  for (int64_t i = 0; i < R.n; ++i) {
-    const double xi = x[i];
-    s1 += xi;
-    s2 += xi * xi;
-    r1 += xi * static_cast<double>(x[i + 1]);
-    r2 += xi * static_cast<double>(x[i + 2]);
-  }
+  // over the flat row (zero pads, and zeros up to ns + 2): sum x, sum x^2, lag-1 and lag-2 products
+  // (a lag of at most 2 never reaches the next sample through the 2 pads between them), in 4 lanes
+  // added in order; the end samples of each row tell the shifted copies apart
+  double l1[4] = {0, 0, 0, 0}, l2[4] = {0, 0, 0, 0}, q1[4] = {0, 0, 0, 0}, q2[4] = {0, 0, 0, 0};
+  for (int64_t i = 0; i < R.ns; i += 4)
+    for (int l = 0; l < 4; ++l) {
+      const double xi = x[i + l];
+      l1[l] += xi;
+      l2[l] += xi * xi;
+      q1[l] += xi * static_cast<double>(x[i + l + 1]);
+      q2[l] += xi * static_cast<double>(x[i + l + 2]);
+    }
+  const double s1 = (l1[0] + l1[1]) + (l1[2] + l1[3]), s2 = (l2[0] + l2[1]) + (l2[2] + l2[3]);
+  const double r1 = (q1[0] + q1[1]) + (q1[2] + q1[3]), r2 = (q2[0] + q2[1]) + (q2[2] + q2[3]);
   double f = 0, f2 = 0, e = 0, e2 = 0;  // first and last sample of every row
   for (int64_t b = 0; b < R.B; ++b) {
     const double xf = x[b * R.P + 1], xl = x[b * R.P + R.L];
@@ -904,7 +913,7 @@ __attribute__((noinline)) void cnn3_backward_bank(const Rows<scalar_t>& R, const
       const scalar_t rs = rstd[c];
       const Rg w0 = V::set1(w1[c * 3]), w1_ = V::set1(w1[c * 3 + 1]), w2_ = V::set1(w1[c * 3 + 2]);
       const Rg c0 = V::set1(static_cast<scalar_t>(double(b1[c]) - double(mean[c])));
-      const Rg vrs = V::set1(rs), vg = V::set1(ga[c]), vbe = V::set1(be[c]);
+      const Rg vsc = V::set1(ga[c] * rs), vbe = V::set1(be[c]);  // z as the forward computes it
       const Rg v0 = V::set1(w2[c * 3]), v1 = V::set1(w2[c * 3 + 1]), v2 = V::set1(w2[c * 3 + 2]);
       const scalar_t al = rs * ga[c];
       const Rg aw0 = V::set1(al * w1[c * 3]), aw1 = V::set1(al * w1[c * 3 + 1]), aw2 = V::set1(al * w1[c * 3 + 2]);
@@ -914,12 +923,11 @@ __attribute__((noinline)) void cnn3_backward_bank(const Rows<scalar_t>& R, const
         const Rg xm = V::loadu(x + i - 1), x0 = V::load(x + i), xp = V::loadu(x + i + 1);
         const Rg gp = V::loadu(go + i + 1), g0 = V::load(go + i), gm = V::loadu(go + i - 1);
         const Rg h = V::fma(w2_, xp, V::fma(w1_, x0, V::fma(w0, xm, c0)));
-        const Rg xh = V::mul(h, vrs);
-        const Rg z = V::fma(xh, vg, vbe);
+        const Rg z = V::fma(h, vsc, vbe);
         const Rg msk = V::and_(V::gt0(z), V::load(valid + i));
         const Rg d = V::and_(V::fma(v2, gm, V::fma(v1, g0, V::mul(v0, gp))), msk);
         sb = V::add(sb, d);
-        sg = V::fma(d, xh, sg);
+        sg = V::fma(d, h, sg);  // sum d (h - mean); times rstd below gives sum d xhat
         if (weights) {
           const Rg a = V::and_(z, msk);
           p0 = V::fma(d, xm, p0);
@@ -956,7 +964,7 @@ __attribute__((noinline)) void cnn3_backward_bank(const Rows<scalar_t>& R, const
       for (int l = 0; l < N; ++l) v += dacc[(c * kBwdSums + s) * N + l];
       tot[s] = v;
     }
-    const double rs = rstd[c], g = ga[c], sb = tot[kSb], sg = tot[kSg];
+    const double rs = rstd[c], g = ga[c], sb = tot[kSb], sg = rs * tot[kSg];
     const double w[3] = {double(w1[c * 3]), double(w1[c * 3 + 1]), double(w1[c * 3 + 2])};
     // dh = alpha d + beta2 + gam sum_s w_s x_s, with alpha = rstd gamma (applied in the pass above)
     double beta2 = 0, gam = 0;
@@ -1085,6 +1093,7 @@ void cnn3_backward(int64_t T, int64_t B, int64_t L, int64_t K, int64_t C, const 
       }
     });
 }
+#pragma GCC pop_options
 
 // Forward of T banks. u (T,B,L); w1 (T,K,C,k1); b1, gamma, beta (T,K,C); w2 (T,K,C,k2); b2 (T,K);
 // mean, var (T,K,C): written in training, read in eval; rstd (T,K,C) written; out (T,K,B,L).
@@ -1315,7 +1324,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> cnn_forward_any(
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> cnn_backward_any(
     const at::Tensor& go_, const at::Tensor& u_, const at::Tensor& mean_, const at::Tensor& rstd_,
     const at::Tensor& w1_, const at::Tensor& b1_, const at::Tensor& gamma_, const at::Tensor& beta_,
-    const at::Tensor& w2_, bool training, bool batched) {
+    const at::Tensor& w2_, bool training, bool weight_grads, bool batched) {
   const int64_t T = batched ? u_.size(0) : 1, B = u_.size(-3), L = u_.size(-1);
   const int64_t K = w1_.size(-3), C = w1_.size(-2);
   auto go_shape = batched ? std::vector<int64_t>{T, K, B, 1, L} : std::vector<int64_t>{K, B, 1, L};
@@ -1341,8 +1350,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
                                   b1.data_ptr<scalar_t>(), gamma.data_ptr<scalar_t>(), beta.data_ptr<scalar_t>(),
                                   w2.data_ptr<scalar_t>(), du.data_ptr<scalar_t>(), dw1.data_ptr<scalar_t>(),
                                   db1.data_ptr<scalar_t>(), dgamma.data_ptr<scalar_t>(), dbeta.data_ptr<scalar_t>(),
-                                  dw2.data_ptr<scalar_t>(), db2.data_ptr<scalar_t>(), training, true);
+                                  dw2.data_ptr<scalar_t>(), db2.data_ptr<scalar_t>(), training, weight_grads);
   });
+  if (!weight_grads)
+    for (auto* t : {&dw1, &db1, &dgamma, &dbeta, &dw2, &db2}) t->zero_();
   return {du, dw1, db1, dgamma, dbeta, dw2, db2};
 }
 
@@ -1356,12 +1367,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> cnn_forward_cpu(
   return cnn_forward_any(u, w1, b1, gamma, beta, w2, b2, running_mean, running_var, training, eps, false);
 }
 
-// Returns the gradients for (u, w1, b1, gamma, beta, w2, b2).
+// Returns the gradients for (u, w1, b1, gamma, beta, w2, b2); with weight_grads false only u's is computed
+// and the six parameter gradients are zeros (what autograd needs when no parameter's gradient is wanted).
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> cnn_backward_cpu(
     const at::Tensor& go, const at::Tensor& u, const at::Tensor& mean, const at::Tensor& rstd, const at::Tensor& w1,
-    const at::Tensor& b1, const at::Tensor& gamma, const at::Tensor& beta, const at::Tensor& w2, bool training) {
+    const at::Tensor& b1, const at::Tensor& gamma, const at::Tensor& beta, const at::Tensor& w2, bool training,
+    bool weight_grads) {
   check_cnn(u, w1, b1, gamma, beta, w2, nullptr);
-  return cnn_backward_any(go, u, mean, rstd, w1, b1, gamma, beta, w2, training, false);
+  return cnn_backward_any(go, u, mean, rstd, w1, b1, gamma, beta, w2, training, weight_grads, false);
 }
 
 // T banks, one per trial: u (T,B,1,L), parameters and statistics with a leading T; out (T,K,B,1,L).
@@ -1377,9 +1390,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> cnn_forward_batched_c
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>
 cnn_backward_batched_cpu(const at::Tensor& go, const at::Tensor& u, const at::Tensor& mean, const at::Tensor& rstd,
                          const at::Tensor& w1, const at::Tensor& b1, const at::Tensor& gamma, const at::Tensor& beta,
-                         const at::Tensor& w2, bool training) {
+                         const at::Tensor& w2, bool training, bool weight_grads) {
   check_cnn_batched(u, w1, b1, gamma, beta, w2, nullptr);
-  return cnn_backward_any(go, u, mean, rstd, w1, b1, gamma, beta, w2, training, true);
+  return cnn_backward_any(go, u, mean, rstd, w1, b1, gamma, beta, w2, training, weight_grads, true);
 }
 
 TORCH_LIBRARY(das, m) {
@@ -1395,7 +1408,8 @@ TORCH_LIBRARY(das, m) {
       "-> (Tensor, Tensor, Tensor, Tensor)");
   m.def(
       "cnn_backward(Tensor grad_out, Tensor u, Tensor mean, Tensor rstd, Tensor w1, Tensor b1, Tensor gamma, "
-      "Tensor beta, Tensor w2, bool training) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
+      "Tensor beta, Tensor w2, bool training, bool weight_grads=True) "
+      "-> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
   // The same ops over T independent trials, trials first (see the kernels above for the shapes).
   m.def("grad_step_batched(Tensor u, Tensor y, Tensor tau, Tensor r, Tensor kernel, int stride) -> Tensor");
   m.def(
@@ -1407,7 +1421,7 @@ TORCH_LIBRARY(das, m) {
       "-> (Tensor, Tensor, Tensor, Tensor)");
   m.def(
       "cnn_backward_batched(Tensor grad_out, Tensor u, Tensor mean, Tensor rstd, Tensor w1, Tensor b1, "
-      "Tensor gamma, Tensor beta, Tensor w2, bool training) "
+      "Tensor gamma, Tensor beta, Tensor w2, bool training, bool weight_grads=True) "
       "-> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
 }
 

@@ -232,6 +232,33 @@ def test_grad_step_batch_invariance(data, dtype):
                 assert_same(a, b, f"seed {seed} {name} in a batch of {len(comp)} vs alone")
 
 
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("shape", [dict(K=2, C=16, B=128, dtype=torch.float32),
+                                   dict(K=3, C=5, B=7, dtype=torch.float64)], ids=["K2C16B128f32", "K3C5B7f64"])
+def test_cnn_input_grad_alone(training, shape):
+    """When only u's gradient is wanted (DAS's alpha step: the parameters require grad but autograd.grad
+    asks for other inputs), the backward skips the parameter sums: u's gradient is the same bits, and a
+    later pass that wants the parameters' gradients still gets them."""
+    u, params, stats, go = stack([cnn_trial(s, **shape) for s in (3, 9)])
+    for batched in (True, False):
+        bank = O.cnn_bank_batched if batched else O.cnn_bank
+        us, ps, gos = (u, params, go) if batched else (u[0], [p[0] for p in params], go[0])
+        xs = [us.clone().requires_grad_()] + [p.clone().requires_grad_() for p in ps]
+        st = [t.clone() if batched else t[0].clone() for t in stats]
+        a = torch.ones((), dtype=us.dtype, requires_grad=True)  # an "alpha" in front of the input
+        out = bank(xs[0] * a, *xs[1:], *st, training)
+        (da,) = torch.autograd.grad(out, [a], gos, retain_graph=True)
+        full = torch.autograd.grad(out, [a] + xs, gos)
+        assert_same(da, full[0], f"batched={batched}: d/d alpha alone vs with the parameters")
+        assert all(g is not None and g.abs().sum() > 0 for g in full[2:])
+    # the op itself: u's gradient does not depend on the flag, the parameter gradients are zeros
+    _, mean, _, rstd = torch.ops.das.cnn_forward_batched(u, *params, *stats, training, 1e-5)
+    both = torch.ops.das.cnn_backward_batched(go, u, mean, rstd, *params[:5], training)
+    only_u = torch.ops.das.cnn_backward_batched(go, u, mean, rstd, *params[:5], training, False)
+    assert_same(only_u[0], both[0], "du without the parameter gradients")
+    assert all(not g.any() for g in only_u[1:])
+
+
 @pytest.fixture
 def threads():
     """Yields torch.set_num_threads and restores the thread count afterwards."""
