@@ -292,25 +292,20 @@ if HAS_EXTENSION:
         ctx.mark_non_differentiable(mean, var, rstd)
         ctx.set_materialize_grads(False)
         ctx.training = training
-        ctx.param_edges = _gradient_edges((w1, b1, gamma, beta, w2, b2))
-
-    def _gradient_edges(params):
-        """Where the gradients of the parameters that require one go, for `_params_wanted`; None if unknown."""
-        try:
-            return [torch.autograd.graph.get_gradient_edge(p) for p in params if p.requires_grad]
-        except Exception:  # e.g. while tracing: then every gradient is computed
-            return None
 
     def _params_wanted(ctx):
-        """Whether this backward pass wants any parameter's gradient. DAS's alpha step differentiates the loss
-        with respect to the alphas only (torch.autograd.grad(loss, alphas)): the CNN's parameters then require
-        grad, but the engine will not run their part of the graph, and the kernel skips their sums."""
-        edges = ctx.param_edges
-        if edges is None:
+        """Whether this backward pass wants any CNN parameter's gradient. DAS's alpha step differentiates the
+        loss with respect to the alphas only (torch.autograd.grad(loss, alphas)): the parameters require grad,
+        but the engine will not run their part of the graph, and the kernel then skips their sums. ctx is
+        this op's backward node; its next_functions lead to (u, w1, b1, gamma, beta, w2, b2, running_mean,
+        running_var), None where an input needs no gradient."""
+        try:
+            nodes = [node for node, _ in ctx.next_functions[1:7] if node is not None]
+        except Exception:
             return True
-        for edge in edges:
+        for node in nodes:
             try:
-                if torch._C._will_engine_execute_node(edge.node):
+                if torch._C._will_engine_execute_node(node):
                     return True
             except Exception:  # a leaf that is an input of autograd.grad: its gradient is wanted
                 return True

@@ -235,11 +235,14 @@ def test_grad_step_batch_invariance(data, dtype):
 @pytest.mark.parametrize("training", [True, False])
 @pytest.mark.parametrize("shape", [dict(K=2, C=16, B=128, dtype=torch.float32),
                                    dict(K=3, C=5, B=7, dtype=torch.float64)], ids=["K2C16B128f32", "K3C5B7f64"])
-def test_cnn_input_grad_alone(training, shape):
+def test_cnn_input_grad_alone(training, shape, monkeypatch):
     """When only u's gradient is wanted (DAS's alpha step: the parameters require grad but autograd.grad
     asks for other inputs), the backward skips the parameter sums: u's gradient is the same bits, and a
     later pass that wants the parameters' gradients still gets them."""
     u, params, stats, go = stack([cnn_trial(s, **shape) for s in (3, 9)])
+    asked = []
+    wanted = O._params_wanted
+    monkeypatch.setattr(O, "_params_wanted", lambda ctx: asked.append(wanted(ctx)) or asked[-1])
     for batched in (True, False):
         bank = O.cnn_bank_batched if batched else O.cnn_bank
         us, ps, gos = (u, params, go) if batched else (u[0], [p[0] for p in params], go[0])
@@ -251,6 +254,7 @@ def test_cnn_input_grad_alone(training, shape):
         full = torch.autograd.grad(out, [a] + xs, gos)
         assert_same(da, full[0], f"batched={batched}: d/d alpha alone vs with the parameters")
         assert all(g is not None and g.abs().sum() > 0 for g in full[2:])
+    assert asked == [False, True, False, True]
     # the op itself: u's gradient does not depend on the flag, the parameter gradients are zeros
     _, mean, _, rstd = torch.ops.das.cnn_forward_batched(u, *params, *stats, training, 1e-5)
     both = torch.ops.das.cnn_backward_batched(go, u, mean, rstd, *params[:5], training)
