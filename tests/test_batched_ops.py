@@ -263,6 +263,32 @@ def test_cnn_input_grad_alone(training, shape, monkeypatch):
     assert all(not g.any() for g in only_u[1:])
 
 
+@pytest.mark.parametrize("taps", [(5, 3), (3, 5), (1, 1)])
+@pytest.mark.parametrize("training", [True, False])
+def test_cnn_other_kernel_sizes(taps, training):
+    """Kernel sizes other than 3 take the general path (3 taps take the SIMD one): it matches the _ref
+    composition, and a trial gives the same bits alone and in a batch."""
+    k1, k2 = taps
+
+    def trial(seed):
+        u, params, stats, go = cnn_trial(seed, K=2, C=5, B=6, dtype=torch.float64)
+        g = torch.Generator().manual_seed(100 + seed)
+        params[0] = torch.randn(2, 5, k1, generator=g, dtype=torch.float64)
+        params[4] = torch.randn(2, 5, k2, generator=g, dtype=torch.float64)
+        return u, params, stats, go
+
+    trials = [trial(s) for s in (1, 2, 3)]
+    ext = run_cnn_batched(trials, training)
+    ref = run_cnn_batched([(u, [p.clone() for p in ps], [s.clone() for s in st], go) for u, ps, st, go in trials],
+                          training, ref=True)
+    for t in range(3):
+        for name, a, b in zip(CNN_NAMES, ext[t], ref[t]):
+            torch.testing.assert_close(a, b, **tol(torch.float64), msg=f"trial {t} {name}")
+    (alone,) = run_cnn_batched([trials[1]], training)
+    for name, a, b in zip(CNN_NAMES, ext[1], alone):
+        assert_same(a, b, f"{name}: in a batch vs alone")
+
+
 @pytest.fixture
 def threads():
     """Yields torch.set_num_threads and restores the thread count afterwards."""
