@@ -10,9 +10,14 @@
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <Python.h>
+#if defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#endif
 #include <torch/library.h>
 
 #include <algorithm>
+#include <cstring>
+#include <type_traits>
 #include <cmath>
 #include <cstdlib>
 #include <memory>
@@ -595,6 +600,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> grad_step_batched_bac
 // The batched op runs T such banks, each on its own input and weights: u (T,B,1,L), every
 // parameter and statistic with a leading T, out (T,K,B,1,L).
 //
+// 3-tap kernels (k1 = k2 = 3, the paper's CNN) take the SIMD fast path further below (cnn3_forward,
+// cnn3_backward: one unit per bank, closed-form BatchNorm statistics); other kernel sizes this one.
 // Layout: one channel (k, c) at a time over the whole batch, as a flat row of B samples each
 // padded by p zeros on both sides (B * (L + 2p) values, ~26 KB for B=128). The convolutions
 // become shifted multiply-adds over that long row, which vectorise well, and BatchNorm's
@@ -648,6 +655,469 @@ void check_cnn_batched(const at::Tensor& u, const at::Tensor& w1, const at::Tens
 
 constexpr int64_t kBlock = 4;  // channels per block of partial sums
 
+// ---------------------------------------------------------------------------------------
+// The fast path for 3-tap kernels (k1 = k2 = 3, the paper's CNN), explicit SIMD over positions.
+//
+// BatchNorm's batch statistics of channel c are those of h = b + sum_t w_t x_t, a linear map of the
+// three shifted copies x_t of the (zero-padded) input: mean = b + w . mu and var = w^T Cov w, with mu
+// and Cov the means and covariance of (x_0, x_1, x_2) over the batch, accumulated once per trial in
+// double (`XStats`). So the forward needs no statistics pass per channel: one pass over the
+// positions, all channels of a bank at once, the conv2 taps in registers.
+//
+// The backward makes one pass per channel: it recomputes h, z and the ReLU mask, and accumulates
+// sum d, sum d xhat (dbeta, dgamma), sum d x_t and sum a g_{t} (w1's and w2's gradients) and
+// the part of u's gradient that is linear in d. BatchNorm's training-mode terms of dh,
+// rstd (-m1 - m2 xhat), are affine in x_t, so their share of w1's, b1's and u's gradients follows
+// from the same statistics of x in closed form, with one cheap pass per bank for u's.
+//
+// Every sum has a fixed order that depends only on (B, L): float lanes over fixed tiles of
+// positions, added into double per tile, the lanes added in order at the end. A unit of work is one
+// bank (t, k); u's gradient of trial t adds its banks' rows in k order.
+//
+// The sums here are written out in the order they must happen: the compiler may not regroup them
+// (the file's -fassociative-math is off for this code), so the weight_grads=false variant of the
+// backward computes u's gradient with exactly the operations of the full one.
+#pragma GCC push_options
+#pragma GCC optimize("no-associative-math")
+#if defined(__AVX2__) && defined(__FMA__)
+template <typename T>
+struct Vec;
+template <>
+struct Vec<float> {
+  static constexpr int N = 8;
+  using R = __m256;
+  static R load(const float* p) { return _mm256_load_ps(p); }
+  static R loadu(const float* p) { return _mm256_loadu_ps(p); }
+  static void store(float* p, R v) { _mm256_store_ps(p, v); }
+  static R set1(float x) { return _mm256_set1_ps(x); }
+  static R zero() { return _mm256_setzero_ps(); }
+  static R fma(R a, R b, R c) { return _mm256_fmadd_ps(a, b, c); }
+  static R mul(R a, R b) { return _mm256_mul_ps(a, b); }
+  static R add(R a, R b) { return _mm256_add_ps(a, b); }
+  static R relu(R z) { return _mm256_max_ps(zero(), z); }  // a NaN passes through
+  static R gt0(R z) { return _mm256_cmp_ps(z, zero(), _CMP_GT_OQ); }
+  static R and_(R a, R m) { return _mm256_and_ps(a, m); }
+};
+template <>
+struct Vec<double> {
+  static constexpr int N = 4;
+  using R = __m256d;
+  static R load(const double* p) { return _mm256_load_pd(p); }
+  static R loadu(const double* p) { return _mm256_loadu_pd(p); }
+  static void store(double* p, R v) { _mm256_store_pd(p, v); }
+  static R set1(double x) { return _mm256_set1_pd(x); }
+  static R zero() { return _mm256_setzero_pd(); }
+  static R fma(R a, R b, R c) { return _mm256_fmadd_pd(a, b, c); }
+  static R mul(R a, R b) { return _mm256_mul_pd(a, b); }
+  static R add(R a, R b) { return _mm256_add_pd(a, b); }
+  static R relu(R z) { return _mm256_max_pd(zero(), z); }
+  static R gt0(R z) { return _mm256_cmp_pd(z, zero(), _CMP_GT_OQ); }
+  static R and_(R a, R m) { return _mm256_and_pd(a, m); }
+};
+#else
+template <typename T>
+struct Vec {  // one lane; masks are all-ones or all-zero bit patterns, as in the SIMD version
+  static constexpr int N = 1;
+  using R = T;
+  using Bits = typename std::conditional<sizeof(T) == 4, uint32_t, uint64_t>::type;
+  static R load(const T* p) { return *p; }
+  static R loadu(const T* p) { return *p; }
+  static void store(T* p, R v) { *p = v; }
+  static R set1(T x) { return x; }
+  static R zero() { return T(0); }
+  static R fma(R a, R b, R c) { return madd(a, b, c); }
+  static R mul(R a, R b) { return a * b; }
+  static R add(R a, R b) { return a + b; }
+  static R relu(R z) { return z > 0 || z != z ? z : T(0); }
+  static R gt0(R z) { return z > 0 ? ones() : T(0); }
+  static R ones() {
+    Bits b = ~Bits(0);
+    T t;
+    std::memcpy(&t, &b, sizeof(T));
+    return t;
+  }
+  static R and_(R a, R m) {
+    Bits x, y;
+    std::memcpy(&x, &a, sizeof(T));
+    std::memcpy(&y, &m, sizeof(T));
+    x &= y;
+    std::memcpy(&a, &x, sizeof(T));
+    return a;
+  }
+};
+#endif
+
+// A row of Rows' flat layout (padding 1) with kGuard zeros before and after, so that the loads at
+// i - 1 and i + 1 of every vector stay inside; zero-filled.
+constexpr int64_t kGuard = 8;
+template <typename scalar_t>
+struct GuardedRows {
+  Scratch<scalar_t> buf;
+  int64_t stride;
+  GuardedRows(int64_t ns, int64_t count) : buf(count * (ns + 2 * kGuard)), stride(ns + 2 * kGuard) {
+    std::fill(buf.data(), buf.data() + count * stride, scalar_t(0));
+  }
+  scalar_t* operator[](int64_t r) const { return buf.data() + r * stride + kGuard; }
+};
+
+// all-ones bits at the valid positions of the flat row, zero on the pads and past n
+template <typename scalar_t>
+void fill_valid(const Rows<scalar_t>& R, scalar_t* v) {
+  scalar_t ones;
+  std::memset(&ones, 0xff, sizeof(ones));
+  std::fill(v, v + R.ns, scalar_t(0));
+  for (int64_t b = 0; b < R.B; ++b)
+    for (int64_t l = 0; l < R.L; ++l) v[b * R.P + 1 + l] = ones;
+}
+
+// Sums over the batch of the shifted inputs x_t[i] = x[i + t - 1] (t = 0, 1, 2) at the valid
+// positions: S_t, and their products G_st; n the number of valid positions.
+struct XStats {
+  double n, S[3], G[3][3];
+};
+
+template <typename scalar_t>
+XStats x_stats(const Rows<scalar_t>& R, const scalar_t* x) {
+  // over the flat row (zero pads, and zeros up to ns + 2): sum x, sum x^2, lag-1 and lag-2 products
+  // (a lag of at most 2 never reaches the next sample through the 2 pads between them), in 4 lanes
+  // added in order; the end samples of each row tell the shifted copies apart
+  alignas(32) double l1[4] = {0, 0, 0, 0}, l2[4] = {0, 0, 0, 0}, q1[4] = {0, 0, 0, 0}, q2[4] = {0, 0, 0, 0};
+#if defined(__AVX2__) && defined(__FMA__)
+  auto load4 = [](const scalar_t* p) {  // 4 values as doubles
+    if constexpr (std::is_same<scalar_t, float>::value)
+      return _mm256_cvtps_pd(_mm_loadu_ps(p));
+    else
+      return _mm256_loadu_pd(p);
+  };
+  __m256d a1 = _mm256_setzero_pd(), a2 = a1, b1 = a1, b2 = a1;
+  for (int64_t i = 0; i < R.ns; i += 4) {
+    const __m256d xi = load4(x + i);
+    a1 = _mm256_add_pd(a1, xi);
+    a2 = _mm256_fmadd_pd(xi, xi, a2);
+    b1 = _mm256_fmadd_pd(xi, load4(x + i + 1), b1);
+    b2 = _mm256_fmadd_pd(xi, load4(x + i + 2), b2);
+  }
+  _mm256_store_pd(l1, a1);
+  _mm256_store_pd(l2, a2);
+  _mm256_store_pd(q1, b1);
+  _mm256_store_pd(q2, b2);
+#else
+  for (int64_t i = 0; i < R.ns; i += 4)
+    for (int l = 0; l < 4; ++l) {
+      const double xi = x[i + l];
+      l1[l] += xi;
+      l2[l] = madd(xi, xi, l2[l]);
+      q1[l] = madd(xi, static_cast<double>(x[i + l + 1]), q1[l]);
+      q2[l] = madd(xi, static_cast<double>(x[i + l + 2]), q2[l]);
+    }
+#endif
+  const double s1 = (l1[0] + l1[1]) + (l1[2] + l1[3]), s2 = (l2[0] + l2[1]) + (l2[2] + l2[3]);
+  const double r1 = (q1[0] + q1[1]) + (q1[2] + q1[3]), r2 = (q2[0] + q2[1]) + (q2[2] + q2[3]);
+  double f = 0, f2 = 0, e = 0, e2 = 0;  // first and last sample of every row
+  for (int64_t b = 0; b < R.B; ++b) {
+    const double xf = x[b * R.P + 1], xl = x[b * R.P + R.L];
+    f += xf;
+    f2 += xf * xf;
+    e += xl;
+    e2 += xl * xl;
+  }
+  XStats s;
+  s.n = static_cast<double>(R.B * R.L);
+  s.S[0] = s1 - e;  // x_0[i] = x[i - 1] misses each row's last sample
+  s.S[1] = s1;
+  s.S[2] = s1 - f;
+  s.G[0][0] = s2 - e2;
+  s.G[1][1] = s2;
+  s.G[2][2] = s2 - f2;
+  s.G[0][1] = s.G[1][0] = s.G[1][2] = s.G[2][1] = r1;
+  s.G[0][2] = s.G[2][0] = r2;
+  return s;
+}
+
+// mean and biased variance of h = b + sum_t w_t x_t over the batch
+inline void bn_stats(const XStats& s, const double w[3], double b, double& mean, double& var) {
+  double mu[3];
+  for (int t = 0; t < 3; ++t) mu[t] = s.S[t] / s.n;
+  mean = b + (w[0] * mu[0] + w[1] * mu[1] + w[2] * mu[2]);
+  var = 0;
+  for (int a = 0; a < 3; ++a)
+    for (int c = 0; c < 3; ++c) var += w[a] * w[c] * (s.G[a][c] / s.n - mu[a] * mu[c]);
+  var = std::max(var, 0.0);
+}
+
+// Per-channel constants of the fast forward, each broadcast to a vector
+enum { kW0, kW1, kW2, kC0, kSc, kBe, kV0, kV1, kV2, kFwdConsts };
+
+// One bank (K = 1 slice) forward. x: guarded padded input row; valid: mask row; A: 3 guarded rows
+// of scratch; o: a guarded row of scratch; cst: C * kFwdConsts * N aligned values of scratch.
+template <typename scalar_t>
+__attribute__((noinline)) void cnn3_forward_bank(const Rows<scalar_t>& R, const scalar_t* x, const scalar_t* valid,
+                                                 const XStats& xs, int64_t C, const scalar_t* w1, const scalar_t* b1,
+                                                 const scalar_t* ga, const scalar_t* be, const scalar_t* w2,
+                                                 scalar_t b2, scalar_t* mean, scalar_t* var, scalar_t* rstd,
+                                                 bool training, double eps, const GuardedRows<scalar_t>& A,
+                                                 scalar_t* cst, scalar_t* out) {
+  using V = Vec<scalar_t>;
+  using Rg = typename V::R;
+  constexpr int N = V::N;
+  for (int64_t c = 0; c < C; ++c) {
+    if (training) {
+      const double w[3] = {double(w1[c * 3]), double(w1[c * 3 + 1]), double(w1[c * 3 + 2])};
+      double m, v;
+      bn_stats(xs, w, double(b1[c]), m, v);
+      mean[c] = static_cast<scalar_t>(m);
+      var[c] = static_cast<scalar_t>(v);
+    }
+    rstd[c] = static_cast<scalar_t>(1.0 / std::sqrt(static_cast<double>(var[c]) + eps));
+    const scalar_t k[kFwdConsts] = {w1[c * 3], w1[c * 3 + 1], w1[c * 3 + 2],
+                                    static_cast<scalar_t>(double(b1[c]) - double(mean[c])), ga[c] * rstd[c], be[c],
+                                    w2[c * 3], w2[c * 3 + 1], w2[c * 3 + 2]};
+    for (int q = 0; q < kFwdConsts; ++q) V::store(cst + (c * kFwdConsts + q) * N, V::set1(k[q]));
+  }
+  scalar_t *A0 = A[0], *A1 = A[1], *A2 = A[2];
+  // A_t[i] = sum_c w2[c, t] a_c[i]: two interleaved chains of channels, added at the end
+  for (int64_t i = 0; i < R.ns; i += N) {
+    const Rg xm = V::loadu(x + i - 1), x0 = V::load(x + i), xp = V::loadu(x + i + 1);
+    Rg e0 = V::zero(), e1 = V::zero(), e2 = V::zero(), d0 = V::zero(), d1 = V::zero(), d2 = V::zero();
+    auto channel = [&](int64_t c, Rg& s0, Rg& s1, Rg& s2) {
+      const scalar_t* k = cst + c * kFwdConsts * N;
+      Rg h = V::fma(V::load(k + kW0 * N), xm, V::load(k + kC0 * N));
+      h = V::fma(V::load(k + kW1 * N), x0, h);
+      h = V::fma(V::load(k + kW2 * N), xp, h);
+      const Rg a = V::relu(V::fma(h, V::load(k + kSc * N), V::load(k + kBe * N)));
+      s0 = V::fma(V::load(k + kV0 * N), a, s0);
+      s1 = V::fma(V::load(k + kV1 * N), a, s1);
+      s2 = V::fma(V::load(k + kV2 * N), a, s2);
+    };
+    int64_t c = 0;
+    for (; c + 1 < C; c += 2) {
+      channel(c, e0, e1, e2);
+      channel(c + 1, d0, d1, d2);
+    }
+    if (c < C) channel(c, e0, e1, e2);
+    const Rg m = V::load(valid + i);
+    V::store(A0 + i, V::and_(V::add(e0, d0), m));
+    V::store(A1 + i, V::and_(V::add(e1, d1), m));
+    V::store(A2 + i, V::and_(V::add(e2, d2), m));
+  }
+  // out[j] = b2 + A_0[j - 1] + A_1[j] + A_2[j + 1]
+  scalar_t* o = A[3];
+  const Rg bias = V::set1(b2);
+  for (int64_t i = 0; i < R.ns; i += N)
+    V::store(o + i, V::add(V::add(V::add(bias, V::loadu(A0 + i - 1)), V::load(A1 + i)), V::loadu(A2 + i + 1)));
+  R.unpad(o, out);
+}
+
+constexpr int64_t kTile = 512;  // positions per tile of the backward's float partial sums
+enum { kSb, kSg, kP0, kP1, kP2, kQ0, kQ1, kQ2, kBwdSums };
+
+// One bank's backward. go: guarded padded grad_out row; D: 4 guarded rows of scratch; dacc:
+// C * kBwdSums * N doubles of scratch; du: this bank's share of u's gradient (B, L).
+// With weights false, only u's gradient (and what it needs) is computed.
+template <typename scalar_t, bool weights>
+__attribute__((noinline)) void cnn3_backward_bank(const Rows<scalar_t>& R, const scalar_t* x, const scalar_t* valid,
+                                                  const XStats& xs, int64_t C, const scalar_t* go,
+                                                  const scalar_t* w1, const scalar_t* b1, const scalar_t* ga,
+                                                  const scalar_t* be, const scalar_t* w2, const scalar_t* mean,
+                                                  const scalar_t* rstd, bool training, scalar_t* dw1, scalar_t* db1,
+                                                  scalar_t* dg, scalar_t* dbt, scalar_t* dw2,
+                                                  const GuardedRows<scalar_t>& D, double* dacc, scalar_t* du) {
+  using V = Vec<scalar_t>;
+  using Rg = typename V::R;
+  constexpr int N = V::N;
+  scalar_t *D0 = D[0], *D1 = D[1], *D2 = D[2];
+  std::fill(D0, D0 + R.ns, scalar_t(0));
+  std::fill(D1, D1 + R.ns, scalar_t(0));
+  std::fill(D2, D2 + R.ns, scalar_t(0));
+  std::fill(dacc, dacc + C * kBwdSums * N, 0.0);
+  for (int64_t i0 = 0; i0 < R.ns; i0 += kTile) {
+    const int64_t i1 = std::min(R.ns, i0 + kTile);
+    for (int64_t c = 0; c < C; ++c) {
+      const scalar_t rs = rstd[c];
+      const Rg w0 = V::set1(w1[c * 3]), w1_ = V::set1(w1[c * 3 + 1]), w2_ = V::set1(w1[c * 3 + 2]);
+      const Rg c0 = V::set1(static_cast<scalar_t>(double(b1[c]) - double(mean[c])));
+      const Rg vsc = V::set1(ga[c] * rs), vbe = V::set1(be[c]);  // z as the forward computes it
+      const Rg v0 = V::set1(w2[c * 3]), v1 = V::set1(w2[c * 3 + 1]), v2 = V::set1(w2[c * 3 + 2]);
+      const scalar_t al = rs * ga[c];
+      const Rg aw0 = V::set1(al * w1[c * 3]), aw1 = V::set1(al * w1[c * 3 + 1]), aw2 = V::set1(al * w1[c * 3 + 2]);
+      Rg sb = V::zero(), sg = V::zero(), p0 = V::zero(), p1 = V::zero(), p2 = V::zero();
+      Rg q0 = V::zero(), q1 = V::zero(), q2 = V::zero();
+      for (int64_t i = i0; i < i1; i += N) {
+        const Rg xm = V::loadu(x + i - 1), x0 = V::load(x + i), xp = V::loadu(x + i + 1);
+        const Rg gp = V::loadu(go + i + 1), g0 = V::load(go + i), gm = V::loadu(go + i - 1);
+        const Rg h = V::fma(w2_, xp, V::fma(w1_, x0, V::fma(w0, xm, c0)));
+        const Rg z = V::fma(h, vsc, vbe);
+        const Rg msk = V::and_(V::gt0(z), V::load(valid + i));
+        const Rg d = V::and_(V::fma(v2, gm, V::fma(v1, g0, V::mul(v0, gp))), msk);
+        sb = V::add(sb, d);
+        sg = V::fma(d, h, sg);  // sum d (h - mean); times rstd below gives sum d xhat
+        if (weights) {
+          const Rg a = V::and_(z, msk);
+          p0 = V::fma(d, xm, p0);
+          p1 = V::fma(d, x0, p1);
+          p2 = V::fma(d, xp, p2);
+          q0 = V::fma(a, gp, q0);
+          q1 = V::fma(a, g0, q1);
+          q2 = V::fma(a, gm, q2);
+        }
+        V::store(D0 + i, V::fma(aw0, d, V::load(D0 + i)));
+        V::store(D1 + i, V::fma(aw1, d, V::load(D1 + i)));
+        V::store(D2 + i, V::fma(aw2, d, V::load(D2 + i)));
+      }
+      alignas(64) scalar_t lanes[kBwdSums][N];
+      V::store(lanes[kSb], sb);
+      V::store(lanes[kSg], sg);
+      V::store(lanes[kP0], p0);
+      V::store(lanes[kP1], p1);
+      V::store(lanes[kP2], p2);
+      V::store(lanes[kQ0], q0);
+      V::store(lanes[kQ1], q1);
+      V::store(lanes[kQ2], q2);
+      double* acc = dacc + c * kBwdSums * N;
+      for (int s = 0; s < (weights ? kBwdSums : 2); ++s)
+        for (int l = 0; l < N; ++l) acc[s * N + l] += static_cast<double>(lanes[s][l]);
+    }
+  }
+  // per channel: the sums, the closed-form terms, and the bank's share of dh's affine part
+  double F[3] = {0, 0, 0}, E[3][3] = {{0, 0, 0}, {0, 0, 0}, {0, 0, 0}};
+  for (int64_t c = 0; c < C; ++c) {
+    double tot[kBwdSums];
+    for (int s = 0; s < kBwdSums; ++s) {
+      double v = 0;
+      for (int l = 0; l < N; ++l) v += dacc[(c * kBwdSums + s) * N + l];
+      tot[s] = v;
+    }
+    const double rs = rstd[c], g = ga[c], sb = tot[kSb], sg = rs * tot[kSg];
+    const double w[3] = {double(w1[c * 3]), double(w1[c * 3 + 1]), double(w1[c * 3 + 2])};
+    // dh = alpha d + beta2 + gam sum_s w_s x_s, with alpha = rstd gamma (applied in the pass above)
+    double beta2 = 0, gam = 0;
+    if (training) {
+      const double m1 = g * sb / xs.n, m2 = g * sg / xs.n;
+      gam = -rs * rs * m2;
+      beta2 = -rs * m1 + gam * static_cast<double>(static_cast<scalar_t>(double(b1[c]) - double(mean[c])));
+      for (int t = 0; t < 3; ++t) {
+        F[t] += w[t] * beta2;
+        for (int s = 0; s < 3; ++s) E[t][s] += gam * w[t] * w[s];
+      }
+    }
+    if (weights) {
+      const double al = rs * g;
+      dg[c] = static_cast<scalar_t>(sg);
+      dbt[c] = static_cast<scalar_t>(sb);
+      double wS = 0;
+      for (int t = 0; t < 3; ++t) {
+        double wG = 0;
+        for (int s = 0; s < 3; ++s) wG += w[s] * xs.G[s][t];
+        dw1[c * 3 + t] = static_cast<scalar_t>(al * tot[kP0 + t] + beta2 * xs.S[t] + gam * wG);
+        dw2[c * 3 + t] = static_cast<scalar_t>(tot[kQ0 + t]);
+        wS += w[t] * xs.S[t];
+      }
+      db1[c] = static_cast<scalar_t>(al * sb + beta2 * xs.n + gam * wS);
+    }
+  }
+  if (training) {
+    const Rg f0 = V::set1(static_cast<scalar_t>(F[0])), f1 = V::set1(static_cast<scalar_t>(F[1]));
+    const Rg f2 = V::set1(static_cast<scalar_t>(F[2]));
+    Rg e[3][3];
+    for (int t = 0; t < 3; ++t)
+      for (int s = 0; s < 3; ++s) e[t][s] = V::set1(static_cast<scalar_t>(E[t][s]));
+    for (int64_t i = 0; i < R.ns; i += N) {
+      const Rg xm = V::loadu(x + i - 1), x0 = V::load(x + i), xp = V::loadu(x + i + 1);
+      const Rg m = V::load(valid + i);
+      const Rg t0 = V::fma(e[0][2], xp, V::fma(e[0][1], x0, V::fma(e[0][0], xm, f0)));
+      const Rg t1 = V::fma(e[1][2], xp, V::fma(e[1][1], x0, V::fma(e[1][0], xm, f1)));
+      const Rg t2 = V::fma(e[2][2], xp, V::fma(e[2][1], x0, V::fma(e[2][0], xm, f2)));
+      V::store(D0 + i, V::add(V::load(D0 + i), V::and_(t0, m)));
+      V::store(D1 + i, V::add(V::load(D1 + i), V::and_(t1, m)));
+      V::store(D2 + i, V::add(V::load(D2 + i), V::and_(t2, m)));
+    }
+  }
+  // du[j] = sum_t D_t[j - t + 1]
+  scalar_t* o = D[3];
+  for (int64_t i = 0; i < R.ns; i += N)
+    V::store(o + i, V::add(V::add(V::loadu(D0 + i + 1), V::load(D1 + i)), V::loadu(D2 + i - 1)));
+  R.unpad(o, du);
+}
+
+template <typename scalar_t>
+void cnn3_forward(int64_t T, int64_t B, int64_t L, int64_t K, int64_t C, const scalar_t* u, const scalar_t* w1p,
+                  const scalar_t* b1p, const scalar_t* gp, const scalar_t* bp, const scalar_t* w2p,
+                  const scalar_t* b2p, scalar_t* mp, scalar_t* vp, scalar_t* rp, scalar_t* op, bool training,
+                  double eps) {
+  using V = Vec<scalar_t>;
+  const Rows<scalar_t> R(B, L, 1);
+  GuardedRows<scalar_t> xrows(R.ns, T + 1);  // the trials' padded inputs, then the valid mask
+  std::vector<XStats> xs(T);
+  fill_valid(R, xrows[T]);
+  at::parallel_for(0, T, 1, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {
+      R.pad(u + t * B * L, xrows[t]);
+      xs[t] = x_stats(R, xrows[t]);
+    }
+  });
+  at::parallel_for(0, T * K, 1, [&](int64_t q0, int64_t q1) {
+    GuardedRows<scalar_t> A(R.ns, 4);
+    Scratch<scalar_t> cst(C * kFwdConsts * V::N);
+    for (int64_t q = q0; q < q1; ++q) {
+      const int64_t t = q / K, j = q * C;
+      cnn3_forward_bank(R, xrows[t], xrows[T], xs[t], C, w1p + j * 3, b1p + j, gp + j, bp + j, w2p + j * 3, b2p[q],
+                        mp + j, vp + j, rp + j, training, eps, A, cst.data(), op + q * B * L);
+    }
+  });
+}
+
+template <typename scalar_t>
+void cnn3_backward(int64_t T, int64_t B, int64_t L, int64_t K, int64_t C, const scalar_t* go, const scalar_t* u,
+                   const scalar_t* mp, const scalar_t* rp, const scalar_t* w1p, const scalar_t* b1p,
+                   const scalar_t* gp, const scalar_t* bp, const scalar_t* w2p, scalar_t* dup, scalar_t* dw1p,
+                   scalar_t* db1p, scalar_t* dgp, scalar_t* dbp, scalar_t* dw2p, scalar_t* db2p, bool training,
+                   bool weights) {
+  using V = Vec<scalar_t>;
+  using acc_t = at::acc_type<scalar_t, false>;
+  const Rows<scalar_t> R(B, L, 1);
+  GuardedRows<scalar_t> xrows(R.ns, T + 1);
+  std::vector<XStats> xs(T);
+  fill_valid(R, xrows[T]);
+  at::parallel_for(0, T, 1, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {
+      R.pad(u + t * B * L, xrows[t]);
+      xs[t] = x_stats(R, xrows[t]);
+    }
+  });
+  // each bank's share of u's gradient; banks of one trial are added in k order below
+  Scratch<scalar_t> part(K > 1 ? T * K * B * L : 0);
+  at::parallel_for(0, T * K, 1, [&](int64_t q0, int64_t q1) {
+    GuardedRows<scalar_t> D(R.ns, 5);  // D_0..D_2, the output row, the padded grad_out
+    std::vector<double> dacc(C * kBwdSums * V::N);
+    for (int64_t q = q0; q < q1; ++q) {
+      const int64_t t = q / K, j = q * C;
+      scalar_t* g = D[4];
+      R.pad(go + q * B * L, g);
+      db2p[q] = static_cast<scalar_t>(Rows<scalar_t>::template blocked_sum<acc_t>(g, R.n));
+      scalar_t* du = K > 1 ? part.data() + q * B * L : dup + t * B * L;
+      if (weights)
+        cnn3_backward_bank<scalar_t, true>(R, xrows[t], xrows[T], xs[t], C, g, w1p + j * 3, b1p + j, gp + j, bp + j,
+                                           w2p + j * 3, mp + j, rp + j, training, dw1p + j * 3, db1p + j, dgp + j,
+                                           dbp + j, dw2p + j * 3, D, dacc.data(), du);
+      else
+        cnn3_backward_bank<scalar_t, false>(R, xrows[t], xrows[T], xs[t], C, g, w1p + j * 3, b1p + j, gp + j,
+                                            bp + j, w2p + j * 3, mp + j, rp + j, training, dw1p + j * 3, db1p + j,
+                                            dgp + j, dbp + j, dw2p + j * 3, D, dacc.data(), du);
+    }
+  });
+  if (K > 1)
+    at::parallel_for(0, T, 1, [&](int64_t t0, int64_t t1) {
+      for (int64_t t = t0; t < t1; ++t) {
+        scalar_t* d = dup + t * B * L;
+        const scalar_t* p = part.data() + t * K * B * L;
+        for (int64_t i = 0; i < B * L; ++i) d[i] = p[i];
+        for (int64_t k = 1; k < K; ++k)
+          for (int64_t i = 0; i < B * L; ++i) d[i] += p[k * B * L + i];
+      }
+    });
+}
+#pragma GCC pop_options
+
 // Forward of T banks. u (T,B,L); w1 (T,K,C,k1); b1, gamma, beta (T,K,C); w2 (T,K,C,k2); b2 (T,K);
 // mean, var (T,K,C): written in training, read in eval; rstd (T,K,C) written; out (T,K,B,L).
 template <typename scalar_t>
@@ -655,6 +1125,8 @@ void cnn_forward_kernel(int64_t T, int64_t B, int64_t L, int64_t K, int64_t C, i
                         const scalar_t* u, const scalar_t* w1p, const scalar_t* b1p, const scalar_t* gp,
                         const scalar_t* bp, const scalar_t* w2p, const scalar_t* b2p, scalar_t* mp, scalar_t* vp,
                         scalar_t* rp, scalar_t* op, bool training, double eps) {
+  if (k1 == 3 && k2 == 3)
+    return cnn3_forward(T, B, L, K, C, u, w1p, b1p, gp, bp, w2p, b2p, mp, vp, rp, op, training, eps);
   using acc_t = at::acc_type<scalar_t, false>;
   const Rows<scalar_t> R(B, L, std::max(k1, k2) / 2);
   const int64_t blocks_per_k = (C + kBlock - 1) / kBlock, nunits = T * K * blocks_per_k;
@@ -738,7 +1210,10 @@ void cnn_backward_kernel(int64_t T, int64_t B, int64_t L, int64_t K, int64_t C, 
                          const scalar_t* go, const scalar_t* u, const scalar_t* mp, const scalar_t* rp,
                          const scalar_t* w1p, const scalar_t* b1p, const scalar_t* gp, const scalar_t* bp,
                          const scalar_t* w2p, scalar_t* dup, scalar_t* dw1p, scalar_t* db1p, scalar_t* dgp,
-                         scalar_t* dbp, scalar_t* dw2p, scalar_t* db2p, bool training) {
+                         scalar_t* dbp, scalar_t* dw2p, scalar_t* db2p, bool training, bool weights) {
+  if (k1 == 3 && k2 == 3)
+    return cnn3_backward(T, B, L, K, C, go, u, mp, rp, w1p, b1p, gp, bp, w2p, dup, dw1p, db1p, dgp, dbp, dw2p, db2p,
+                         training, weights);
   using acc_t = at::acc_type<scalar_t, false>;
   const Rows<scalar_t> R(B, L, std::max(k1, k2) / 2);
   const int64_t blocks_per_k = (C + kBlock - 1) / kBlock, nunits = T * K * blocks_per_k;
@@ -872,7 +1347,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> cnn_forward_any(
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> cnn_backward_any(
     const at::Tensor& go_, const at::Tensor& u_, const at::Tensor& mean_, const at::Tensor& rstd_,
     const at::Tensor& w1_, const at::Tensor& b1_, const at::Tensor& gamma_, const at::Tensor& beta_,
-    const at::Tensor& w2_, bool training, bool batched) {
+    const at::Tensor& w2_, bool training, bool weight_grads, bool batched) {
   const int64_t T = batched ? u_.size(0) : 1, B = u_.size(-3), L = u_.size(-1);
   const int64_t K = w1_.size(-3), C = w1_.size(-2);
   auto go_shape = batched ? std::vector<int64_t>{T, K, B, 1, L} : std::vector<int64_t>{K, B, 1, L};
@@ -898,8 +1373,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
                                   b1.data_ptr<scalar_t>(), gamma.data_ptr<scalar_t>(), beta.data_ptr<scalar_t>(),
                                   w2.data_ptr<scalar_t>(), du.data_ptr<scalar_t>(), dw1.data_ptr<scalar_t>(),
                                   db1.data_ptr<scalar_t>(), dgamma.data_ptr<scalar_t>(), dbeta.data_ptr<scalar_t>(),
-                                  dw2.data_ptr<scalar_t>(), db2.data_ptr<scalar_t>(), training);
+                                  dw2.data_ptr<scalar_t>(), db2.data_ptr<scalar_t>(), training, weight_grads);
   });
+  if (!weight_grads)
+    for (auto* t : {&dw1, &db1, &dgamma, &dbeta, &dw2, &db2}) t->zero_();
   return {du, dw1, db1, dgamma, dbeta, dw2, db2};
 }
 
@@ -913,12 +1390,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> cnn_forward_cpu(
   return cnn_forward_any(u, w1, b1, gamma, beta, w2, b2, running_mean, running_var, training, eps, false);
 }
 
-// Returns the gradients for (u, w1, b1, gamma, beta, w2, b2).
+// Returns the gradients for (u, w1, b1, gamma, beta, w2, b2); with weight_grads false only u's is computed
+// and the six parameter gradients are zeros (what autograd needs when no parameter's gradient is wanted).
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> cnn_backward_cpu(
     const at::Tensor& go, const at::Tensor& u, const at::Tensor& mean, const at::Tensor& rstd, const at::Tensor& w1,
-    const at::Tensor& b1, const at::Tensor& gamma, const at::Tensor& beta, const at::Tensor& w2, bool training) {
+    const at::Tensor& b1, const at::Tensor& gamma, const at::Tensor& beta, const at::Tensor& w2, bool training,
+    bool weight_grads) {
   check_cnn(u, w1, b1, gamma, beta, w2, nullptr);
-  return cnn_backward_any(go, u, mean, rstd, w1, b1, gamma, beta, w2, training, false);
+  return cnn_backward_any(go, u, mean, rstd, w1, b1, gamma, beta, w2, training, weight_grads, false);
 }
 
 // T banks, one per trial: u (T,B,1,L), parameters and statistics with a leading T; out (T,K,B,1,L).
@@ -934,9 +1413,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> cnn_forward_batched_c
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>
 cnn_backward_batched_cpu(const at::Tensor& go, const at::Tensor& u, const at::Tensor& mean, const at::Tensor& rstd,
                          const at::Tensor& w1, const at::Tensor& b1, const at::Tensor& gamma, const at::Tensor& beta,
-                         const at::Tensor& w2, bool training) {
+                         const at::Tensor& w2, bool training, bool weight_grads) {
   check_cnn_batched(u, w1, b1, gamma, beta, w2, nullptr);
-  return cnn_backward_any(go, u, mean, rstd, w1, b1, gamma, beta, w2, training, true);
+  return cnn_backward_any(go, u, mean, rstd, w1, b1, gamma, beta, w2, training, weight_grads, true);
 }
 
 TORCH_LIBRARY(das, m) {
@@ -952,7 +1431,8 @@ TORCH_LIBRARY(das, m) {
       "-> (Tensor, Tensor, Tensor, Tensor)");
   m.def(
       "cnn_backward(Tensor grad_out, Tensor u, Tensor mean, Tensor rstd, Tensor w1, Tensor b1, Tensor gamma, "
-      "Tensor beta, Tensor w2, bool training) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
+      "Tensor beta, Tensor w2, bool training, bool weight_grads=True) "
+      "-> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
   // The same ops over T independent trials, trials first (see the kernels above for the shapes).
   m.def("grad_step_batched(Tensor u, Tensor y, Tensor tau, Tensor r, Tensor kernel, int stride) -> Tensor");
   m.def(
@@ -964,7 +1444,7 @@ TORCH_LIBRARY(das, m) {
       "-> (Tensor, Tensor, Tensor, Tensor)");
   m.def(
       "cnn_backward_batched(Tensor grad_out, Tensor u, Tensor mean, Tensor rstd, Tensor w1, Tensor b1, "
-      "Tensor gamma, Tensor beta, Tensor w2, bool training) "
+      "Tensor gamma, Tensor beta, Tensor w2, bool training, bool weight_grads=True) "
       "-> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
 }
 

@@ -244,7 +244,7 @@ if HAS_EXTENSION:
         return u.new_empty(K, B, 1, L), stat, torch.empty_like(stat), torch.empty_like(stat)
 
     @torch.library.register_fake("das::cnn_backward")
-    def _cnn_backward_fake(grad_out, u, mean, rstd, w1, b1, gamma, beta, w2, training):
+    def _cnn_backward_fake(grad_out, u, mean, rstd, w1, b1, gamma, beta, w2, training, weight_grads=True):
         K, C, _ = w1.shape
         return (torch.empty_like(u), torch.empty_like(w1), u.new_empty(K, C), u.new_empty(K, C),
                 u.new_empty(K, C), torch.empty_like(w2), u.new_empty(K))
@@ -293,13 +293,32 @@ if HAS_EXTENSION:
         ctx.set_materialize_grads(False)
         ctx.training = training
 
+    def _params_wanted(ctx):
+        """Whether this backward pass wants any CNN parameter's gradient. DAS's alpha step differentiates the
+        loss with respect to the alphas only (torch.autograd.grad(loss, alphas)): the parameters require grad,
+        but the engine will not run their part of the graph, and the kernel then skips their sums. ctx is
+        this op's backward node; its next_functions lead to (u, w1, b1, gamma, beta, w2, b2, running_mean,
+        running_var), None where an input needs no gradient."""
+        try:
+            nodes = [node for node, _ in ctx.next_functions[1:7] if node is not None]
+        except Exception:
+            return True
+        for node in nodes:
+            try:
+                if torch._C._will_engine_execute_node(node):
+                    return True
+            except Exception:  # a leaf that is an input of autograd.grad: its gradient is wanted
+                return True
+        return False
+
     def _cnn_backward(ctx, grad_out, *unused_grads):
         u, mean, rstd, w1, b1, gamma, beta, w2 = ctx.saved_tensors
         if grad_out is None:
             return (None,) * 11
+        wanted = _params_wanted(ctx)
         grads = torch.ops.das.cnn_backward(grad_out.contiguous(), u, mean, rstd, w1, b1, gamma, beta, w2,
-                                           ctx.training)
-        return (*grads, None, None, None, None)
+                                           ctx.training, wanted)
+        return (*(grads if wanted else grads[:1] + (None,) * 6), None, None, None, None)
 
     torch.library.register_autograd("das::cnn_forward", _cnn_backward, setup_context=_cnn_setup)
 
@@ -320,7 +339,7 @@ if HAS_EXTENSION:
         return u.new_empty(T, K, B, 1, L), stat, torch.empty_like(stat), torch.empty_like(stat)
 
     @torch.library.register_fake("das::cnn_backward_batched")
-    def _cnn_backward_batched_fake(grad_out, u, mean, rstd, w1, b1, gamma, beta, w2, training):
+    def _cnn_backward_batched_fake(grad_out, u, mean, rstd, w1, b1, gamma, beta, w2, training, weight_grads=True):
         T, K, C, _ = w1.shape
         return (torch.empty_like(u), torch.empty_like(w1), u.new_empty(T, K, C), u.new_empty(T, K, C),
                 u.new_empty(T, K, C), torch.empty_like(w2), u.new_empty(T, K))
@@ -338,9 +357,10 @@ if HAS_EXTENSION:
         u, mean, rstd, w1, b1, gamma, beta, w2 = ctx.saved_tensors
         if grad_out is None:
             return (None,) * 11
+        wanted = _params_wanted(ctx)
         grads = torch.ops.das.cnn_backward_batched(grad_out.contiguous(), u, mean, rstd, w1, b1, gamma, beta, w2,
-                                                   ctx.training)
-        return (*grads, None, None, None, None)
+                                                   ctx.training, wanted)
+        return (*(grads if wanted else grads[:1] + (None,) * 6), None, None, None, None)
 
     torch.library.register_autograd("das::cnn_forward_batched", _cnn_batched_backward, setup_context=_cnn_setup)
 

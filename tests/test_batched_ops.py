@@ -232,6 +232,63 @@ def test_grad_step_batch_invariance(data, dtype):
                 assert_same(a, b, f"seed {seed} {name} in a batch of {len(comp)} vs alone")
 
 
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("shape", [dict(K=2, C=16, B=128, dtype=torch.float32),
+                                   dict(K=3, C=5, B=7, dtype=torch.float64)], ids=["K2C16B128f32", "K3C5B7f64"])
+def test_cnn_input_grad_alone(training, shape, monkeypatch):
+    """When only u's gradient is wanted (DAS's alpha step: the parameters require grad but autograd.grad
+    asks for other inputs), the backward skips the parameter sums: u's gradient is the same bits, and a
+    later pass that wants the parameters' gradients still gets them."""
+    u, params, stats, go = stack([cnn_trial(s, **shape) for s in (3, 9)])
+    asked = []
+    wanted = O._params_wanted
+    monkeypatch.setattr(O, "_params_wanted", lambda ctx: asked.append(wanted(ctx)) or asked[-1])
+    for batched in (True, False):
+        bank = O.cnn_bank_batched if batched else O.cnn_bank
+        us, ps, gos = (u, params, go) if batched else (u[0], [p[0] for p in params], go[0])
+        xs = [us.clone().requires_grad_()] + [p.clone().requires_grad_() for p in ps]
+        st = [t.clone() if batched else t[0].clone() for t in stats]
+        a = torch.ones((), dtype=us.dtype, requires_grad=True)  # an "alpha" in front of the input
+        out = bank(xs[0] * a, *xs[1:], *st, training)
+        (da,) = torch.autograd.grad(out, [a], gos, retain_graph=True)
+        full = torch.autograd.grad(out, [a] + xs, gos)
+        assert_same(da, full[0], f"batched={batched}: d/d alpha alone vs with the parameters")
+        assert all(g is not None and g.abs().sum() > 0 for g in full[2:])
+    assert asked == [False, True, False, True]
+    # the op itself: u's gradient does not depend on the flag, the parameter gradients are zeros
+    _, mean, _, rstd = torch.ops.das.cnn_forward_batched(u, *params, *stats, training, 1e-5)
+    both = torch.ops.das.cnn_backward_batched(go, u, mean, rstd, *params[:5], training)
+    only_u = torch.ops.das.cnn_backward_batched(go, u, mean, rstd, *params[:5], training, False)
+    assert_same(only_u[0], both[0], "du without the parameter gradients")
+    assert all(not g.any() for g in only_u[1:])
+
+
+@pytest.mark.parametrize("taps", [(5, 3), (3, 5), (1, 1)])
+@pytest.mark.parametrize("training", [True, False])
+def test_cnn_other_kernel_sizes(taps, training):
+    """Kernel sizes other than 3 take the general path (3 taps take the SIMD one): it matches the _ref
+    composition, and a trial gives the same bits alone and in a batch."""
+    k1, k2 = taps
+
+    def trial(seed):
+        u, params, stats, go = cnn_trial(seed, K=2, C=5, B=6, dtype=torch.float64)
+        g = torch.Generator().manual_seed(100 + seed)
+        params[0] = torch.randn(2, 5, k1, generator=g, dtype=torch.float64)
+        params[4] = torch.randn(2, 5, k2, generator=g, dtype=torch.float64)
+        return u, params, stats, go
+
+    trials = [trial(s) for s in (1, 2, 3)]
+    ext = run_cnn_batched(trials, training)
+    ref = run_cnn_batched([(u, [p.clone() for p in ps], [s.clone() for s in st], go) for u, ps, st, go in trials],
+                          training, ref=True)
+    for t in range(3):
+        for name, a, b in zip(CNN_NAMES, ext[t], ref[t]):
+            torch.testing.assert_close(a, b, **tol(torch.float64), msg=f"trial {t} {name}")
+    (alone,) = run_cnn_batched([trials[1]], training)
+    for name, a, b in zip(CNN_NAMES, ext[1], alone):
+        assert_same(a, b, f"{name}: in a batch vs alone")
+
+
 @pytest.fixture
 def threads():
     """Yields torch.set_num_threads and restores the thread count afterwards."""
