@@ -16,7 +16,7 @@ from pathlib import Path
 
 from das import cli
 from das.genotype import load_genotype
-from das.trial import (BASELINES, RANDOM_SEARCH_CANDIDATES, SEARCH_METHODS, Status, TrialSpec,
+from das.trial import (BASELINES, DEFAULTS, RANDOM_SEARCH_CANDIDATES, SEARCH_METHODS, Status, TrialSpec,
                        check_resume_target, read_result, retrain_spec, run_trains, unlock_all)
 from das.utils import UserError, set_threads
 
@@ -65,9 +65,8 @@ def _main(args) -> dict:
 
 
 def _defaults(args):
-    for k, v in dict(space="seq", ops="all", data="blur", width=16, batches_per_epoch=19, batch_size=128,
-                     sigma_n=0.01, noise_sigma=0.1, epochs=50, seed="0").items():
-        if getattr(args, k) is None:
+    for k, v in dict(space="seq", ops="all", data="blur", seed="0", **DEFAULTS).items():
+        if getattr(args, k, 0) is None:
             setattr(args, k, v)
 
 

@@ -45,7 +45,7 @@ def add_setting_args(p, *, space=True, seed_help="trial seed(s): 3, 0-74 or 0,3,
                    help="batches per epoch (default 19)")
     p.add_argument("--batch-size", type=int, default=DEFAULTS["batch_size"], help="batch size (default 128)")
     p.add_argument("--sigma-n", type=float, default=DEFAULTS["sigma_n"],
-                   help="measurement noise sigma_n (default 0.01, SPEC 1)")
+                   help="measurement noise sigma_n (default 0.1: the calibrated reading, README; 0.01 is the paper's text)")
     p.add_argument("--noise-sigma", type=float, default=DEFAULTS["noise_sigma"],
                    help="sigma of the harmful noise op (default 0.1, paper Table 5)")
 

@@ -14,7 +14,10 @@ import torch
 from das.operators import LENGTH, Operator, blur_ref
 
 FORMATIONS = ("blur", "downsample")  # the data formations of the paper (5.1)
-SIGMA_NOISE = 0.01
+# Measurement noise sigma_n. The paper's text says 0.01, its Table 5 "noise level 0.10"; SPEC 1 kept
+# 0.01 unless a calibration against the paper's numbers showed otherwise, and the calibration study
+# (scripts/calibration.py, README) did: 0.1 lands closer to the paper's medians in 11 of 12 cells.
+SIGMA_NOISE = 0.1
 BATCH = 128
 BATCHES_PER_EPOCH = 19  # 19 x 128 = 2432 samples per epoch (paper Table 5)
 EVAL_SIZE = 2432

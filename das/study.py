@@ -64,8 +64,8 @@ STUDIES = {s.name: s for s in (
     Study("table3", "Table 3: sequential space, five presets", _grid("seq", ("blur", "downsample"), DAS_ROWS,
                                                                      SEQ_PRESETS), 75),
     Study("table4", "Table 4: cell space, seven presets", _grid("cell", ("blur",), DAS_ROWS, CELL_PRESETS), 75),
-    # sigma_n calibration (run once at SPEC's 0.01 and once with --sigma-n 0.1): which reading of the
-    # paper's noise level reproduces its absolute numbers and orderings
+    # sigma_n calibration (run once with --sigma-n 0.01, the paper's text, and once at 0.1, its Table 5):
+    # which reading of the paper's noise level reproduces its absolute numbers and orderings
     Study("calibration", "Calibration: Table 1's methods (no random search) at 10 seeds",
           _grid("seq", ("blur", "downsample"), (("good", "grad-only"), ("good", "net-only"), ("good", "random"),
                                                ("good", "das"), ("all", "random"), ("all", "das")), ("H1",)), 10),

@@ -68,7 +68,7 @@ class Status:
 
 RESULT, ARGS, CHECKPOINT = "result.json", "args.json", "checkpoint.pt"
 DEFAULTS = {"epochs": 50, "order": 1, "width": 16, "batches_per_epoch": 19, "batch_size": 128,
-            "sigma_n": 0.01, "noise_sigma": 0.1}
+            "sigma_n": 0.1, "noise_sigma": 0.1}  # sigma_n: das.data.SIGMA_NOISE (calibrated, README)
 RANDOM_SEARCH_CANDIDATES = 5
 # readable folder-name tokens of the settings, in this order
 SUFFIX = (("epochs", "e"), ("order", "o"), ("width", "w"), ("batches_per_epoch", "b"), ("batch_size", "bs"),

@@ -30,13 +30,13 @@ def spec(**kw):
 def test_folder_is_readable_and_unique_per_specification(tmp_path):
     assert spec().folder("r") == Path("r/seq/blur/all/das/H1/seed3")  # SPEC's defaults: no suffix
     assert spec(epochs=10, order=2).folder("r").name == "seed3-e10-o2"
-    assert spec(sigma_n=0.1, width=32).folder("r").name == "seed3-w32-sn0.1"
+    assert spec(sigma_n=0.01, width=32).folder("r").name == "seed3-w32-sn0.01"
     other = load_hparams("H1")
     other.alpha_lr = 0.5  # same name, other values: the folder says so with a digest
     s = TrialSpec.make(hp=other, space="seq", data="blur", ops="all", method="das", seed=3)
     assert s.folder("r").name.startswith("seed3-h") and s.folder("r") != spec().folder("r")
     names = {spec(**kw).folder("r") for kw in ({}, {"epochs": 3}, {"order": 2}, {"width": 8}, {"batch_size": 64},
-                                              {"batches_per_epoch": 4}, {"noise_sigma": 0.2}, {"sigma_n": 0.1})}
+                                              {"batches_per_epoch": 4}, {"noise_sigma": 0.2}, {"sigma_n": 0.01})}
     assert len(names) == 8
     # the group pools seeds, never settings
     assert spec().group() == spec(seed=4).group() != spec(epochs=3).group()
