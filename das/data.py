@@ -44,6 +44,12 @@ def measure(x: torch.Tensor, data: str, generator: torch.Generator, sigma: float
     return y + sigma * torch.randn(y.shape, generator=generator, dtype=torch.float64)
 
 
+def stream_seed(seed: int, stream: int) -> int:
+    """The seed of one of a trial's random streams (0: training data, 1: validation data, 2: the noise
+    op), apart from EVAL_SEED and from each other."""
+    return (7_919 * int(seed) + 104_729 * (stream + 1)) % 2**63
+
+
 class DataSource:
     """An endless stream of (x, y) batches for one data formation, seeded."""
 

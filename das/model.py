@@ -16,6 +16,7 @@ import torch
 import torch.nn as nn
 
 from das import operators
+from das.data import stream_seed
 from das.genotype import CELL_STATES, SEQ_LAYERS, Genotype
 from das.ops import NOISE_SIGMA, WIDTH, ChosenOp, MixedOp, NoiseStreams, op_names
 
@@ -31,10 +32,6 @@ def cell_edges(states: int = CELL_STATES) -> list[tuple[int, int]]:
 def init_generators(seeds) -> list[torch.Generator]:
     """One generator per trial for its initial weights: trial t's draws are its own."""
     return [torch.Generator().manual_seed(int(s)) for s in seeds]
-
-
-def noise_seed(seed: int) -> int:
-    return 7_919 * int(seed) + 104_729 * (NOISE_STREAM + 1)
 
 
 def softmax_rows(a: torch.Tensor) -> torch.Tensor:
@@ -56,7 +53,7 @@ class _Network(nn.Module):
         self.data, self.stride, self.length = data, A.stride, A.length
         self.seeds = [int(s) for s in seeds]
         self.register_buffer("kernel", A.kernel, persistent=False)
-        self.noise = NoiseStreams([noise_seed(s) for s in self.seeds])
+        self.noise = NoiseStreams([stream_seed(s, NOISE_STREAM) for s in self.seeds])
 
     @property
     def trials(self) -> int:

@@ -23,11 +23,6 @@ NOISE_SIGMA = 0.1
 WIDTH = 16
 
 
-def per_trial(draw, gens: list[torch.Generator]) -> torch.Tensor:
-    """Stack one draw per trial, each from that trial's own generator: (T, *shape)."""
-    return torch.stack([draw(g) for g in gens])
-
-
 class CNNBank(nn.Module):
     """K independent CNNs conv(1->C, k=3) -> BatchNorm1d(C) -> ReLU -> conv(C->1, k=3) per trial.
 

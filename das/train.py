@@ -21,15 +21,11 @@ import time
 import torch
 import torch.nn.functional as F
 
-from das.data import BATCH, BATCHES_PER_EPOCH, EVAL_SEED, EVAL_SIZE, SIGMA_NOISE, DataSource, evaluation_set
+from das.data import (BATCH, BATCHES_PER_EPOCH, EVAL_SEED, EVAL_SIZE, SIGMA_NOISE, DataSource, evaluation_set,
+                      stream_seed)
 from das.hparams import WARMUP_EPOCHS, HParams
 from das.metrics import psnr
 from das.utils import progress, save_torch
-
-
-def stream_seed(seed: int, stream: int) -> int:
-    """Seeds of a trial's data streams (0: training, 1: validation), apart from EVAL_SEED."""
-    return 7_919 * int(seed) + 104_729 * (stream + 1)
 
 
 def per_trial_mse(out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

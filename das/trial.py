@@ -1014,11 +1014,6 @@ def run_trials(specs: list[TrialSpec], root, *, retrain_seeds=None, device="cpu"
     return searched + done
 
 
-def run_trial(spec: TrialSpec, root, **kw) -> list[dict]:
-    """One trial: a baseline, or a search and the retrain(s) of its genotype."""
-    return run_trials([spec], root, **kw)
-
-
 def group_batches(specs: list[TrialSpec], max_batch: int = 64) -> list[list[TrialSpec]]:
     """Specs grouped by batch key, in chunks of at most max_batch (the sweep's tasks)."""
     by: dict[str, list[TrialSpec]] = {}

@@ -5,7 +5,6 @@ import json
 import math
 import os
 import platform
-import random
 import sys
 import tempfile
 import time
@@ -19,12 +18,8 @@ class UserError(Exception):
     """Bad input from the user: the scripts print the message on one line and exit with code 2."""
 
 
-class Diverged(Exception):
-    """A training loss became NaN or infinite."""
-
-
 # Seeds are 0..2**32-1: numpy takes no more, and the data streams derived from a seed
-# (das.train.stream_seed, about 8000 * seed) must still fit torch's 64-bit generator seed.
+# (das.data.stream_seed, about 8000 * seed) must still fit torch's 64-bit generator seed.
 MAX_SEED = 2**32 - 1
 MAX_FILE_BYTES = 64 * 2**20  # no JSON file of this project comes near; a larger one is not ours
 
@@ -50,13 +45,6 @@ def short_repr(v, n: int = 60) -> str:
 
 def _fix(fix: str) -> str:
     return f"; {fix}" if fix else ""
-
-
-def set_seed(seed: int) -> None:
-    """Seed python, numpy and torch: the same seed gives the same numbers on the CPU."""
-    random.seed(seed)
-    np.random.seed(seed % (2**32))
-    torch.manual_seed(seed)
 
 
 def set_threads(threads: int | None) -> None:
