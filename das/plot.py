@@ -317,13 +317,13 @@ def alpha_diagnostics_figures(diagnostics, out, formats=FORMATS) -> list[Path]:
         labels = [f"{d['space']} {DATA_NAMES.get(d['data'], d['data'])}, {OPS_NAMES.get(d['ops'], d['ops'])}, "
                   f"{METHOD_NAMES.get(d['method'], d['method'])} (n={d['trials']})" for d in ds]
         y = np.arange(len(ds))
-        fig, axes = plt.subplots(1, 3, figsize=(PAGE_WIDTH, 0.9 + 0.25 * len(ds)), sharey=True)
+        fig, axes = plt.subplots(1, 3, figsize=(PAGE_WIDTH, 1.35 + 0.25 * len(ds)), sharey=True)
         axes[0].scatter([d["init_deviation"] for d in ds], y, marker="o", facecolors="none", edgecolors="k",
                         label="initial")
         axes[0].scatter([d["final_deviation"] for d in ds], y, marker="o", c="k", label="final")
         axes[0].set_xlabel("max |softmax($\\alpha$) $-$ 1/K|")
         axes[0].set_title("distance from uniform", fontsize=7)
-        axes[0].legend(loc="lower center", bbox_to_anchor=(0.5, 1.08), ncol=2)
+        axes[0].xaxis.set_major_locator(plt.MaxNLocator(3))  # tiny H1 distances: few ticks stay readable
         axes[1].scatter([d["final_entropy"] for d in ds], y, c="k")
         axes[1].set_xlabel("entropy / log K")
         axes[1].set_title("final entropy (1 = uniform)", fontsize=7)
@@ -333,12 +333,14 @@ def alpha_diagnostics_figures(diagnostics, out, formats=FORMATS) -> list[Path]:
         axes[2].set_xlabel("layers/edges (%)")
         axes[2].set_title("final = initial argmax", fontsize=7)
         axes[2].set_xlim(0, 100)
-        axes[2].legend(loc="lower center", bbox_to_anchor=(0.5, 1.08), ncol=2)
         axes[0].set_yticks(y, labels)
         axes[0].invert_yaxis()
         fig.suptitle(f"Did the search or the initialisation decide? Preset {preset}, mean over layers/edges "
                      "and searches", fontsize=8)
-        fig.tight_layout()
+        handles = [h for ax in (axes[0], axes[2]) for h in ax.get_legend_handles_labels()[0]]
+        # one legend along the bottom edge, clear of the panel titles and axis labels
+        fig.legend(handles, ["initial", "final", "observed", "chance 1/K"], loc="lower center", ncol=4)
+        fig.tight_layout(rect=(0, 0.3 / (1.35 + 0.25 * len(ds)), 1, 1))
         files += save(fig, out, f"alpha_diagnostics_{preset}", formats)
     return files
 

@@ -259,7 +259,7 @@ class TrialSpec:
         extra = self._suffix().lstrip("-")
         if self.retrain_epochs is not None and self.retrain_epochs != self.epochs:
             extra = (extra + "-" if extra else "") + f"re{self.retrain_epochs}"
-        return f"{self.preset} [{extra}]" if extra else self.preset
+        return f"{self.preset}_{extra}" if extra else self.preset  # safe in file names too
 
     def folder(self, root) -> Path:
         base = Path(root) / self.space / self.data / self.ops / self.method / self.preset

@@ -130,14 +130,14 @@ def test_analyze_never_pools_other_settings_and_skips_bohb(tmp_path):
     shutil.copytree(root / "seq", bohb / "seq")
     res = analyze.main(analyze.get_parser().parse_args([str(root), "--out", str(tmp_path / "a"), "--no-plots"]))
     keys = sorted((s["space"], s["data"], s["ops"], s["method"], s["preset"]) for s in res["summary"])
-    assert keys == [("seq", "blur", "all", "random", "H1 [e2-b2]"), ("seq", "blur", "all", "random", "H1 [e3-b2]")]
+    assert keys == [("seq", "blur", "all", "random", "H1_e2-b2"), ("seq", "blur", "all", "random", "H1_e3-b2")]
     assert all(s["n"] == 2 for s in res["summary"])
     # a copy of a trial in a second folder: both reported, neither used
     src = root / "seq/blur/all/random/H1/seed0-e2-b2"
     shutil.copytree(src, root / "seq/blur/all/random/H1/copy-of-seed0")
     res = analyze.main(analyze.get_parser().parse_args([str(root), "--out", str(tmp_path / "b"), "--no-plots"]))
     assert sum(r == "duplicate" for r, _ in res["skipped"]) == 2
-    assert next(s for s in res["summary"] if s["preset"] == "H1 [e2-b2]")["n"] == 1
+    assert next(s for s in res["summary"] if s["preset"] == "H1_e2-b2")["n"] == 1
 
 
 def test_bohb_evaluation_results_are_skipped_by_kind(tmp_path):
@@ -157,7 +157,7 @@ def test_small_table1_study_end_to_end(tmp_path):
     assert "32 trials, 0 already done, 32 to run" in p.stdout and "0 failed" in p.stdout
     p = cli("analyze.py", out, "--no-plots")
     assert p.returncode == 0, p.stderr
-    table = p.stdout[p.stdout.index("sequential space, preset H1 [e2-b2]"):]
+    table = p.stdout[p.stdout.index("sequential space, preset H1_e2-b2"):]
     for row in ("| good ops. | Learnable Grad. only |", "| good ops. | DAS |", "| all | Random Search |"):
         assert row in table
     assert table.count("| 2 |") >= 8  # n = 2 seeds in every cell
