@@ -500,11 +500,9 @@ def result_problem(r: dict) -> str | None:
     ws = r.get("wall_seconds")
     if ws is not None and not (isinstance(ws, dict) and all(is_number(v) for v in ws.values())):
         return f"wall_seconds is {short_repr(ws)}, not seconds per stage"
-    if r.get("genotype") is not None:
-        try:
-            Genotype.from_dict(r["genotype"], "genotype")
-        except UserError as exc:
-            return str(exc).split(";")[0]
+    problem = _genotype_problem(r.get("genotype"))
+    if problem:
+        return problem
     if r.get("alphas") is not None and _rect(r["alphas"]) != 2:
         return "alphas is not a table of numbers"
     problem = _history_problem(r.get("history"))
@@ -533,12 +531,18 @@ def _candidate_problem(c: dict) -> str | None:
         return f"seconds is {short_repr(c['seconds'])}, not a number"
     if c.get("error") is not None and not isinstance(c["error"], str):
         return f"error is {short_repr(c['error'])}, not a string"
-    if c.get("genotype") is not None:
-        try:
-            Genotype.from_dict(c["genotype"], "genotype")
-        except UserError as exc:
-            return str(exc).split(";")[0]
-    return _history_problem(c.get("history"))
+    return _genotype_problem(c.get("genotype")) or _history_problem(c.get("history"))
+
+
+def _genotype_problem(g) -> str | None:
+    """What is wrong with a recorded genotype, or None (also when there is none)."""
+    if g is None:
+        return None
+    try:
+        Genotype.from_dict(g, "genotype")
+    except UserError as exc:
+        return str(exc).split(";")[0]
+    return None
 
 
 def _history_problem(h) -> str | None:
