@@ -22,7 +22,7 @@ from common import ROOT, machine, print_table, write_json  # noqa: F401  (ROOT p
 
 import das.runner as runner  # noqa: E402
 from das.hparams import load_hparams  # noqa: E402
-from das.runner import Progress, run_sweep, trial_task  # noqa: E402
+from das.runner import Progress, batch_task, run_sweep  # noqa: E402
 from das.trial import TrialSpec  # noqa: E402
 
 
@@ -38,7 +38,8 @@ def specs(args):
 
 def pool(todo, root, workers):
     with ProcessPoolExecutor(max_workers=workers) as ex:
-        return [f.result() for f in [ex.submit(trial_task, s.to_dict(), root, None, "cpu", 1) for s in todo]]
+        futures = [ex.submit(batch_task, [s.to_dict()], root, None, "cpu", 1) for s in todo]  # one trial a task
+        return [f.result()[0] for f in futures]
 
 
 def run_mode(name, args, tmp):
@@ -60,14 +61,23 @@ def run_mode(name, args, tmp):
 
 
 def step_ms(repeat: int) -> float:
-    """Median milliseconds of one search step (theta + alpha) where this runs (a worker process)."""
+    """Median milliseconds of one search step (theta + alpha) of one trial where this runs (a worker process)."""
     import torch
 
-    from bench_search import step_functions
     from common import timeit
+    from das import model as M
+    from das.train import Trainer
 
     torch.set_num_threads(1)
-    search_step, _ = step_functions("cpu")
+    hp = load_hparams("H1")
+    hp.alpha_warmup = False  # every step has its alpha step
+    trainer = Trainer(M.build_supernet("seq", "blur", "all", [0]), hp, "blur", [0], 1, search=True,
+                      batches_per_epoch=1)
+
+    def search_step():
+        trainer.epoch = 0  # one epoch of one batch: one theta step and one alpha step
+        trainer.run()
+
     return timeit(search_step, warmup=10, repeat=repeat) * 1e3
 
 
