@@ -26,8 +26,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # the das package besi
 
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("root", help="results tree to read (e.g. results/), or a trials.csv written by analyze.py")
-    p.add_argument("--out", default=None, help="output folder (default: <root>/analysis, or the folder of trials.csv)")
+    p.add_argument("root", nargs="+", help="results trees to read (e.g. results/), or trials.csv files written by "
+                   "analyze.py; the trials of all of them are pooled")
+    p.add_argument("--out", default=None, help="output folder (default: <root>/analysis, or the folder of trials.csv, "
+                   "of the first root)")
     p.add_argument("--latex", action="store_true", help="also write the tables as LaTeX (booktabs)")
     p.add_argument("--no-plots", action="store_true", help="skip the figures")
     p.add_argument("--format", default="pdf,png", help="figure formats, comma separated (default: pdf,png)")
@@ -74,22 +76,36 @@ def draws_sentence(d: dict) -> str:
 def main(args) -> dict:
     from das import report, stats
 
-    source = Path(args.root)
-    if not source.is_dir() and not (source.is_file() and source.suffix == ".csv"):
-        print(f"error: {source}: no such results folder or trials.csv; run search.py / retrain.py first",
-              file=sys.stderr)
-        sys.exit(2)
+    sources = [Path(r) for r in ([args.root] if isinstance(args.root, str) else args.root)]
+    for source in sources:
+        if not source.is_dir() and not (source.is_file() and source.suffix == ".csv"):
+            print(f"error: {source}: no such results folder or trials.csv; run search.py / retrain.py first",
+                  file=sys.stderr)
+            sys.exit(2)
+    source = sources[0]
     out = Path(args.out) if args.out else (source.parent if source.is_file() else source / "analysis")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         print(f"error: {out}: cannot write the analysis here ({exc.strerror}); pass --out FOLDER", file=sys.stderr)
         sys.exit(2)
-    try:
-        records, skipped = load_records(source)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
+    records, skipped = [], []
+    for src in sources:
+        try:
+            got, missed = load_records(src)
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            sys.exit(2)
+        records += got
+        skipped += missed
+    seen = {}
+    for r in records:  # one trial in two of the sources would be counted twice
+        key = (r.get("group"), r.get("seed"), r.get("retrain_seed"), r.get("primary"))
+        if key in seen and len(sources) > 1:
+            print(f"error: the trial {r.get('group')} seed {r.get('seed')} is in more than one of "
+                  f"{', '.join(map(str, sources))}; pass each results tree once", file=sys.stderr)
+            sys.exit(2)
+        seen[key] = r
     from das.trial import summarize_skipped
 
     notes = summarize_skipped(skipped)
@@ -107,7 +123,7 @@ def main(args) -> dict:
     ranking = stats.ranking_correlations(records)
 
     frame = report.trials_frame(all_records)
-    if not (source.is_file() and source.resolve() == (out / "trials.csv").resolve()):
+    if not (len(sources) == 1 and source.is_file() and source.resolve() == (out / "trials.csv").resolve()):
         frame.to_csv(out / "trials.csv", index=False)
     paper = report.paper_tables(summary)
     statistics = report.statistics_table(summary)
@@ -130,7 +146,8 @@ def main(args) -> dict:
     for t in tables:
         report.write_table(t, out, latex=args.latex)
 
-    lines = [f"# DAS analysis of {source}", "", f"{len(records)} trials read, {len(summary)} groups."]
+    lines = [f"# DAS analysis of {', '.join(map(str, sources))}", "",
+             f"{len(records)} trials read, {len(summary)} groups."]
     for n in notes:  # one paragraph per kind of skipped file
         lines += ["", n]
     lines.append("")

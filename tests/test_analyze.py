@@ -168,6 +168,27 @@ def test_results_tree_and_trials_csv_give_the_same_tables(tree, tmp_path):
     assert (tmp_path / "out" / "trials.csv").read_text() == before and "Claims" in p.stdout
 
 
+def test_several_roots_pool_their_trials_and_refuse_a_trial_twice(tree, tmp_path):
+    """Two trees (here: the good-ops and the all-ops halves) give the tables of the whole tree;
+    the same trial in two sources is one line, exit 2."""
+    import shutil
+    root, _ = tree
+    whole = run(root, tmp_path, "--no-plots")
+    halves = []
+    for ops in ("good", "all"):
+        half = tmp_path / f"half_{ops}"
+        shutil.copytree(root / "seq" / "blur" / ops, half / "seq" / "blur" / ops)
+        halves.append(half)
+    pooled = analyze.main(analyze.get_parser().parse_args([*map(str, halves), "--out", str(tmp_path / "pooled"),
+                                                          "--no-plots"]))
+    assert len(pooled["records"]) == len(whole["records"])
+    for name in [t.name for t in whole["tables"]]:
+        assert (tmp_path / "pooled" / f"{name}.csv").read_text() == (tmp_path / "out" / f"{name}.csv").read_text()
+    p = subprocess.run([sys.executable, "analyze.py", str(halves[0]), str(tmp_path / "out" / "trials.csv"),
+                        "--out", str(tmp_path / "twice"), "--no-plots"], cwd=ROOT, capture_output=True, text=True)
+    assert p.returncode == 2 and p.stderr.count("\n") == 1 and "more than one of" in p.stderr
+
+
 def test_figures_are_pdf_and_png(tree, tmp_path):
     import matplotlib.image as mpimg
     root, _ = tree
