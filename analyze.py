@@ -127,6 +127,7 @@ def main(args) -> dict:
         frame.to_csv(out / "trials.csv", index=False)
     paper = report.paper_tables(summary)
     statistics = report.statistics_table(summary)
+    comparison = report.comparison_table(summary)
     extra = [report.rows_table("correlations", "One-shot vs architecture PSNR per search group (Pearson with "
                                "Fisher-z 95% interval, Spearman, Kendall; p-values)", corr, 6),
              report.rows_table("draws", "Random draws needed to beat the DAS median (closed form: expected 1/p, "
@@ -142,7 +143,7 @@ def main(args) -> dict:
              report.rows_table("retrain_spread", "Architecture PSNR over retrain seeds of one searched genotype "
                                "(within-search spread) against the spread between searches", spread, 5,
                                {"searches": "{:.0f}", "retrains": "{:.0f}"})]
-    tables = paper + [statistics] + extra
+    tables = paper + [statistics, comparison] + extra
     for t in tables:
         report.write_table(t, out, latex=args.latex)
 
@@ -152,6 +153,8 @@ def main(args) -> dict:
         lines += ["", n]
     lines.append("")
     lines += [report.to_markdown(t) for t in paper + [statistics]]
+    if len(comparison.frame):
+        lines.append(report.to_markdown(comparison))
     if corr:
         lines.append(report.to_markdown(extra[0]))
     if draws:

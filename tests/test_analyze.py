@@ -189,6 +189,27 @@ def test_several_roots_pool_their_trials_and_refuse_a_trial_twice(tree, tmp_path
     assert p.returncode == 2 and p.stderr.count("\n") == 1 and "more than one of" in p.stderr
 
 
+def test_paper_comparison_sets_our_intervals_beside_the_paper(tree, tmp_path):
+    """paper_comparison.csv: our median and mean (numpy) with intervals that hold them, the
+    paper's numbers from das.study, and 'inside' decided against those intervals."""
+    import pandas as pd
+    from das.study import paper_value
+    root, known = tree
+    run(root, tmp_path, "--no-plots")
+    table = pd.read_csv(tmp_path / "out" / "paper_comparison.csv")
+    assert set(zip(table["ops"], table["method"])) == {(o, m) for o in ("good", "all")
+                                                         for m in ("das", "random", "random-search")}
+    for _, row in table.iterrows():
+        if row["method"] == "das":
+            arch = known[("das", row["ops"])][1]
+            assert row["median"] == pytest.approx(np.median(arch)) and row["mean"] == pytest.approx(arch.mean())
+        paper = paper_value("seq", "blur", row["ops"], row["method"], "H1")
+        assert (row["paper_max"], row["paper_mean"], row["paper_median"]) == pytest.approx(paper)
+        assert row["median_minus_paper"] == pytest.approx(row["median"] - paper[2])
+        assert row["median_ci_low"] <= row["median"] <= row["median_ci_high"]
+        assert bool(row["paper_median_in_ci"]) == (row["median_ci_low"] <= paper[2] <= row["median_ci_high"])
+
+
 def test_figures_are_pdf_and_png(tree, tmp_path):
     import matplotlib.image as mpimg
     root, _ = tree
