@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import atexit
 import dataclasses
+import functools
 import hashlib
 import json
 import math
@@ -280,7 +281,10 @@ class TrialSpec:
 
 
 # ---------------------------------------------------------------------------- provenance
+@functools.lru_cache(maxsize=None)
 def git_commit() -> str | None:
+    """The commit of the code this process loaded: read once, at import (a commit made while a
+    long sweep runs must not be recorded for trials that run the code loaded before it)."""
     root = Path(__file__).resolve().parent.parent
     if not (root / ".git").exists():
         return None
@@ -289,6 +293,9 @@ def git_commit() -> str | None:
         return p.stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         return None
+
+
+git_commit()
 
 
 def provenance(device) -> dict:
