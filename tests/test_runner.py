@@ -292,3 +292,35 @@ def test_relative_out_is_the_callers(tmp_path):
                        timeout=120, env=ENV)
     assert p.returncode == 0, p.stderr
     assert str(tmp_path / "mine" / "seq" / "blur" / "good" / "grad-only" / "H1" / "seed0") in p.stdout
+
+
+def _page_faults_of_reallocation():
+    """Minor page faults while a 2 MiB tensor is allocated, written and freed 100 times."""
+    import resource
+
+    import torch
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(100):
+        torch.ones(512 * 1024)
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+
+def test_embedded_workers_reuse_freed_memory():
+    """In a worker of the embedded cluster a freed tensor's pages are reused, not unmapped and
+    faulted in again (the trim threshold alone froze glibc's mmap threshold at 128 KiB: each
+    2 MiB tensor then costs 512 page faults)."""
+    from distributed import Client
+
+    from das.runner import local_cluster
+    with local_cluster(1, 1) as cluster, Client(cluster) as client:
+        env = client.run(lambda: {k: os.environ.get(k) for k in ("MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_")})
+        faults = list(client.run(_page_faults_of_reallocation).values())[0]
+    assert list(env.values())[0] == {"MALLOC_TRIM_THRESHOLD_": str(1 << 30), "MALLOC_MMAP_THRESHOLD_": str(32 << 20)}
+    assert faults < 100 * 512 / 10, faults
+    # the failure it guards against, in a plain process with the trim threshold alone
+    code = "import tests.test_runner as t; print(t._page_faults_of_reallocation())"
+    env_trim = {**ENV, "MALLOC_TRIM_THRESHOLD_": str(1 << 30)}
+    env_trim.pop("MALLOC_MMAP_THRESHOLD_", None)
+    frozen = int(subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env_trim, capture_output=True, text=True,
+                                timeout=120).stdout.split()[-1])
+    assert frozen > 100 * 512 / 2, frozen
