@@ -84,6 +84,10 @@ def main(args) -> dict:
             sys.exit(2)
     source = sources[0]
     out = Path(args.out) if args.out else (source.parent if source.is_file() else source / "analysis")
+    if len(sources) > 1 and any(s.is_file() and s.resolve() == (out / "trials.csv").resolve() for s in sources):
+        print(f"error: {out / 'trials.csv'} is one of the inputs and would be replaced by the pooled table; "
+              f"pass --out FOLDER", file=sys.stderr)
+        sys.exit(2)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -99,10 +103,13 @@ def main(args) -> dict:
         records += got
         skipped += missed
     seen = {}
-    for r in records:  # one trial in two of the sources would be counted twice
-        key = (r.get("group"), r.get("seed"), r.get("retrain_seed"), r.get("primary"))
+    for r in records:  # one trial in two of the sources would be counted twice (a search that
+        # diverged in one and was retrained in the other too: its key is the search seed)
+        retrain = r.get("retrain_seed")
+        key = (r.get("group"), r.get("seed"), r.get("seed") if retrain is None else retrain)
         if key in seen and len(sources) > 1:
-            print(f"error: the trial {r.get('group')} seed {r.get('seed')} is in more than one of "
+            where = "/".join(str(r.get(k)) for k in ("space", "data", "ops", "method", "label"))
+            print(f"error: the trial {where} seed {r.get('seed')} is in more than one of "
                   f"{', '.join(map(str, sources))}; pass each results tree once", file=sys.stderr)
             sys.exit(2)
         seen[key] = r

@@ -34,7 +34,7 @@ from das.trial import (Status, TrialLocked, TrialSpec, group_batches, lock_trial
 # mmap threshold at 128 KiB (a set threshold turns off its dynamic adjustment), so every tensor
 # above 128 KiB was mmap'd and unmapped again: 45% of a worker's time in page faults and a batch of
 # 38 searches 2.7x slower than in a plain process. The mmap threshold is set too, to glibc's
-# largest (32 MiB), which a plain process reaches by itself.
+# largest (32 MiB): a plain process raises its threshold by itself, to the largest block it freed.
 MALLOC_TRIM_THRESHOLD = 1 << 30
 MALLOC_MMAP_THRESHOLD = 32 << 20
 RETRY_WAIT = 30.0   # seconds before a trial running elsewhere is looked at again

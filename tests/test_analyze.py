@@ -187,6 +187,13 @@ def test_several_roots_pool_their_trials_and_refuse_a_trial_twice(tree, tmp_path
     p = subprocess.run([sys.executable, "analyze.py", str(halves[0]), str(tmp_path / "out" / "trials.csv"),
                         "--out", str(tmp_path / "twice"), "--no-plots"], cwd=ROOT, capture_output=True, text=True)
     assert p.returncode == 2 and p.stderr.count("\n") == 1 and "more than one of" in p.stderr
+    assert "seq/blur/" in p.stderr and "{" not in p.stderr
+    # a pooled analysis never writes over one of its inputs
+    before = (tmp_path / "out" / "trials.csv").read_bytes()
+    p = subprocess.run([sys.executable, "analyze.py", str(tmp_path / "out" / "trials.csv"), str(halves[0]),
+                        "--no-plots"], cwd=ROOT, capture_output=True, text=True)
+    assert p.returncode == 2 and "pass --out" in p.stderr and p.stderr.count("\n") == 1
+    assert (tmp_path / "out" / "trials.csv").read_bytes() == before
 
 
 def test_paper_comparison_sets_our_intervals_beside_the_paper(tree, tmp_path):
