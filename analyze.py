@@ -76,7 +76,7 @@ def draws_sentence(d: dict) -> str:
 def main(args) -> dict:
     from das import report, stats
 
-    sources = [Path(r) for r in ([args.root] if isinstance(args.root, str) else args.root)]
+    sources = [Path(r) for r in args.root]
     for source in sources:
         if not source.is_dir() and not (source.is_file() and source.suffix == ".csv"):
             print(f"error: {source}: no such results folder or trials.csv; run search.py / retrain.py first",
@@ -84,7 +84,9 @@ def main(args) -> dict:
             sys.exit(2)
     source = sources[0]
     out = Path(args.out) if args.out else (source.parent if source.is_file() else source / "analysis")
-    if len(sources) > 1 and any(s.is_file() and s.resolve() == (out / "trials.csv").resolve() for s in sources):
+    # a trials.csv read in its own folder is not written again; a pooled table never replaces an input
+    reads_output = any(s.is_file() and s.resolve() == (out / "trials.csv").resolve() for s in sources)
+    if reads_output and len(sources) > 1:
         print(f"error: {out / 'trials.csv'} is one of the inputs and would be replaced by the pooled table; "
               f"pass --out FOLDER", file=sys.stderr)
         sys.exit(2)
@@ -102,17 +104,18 @@ def main(args) -> dict:
             sys.exit(2)
         records += got
         skipped += missed
-    seen = {}
-    for r in records:  # one trial in two of the sources would be counted twice (a search that
+    if len(sources) > 1:  # one trial in two of the sources would be counted twice (a search that
         # diverged in one and was retrained in the other too: its key is the search seed)
-        retrain = r.get("retrain_seed")
-        key = (r.get("group"), r.get("seed"), r.get("seed") if retrain is None else retrain)
-        if key in seen and len(sources) > 1:
-            where = "/".join(str(r.get(k)) for k in ("space", "data", "ops", "method", "label"))
-            print(f"error: the trial {where} seed {r.get('seed')} is in more than one of "
-                  f"{', '.join(map(str, sources))}; pass each results tree once", file=sys.stderr)
-            sys.exit(2)
-        seen[key] = r
+        seen = set()
+        for r in records:
+            retrain = r.get("retrain_seed")
+            key = (r.get("group"), r.get("seed"), r.get("seed") if retrain is None else retrain)
+            if key in seen:
+                where = "/".join(str(r.get(k)) for k in ("space", "data", "ops", "method", "label"))
+                print(f"error: the trial {where} seed {r.get('seed')} is in more than one of "
+                      f"{', '.join(map(str, sources))}; pass each results tree once", file=sys.stderr)
+                sys.exit(2)
+            seen.add(key)
     from das.trial import summarize_skipped
 
     notes = summarize_skipped(skipped)
@@ -130,7 +133,7 @@ def main(args) -> dict:
     ranking = stats.ranking_correlations(records)
 
     frame = report.trials_frame(all_records)
-    if not (len(sources) == 1 and source.is_file() and source.resolve() == (out / "trials.csv").resolve()):
+    if not reads_output:
         frame.to_csv(out / "trials.csv", index=False)
     paper = report.paper_tables(summary)
     statistics = report.statistics_table(summary)
