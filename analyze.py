@@ -22,10 +22,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the das package beside this script
 
+from das import cli  # noqa: E402
+from das.utils import UserError  # noqa: E402
 
 
-def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def get_parser():
+    p = cli.parser(__doc__)
     p.add_argument("root", nargs="+", help="results trees to read (e.g. results/), or trials.csv files written by "
                    "analyze.py; the trials of all of them are pooled")
     p.add_argument("--out", default=None, help="output folder (default: <root>/analysis, or the folder of trials.csv, "
@@ -33,21 +35,21 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--latex", action="store_true", help="also write the tables as LaTeX (booktabs)")
     p.add_argument("--no-plots", action="store_true", help="skip the figures")
     p.add_argument("--format", default="pdf,png", help="figure formats, comma separated (default: pdf,png)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap resampling")
-    p.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples per interval")
+    p.add_argument("--bootstrap-seed", type=int, default=0, help="seed of the bootstrap resampling (default 0)")
+    p.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples per interval (default 2000)")
+    p.add_argument("--seed", default=None, help=argparse.SUPPRESS)  # renamed: a one-line error says so
     return p
 
 
 # ----------------------------------------------------------------------------- loading
 def load_records(source: Path):
-    """Records (one per trained architecture: das.trial.load_trials) and skipped files, from a
-    results tree or from a trials.csv written by an earlier run."""
-    from das import report
-    from das.trial import load_trials
+    """Records (one per trained architecture: das.collect.load_trials) and skipped files, from a
+    results tree or from a trials.csv written by an earlier run (validated: das.collect.read_trials_csv)."""
+    from das import collect
 
     if source.is_file():
-        return report.read_trials_csv(source), []
-    return load_trials(source)
+        return collect.read_trials_csv(source), []
+    return collect.load_trials(source)
 
 
 def for_tables(records):
@@ -72,36 +74,49 @@ def draws_sentence(d: dict) -> str:
                     f"{d['p_budget']:.2f} (paper: 49 draws)")
 
 
+def unread_sentences(skipped, sources) -> list[str]:
+    """How many trials of each cell could not be read (das.collect.unread_by_cell)."""
+    from das.collect import unread_by_cell
+
+    counts = unread_by_cell(skipped, [s for s in sources if s.is_dir()])
+    return [f"- {'/'.join(cell)}: {n} trial{'s' if n > 1 else ''} not read" for cell, n in sorted(counts.items())]
+
+
 # ----------------------------------------------------------------------------- main
 def main(args) -> dict:
-    from das import report, stats
+    try:
+        return _main(args)
+    except OSError as exc:  # a full disk, a read-only folder: one line, and nothing half-written
+        name = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+        raise UserError(f"{name}{exc.strerror or exc}; check that --out is a writable folder with space left") from None
 
+
+def _main(args) -> dict:
+    from das import collect, report, stats
+
+    if args.seed is not None:
+        raise UserError("analyze.py --seed was renamed --bootstrap-seed (the seed of the bootstrap resampling; "
+                        "--seed names trial seeds everywhere else)")
+    if args.resamples < 100 or args.resamples > 1_000_000:
+        raise UserError(f"--resamples must be in 100..1000000, got {args.resamples}")
     sources = [Path(r) for r in args.root]
     for source in sources:
         if not source.is_dir() and not (source.is_file() and source.suffix == ".csv"):
-            print(f"error: {source}: no such results folder or trials.csv; run search.py / retrain.py first",
-                  file=sys.stderr)
-            sys.exit(2)
+            raise UserError(f"{source}: no such results folder or trials.csv; run search.py / retrain.py first")
     source = sources[0]
     out = Path(args.out) if args.out else (source.parent if source.is_file() else source / "analysis")
     # a trials.csv read in its own folder is not written again; a pooled table never replaces an input
     reads_output = any(s.is_file() and s.resolve() == (out / "trials.csv").resolve() for s in sources)
     if reads_output and len(sources) > 1:
-        print(f"error: {out / 'trials.csv'} is one of the inputs and would be replaced by the pooled table; "
-              f"pass --out FOLDER", file=sys.stderr)
-        sys.exit(2)
+        raise UserError(f"{out / 'trials.csv'} is one of the inputs and would be replaced by the pooled table; "
+                        f"pass --out FOLDER")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        print(f"error: {out}: cannot write the analysis here ({exc.strerror}); pass --out FOLDER", file=sys.stderr)
-        sys.exit(2)
+        raise UserError(f"{out}: cannot write the analysis here ({exc.strerror}); pass --out FOLDER") from None
     records, skipped = [], []
     for src in sources:
-        try:
-            got, missed = load_records(src)
-        except ValueError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            sys.exit(2)
+        got, missed = load_records(src)
         records += got
         skipped += missed
     if len(sources) > 1:  # one trial in two of the sources would be counted twice (a search that
@@ -112,18 +127,17 @@ def main(args) -> dict:
             key = (r.get("group"), r.get("seed"), r.get("seed") if retrain is None else retrain)
             if key in seen:
                 where = "/".join(str(r.get(k)) for k in ("space", "data", "ops", "method", "label"))
-                print(f"error: the trial {where} seed {r.get('seed')} is in more than one of "
-                      f"{', '.join(map(str, sources))}; pass each results tree once", file=sys.stderr)
-                sys.exit(2)
+                raise UserError(f"the trial {where} seed {r.get('seed')} is in more than one of "
+                                f"{', '.join(map(str, sources))}; pass each results tree once")
             seen.add(key)
-    from das.trial import summarize_skipped
 
-    notes = summarize_skipped(skipped)
+    notes = collect.summarize_skipped(skipped)
+    unread = unread_sentences(skipped, sources)
     if not records:
         notes.append(f"no finished trials found under {source}; run search.py / retrain.py or scripts/sweep.py first")
     spread = stats.retrain_spread(records)
     all_records, records = records, for_tables(records)
-    seed, resamples = args.seed, args.resamples
+    seed, resamples = args.bootstrap_seed, args.resamples
 
     summary = stats.group_summary(records, seed, resamples)
     corr = stats.correlations(records)
@@ -132,52 +146,59 @@ def main(args) -> dict:
     diagnostics = stats.alpha_diagnostics(records)
     ranking = stats.ranking_correlations(records)
 
-    frame = report.trials_frame(all_records)
     if not reads_output:
-        frame.to_csv(out / "trials.csv", index=False)
+        collect.write_trials_csv(all_records, out / "trials.csv")
     paper = report.paper_tables(summary)
-    statistics = report.statistics_table(summary)
-    comparison = report.comparison_table(summary)
-    extra = [report.rows_table("correlations", "One-shot vs architecture PSNR per search group (Pearson with "
-                               "Fisher-z 95% interval, Spearman, Kendall; p-values)", corr, 6),
-             report.rows_table("draws", "Random draws needed to beat the DAS median (closed form: expected 1/p, "
-                               "p = share of random architectures above it; paper: 49)", draws, 6,
-                               {"pool": "{:.0f}", "budget": "{:.0f}", "median": "{:.0f}"}),
-             report.rows_table("verdicts", "Claims (a)-(e) of SPEC 8", [{k: v[k] for k in (
-                 "claim", "what", "verdict", "text")} for v in claims], 4),
-             report.rows_table("alpha_diagnostics", "Search diagnostics per group (alphas_init vs alphas)",
-                               [{k: v for k, v in d.items() if k != "sentence"} for d in diagnostics], 6,
-                               {"trials": "{:.0f}", "rows": "{:.0f}", "n_ops": "{:.0f}", "same_argmax_rows": "{:.0f}"}),
-             report.rows_table("ranking", "One-shot ranking: one-hot supernet vs stand-alone PSNR of candidates",
-                               ranking, 7, {"n": "{:.0f}", "seed": "{:.0f}"}),
-             report.rows_table("retrain_spread", "Architecture PSNR over retrain seeds of one searched genotype "
-                               "(within-search spread) against the spread between searches", spread, 5,
-                               {"searches": "{:.0f}", "retrains": "{:.0f}"})]
-    tables = paper + [statistics, comparison] + extra
+    named = {
+        "statistics": report.statistics_table(summary),
+        "comparison": report.comparison_table(summary),
+        "correlations": report.rows_table("correlations", "One-shot vs architecture PSNR per search group (Pearson "
+                                          "with Fisher-z 95% interval, Spearman, Kendall; p-values)", corr, 6),
+        "draws": report.rows_table("draws", "Random draws needed to beat the DAS median (closed form: expected 1/p, "
+                                   "p = share of random architectures above it; paper: 49)", draws, 6,
+                                   {"pool": "{:.0f}", "budget": "{:.0f}", "median": "{:.0f}"}),
+        "verdicts": report.rows_table("verdicts", "Claims (a)-(e) of SPEC 8", [{k: v[k] for k in (
+            "claim", "what", "verdict", "text")} for v in claims], 4),
+        "alpha_diagnostics": report.rows_table(
+            "alpha_diagnostics", "Search diagnostics per group (alphas_init vs alphas)",
+            [{k: v for k, v in d.items() if k != "sentence"} for d in diagnostics], 6,
+            {"trials": "{:.0f}", "rows": "{:.0f}", "n_ops": "{:.0f}", "same_argmax_rows": "{:.0f}"}),
+        "ranking": report.rows_table("ranking", "One-shot ranking: one-hot supernet vs stand-alone PSNR of candidates",
+                                     ranking, 7, {"n": "{:.0f}", "seed": "{:.0f}"}),
+        "retrain_spread": report.rows_table("retrain_spread", "Architecture PSNR over retrain seeds of one searched "
+                                            "genotype (within-search spread) against the spread between searches",
+                                            spread, 5, {"searches": "{:.0f}", "retrains": "{:.0f}"}),
+    }
+    tables = paper + list(named.values())
     for t in tables:
         report.write_table(t, out, latex=args.latex)
 
+    # the terminal report: (heading or None, content) in order; a table is shown where it has rows
     lines = [f"# DAS analysis of {', '.join(map(str, sources))}", "",
              f"{len(records)} trials read, {len(summary)} groups."]
     for n in notes:  # one paragraph per kind of skipped file
         lines += ["", n]
+    if unread:
+        lines += ["", "Trials not read, per cell of the tables:"] + unread
     lines.append("")
-    lines += [report.to_markdown(t) for t in paper + [statistics]]
-    if len(comparison.frame):
-        lines.append(report.to_markdown(comparison))
+    lines += [report.to_markdown(t) for t in paper + [named["statistics"]]]
+    if len(named["comparison"].frame):
+        lines.append(report.to_markdown(named["comparison"]))
     if corr:
-        lines.append(report.to_markdown(extra[0]))
+        lines.append(report.to_markdown(named["correlations"]))
     if draws:
         lines += ["### Random draws to beat the DAS median", ""] + [draws_sentence(d) for d in draws] + [""]
     lines += ["### Claims (SPEC 8)", ""] + [f"- {c['text']}" for c in claims] + [""]
     if diagnostics:
         lines += ["### Search diagnostics", ""] + [f"- {d['sentence']}" for d in diagnostics] + [""]
     if ranking:
-        lines.append(report.to_markdown(extra[4]))
+        lines.append(report.to_markdown(named["ranking"]))
     if spread:
-        lines.append(report.to_markdown(extra[5]))
+        lines.append(report.to_markdown(named["retrain_spread"]))
     text = "\n".join(lines) + "\n"
-    (out / "report.md").write_text(text)
+    from das.utils import write_text_atomic
+
+    write_text_atomic(out / "report.md", text)
 
     figures = []
     if not args.no_plots and records:
@@ -191,10 +212,10 @@ def main(args) -> dict:
                    + plot.best_genotype_figures(records, out, formats))
     print(text)
     print(f"wrote {len(tables)} tables, trials.csv and {len(figures)} figure files to {out}")
-    return {"records": records, "all_records": all_records, "spread": spread, "skipped": skipped, "summary": summary, "correlations": corr, "draws": draws,
-            "claims": claims, "diagnostics": diagnostics, "ranking": ranking, "tables": tables,
-            "figures": figures, "out": out, "report": text}
+    return {"records": records, "all_records": all_records, "spread": spread, "skipped": skipped, "summary": summary,
+            "correlations": corr, "draws": draws, "claims": claims, "diagnostics": diagnostics, "ranking": ranking,
+            "tables": tables, "named": named, "figures": figures, "out": out, "report": text}
 
 
 if __name__ == "__main__":
-    main(get_parser().parse_args())
+    cli.run_main(main, get_parser())

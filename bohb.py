@@ -9,7 +9,7 @@ The budget is the number of search epochs (--min-budget .. --max-budget, --eta).
 `one-shot` maximises the search's one-shot PSNR, `final` searches, derives and retrains at the
 same budget and maximises the architecture PSNR, `das-single` maximises the one-shot PSNR of a
 DAS-single search over networks pretrained once at the max budget. Each evaluation reuses
-search.py's and retrain.py's code (das/trial.py). Writes hpbandster's configs.json/results.json
+search.py's and retrain.py's code (das/stages.py). Writes hpbandster's configs.json/results.json
 (warm start with --previous DIR, or --resume to continue this folder's own run), summary.csv of
 every evaluation, and incumbent.json, a preset that `search.py --hparams incumbent.json` takes as
 it is. The master writes every evaluation setting to settings.json in the run folder; a worker
@@ -35,31 +35,37 @@ import time
 import uuid
 from pathlib import Path
 
-from das.data import FORMATIONS as DATA
-from das.genotype import SPACES
-from das.hparams import HParams
-from das.trial import OPSETS as OPS
-from das.trial import Status, TrialSpec, check_choice, retrain_spec, run_search, run_train, unlock_all, unlock_under
-from das.utils import UserError, set_threads, write_json
+from das import cli
 from das.cli import run_main
+from das.folder import Status
+from das.genotype import Genotype
+from das.hparams import HParams
+from das.locks import unlock_all, unlock_under
+from das.spec import SETTINGS, TrialSpec, check_choice, retrain_spec
+from das.stages import pretrained_ops, run_searches, run_train, run_trains
+from das.utils import UserError, parse_seeds, set_threads, write_json
+from das.vocab import FORMATIONS, OP_SETS, SPACES, uniform_method
 
 ROLE = "bohb-evaluation"  # analyze.py never reads these as trials of a study
 
 OBJECTIVES = ("one-shot", "final", "das-single")
 CONNECT_TIMEOUT = 10.0
-SETTINGS = "settings.json"
+SETTINGS_FILE = "settings.json"
 LOGS = ("configs.json", "results.json")
-# what a worker takes from the master's settings.json, never from its own flags
-EVAL_SETTINGS = ("objective", "space", "data", "ops", "seed", "batches_per_epoch", "device", "threads",
-                 "min_budget", "max_budget", "eta")
+# what a worker takes from the master's settings.json, never from its own flags: the run's own, and
+# every trial setting of das.spec.SETTINGS but the epochs (the budget)
+EVAL_SETTINGS = ("objective", "space", "data", "ops", "seed", "device", "threads", "min_budget", "max_budget",
+                 "eta") + tuple(s.name for s in SETTINGS if s.name != "epochs")
+MAX_RUNGS = 12  # successive-halving rungs of one bracket; more means a budget range no search can use
 
 
 def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--objective", default="one-shot", help=f"{' | '.join(OBJECTIVES)} (default one-shot)")
-    p.add_argument("--space", default="seq", help="seq or cell (default seq)")
-    p.add_argument("--data", default="blur", help="blur or downsample (default blur)")
-    p.add_argument("--ops", default="all", help="good or all (default all)")
+    p = cli.parser(__doc__)
+    p.add_argument("--objective", default="one-shot", choices=OBJECTIVES, help=f"{' | '.join(OBJECTIVES)} "
+                   "(default one-shot)")
+    p.add_argument("--space", default="seq", choices=list(SPACES), help="search space (default seq)")
+    p.add_argument("--data", default="blur", choices=list(FORMATIONS), help="data formation (default blur)")
+    p.add_argument("--ops", default="all", choices=list(OP_SETS), help="op set (default all)")
     p.add_argument("--iterations", type=int, default=128, help="hyperband iterations (paper: 128)")
     p.add_argument("--min-budget", type=float, default=5, help="smallest budget in search epochs (default 5)")
     p.add_argument("--max-budget", type=float, default=50, help="largest budget in search epochs (paper: 50)")
@@ -70,8 +76,9 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=1, help="torch threads per worker (default 1)")
     p.add_argument("--worker-threads", action="store_true",
                    help="run the local workers as threads of this process (one GPU, or debugging)")
-    p.add_argument("--seed", type=int, default=0, help="seed of every evaluated search (default 0)")
-    p.add_argument("--batches-per-epoch", type=int, default=19, help="batches per epoch (default 19)")
+    p.add_argument("--seed", default="0", help="seed(s) of every evaluation: 0, 0-4 or 0,3,7; with several, one "
+                   "evaluation runs them as one computation and scores their mean (default 0)")
+    cli.add_settings(p, exclude=("epochs",), help_prefix="every evaluation's setting: ")
     p.add_argument("--out", default=None, help="run folder (default results/bohb/<space>_<data>_<ops>_<objective>)")
     p.add_argument("--previous", default=None, help="folder of an earlier run's results.json to warm-start from")
     p.add_argument("--resume", action="store_true",
@@ -131,34 +138,51 @@ def default_out(a) -> Path:
     return Path(a.out) if a.out else Path("results") / "bohb" / f"{a.space}_{a.data}_{a.ops}_{a.objective}"
 
 
-def eval_spec(a, hp: HParams, epochs: int) -> TrialSpec:
+def seeds_of(a) -> list[int]:
+    return parse_seeds(a.seed) if isinstance(a.seed, str) else [int(a.seed)]
+
+
+def eval_specs(a, hp: HParams, epochs: int) -> list[TrialSpec]:
+    """The searches one evaluation runs: one per seed, every setting the master's."""
     method = "das-single" if a.objective == "das-single" else "das"
-    return TrialSpec.make(hp=hp, space=a.space, data=a.data, ops=a.ops, method=method, seed=a.seed, epochs=epochs,
-                          batches_per_epoch=a.batches_per_epoch)
+    settings = {s.name: getattr(a, s.name) for s in SETTINGS if s.name != "epochs" and hasattr(a, s.name)}
+    return [TrialSpec.make(hp=hp, space=a.space, data=a.data, ops=a.ops, method=method, seed=seed, epochs=epochs,
+                           **settings) for seed in seeds_of(a)]
+
+
+def _mean(values) -> float | None:
+    """The mean of the scores, or None when any seed failed or diverged (a configuration that breaks
+    one search is not a good one)."""
+    if not values or any(v is None for v in values):
+        return None
+    return sum(values) / len(values)
 
 
 def evaluate_config(a, config: dict, budget: float, name: str) -> dict:
-    """One BOHB evaluation: loss = -PSNR of the objective; inf for a diverged or crashed run."""
+    """One BOHB evaluation: loss = -PSNR of the objective (the mean over the seeds, run as one
+    computation); inf for a diverged or crashed run."""
     root = default_out(a) / "evals" / name
     hp = config_to_hparams(config, name)
     epochs = max(1, int(round(float(budget))))
-    spec = eval_spec(a, hp, epochs)
+    specs = eval_specs(a, hp, epochs)
     pretrained = None
-    if spec.method == "das-single":
+    if specs[0].method == "das-single":
         pre = default_out(a) / "pretrained"
-        pretrained = (str(pre / "grad-only.pt"), str(pre / "net-only.pt"))
+        pretrained = tuple(str(pre / f"{uniform_method(op)}.pt") for op in pretrained_ops(a.ops))
     t0 = time.perf_counter()
     try:
-        r = run_search(spec, root, device=a.device, overwrite=True, pretrained=pretrained, quiet=True, role=ROLE)
-        info = {"status": r["status"], "one_shot_psnr": r.get("one_shot_psnr"),
-                "genotype": (r.get("genotype") or {}).get("layers") or (r.get("genotype") or {}).get("edges")}
-        score = r.get("one_shot_psnr") if r["status"] == Status.SEARCHED else None
+        rs = run_searches(specs, root, device=a.device, overwrite=True, pretrained=pretrained, quiet=True, role=ROLE)
+        info = {"status": rs[0]["status"] if len(rs) == 1 else [r["status"] for r in rs],
+                "one_shot_psnr": _mean([r.get("one_shot_psnr") for r in rs]),
+                "genotype": [(r.get("genotype") or {}).get("layers") or (r.get("genotype") or {}).get("edges")
+                             for r in rs] if len(rs) > 1 else
+                (rs[0].get("genotype") or {}).get("layers") or (rs[0].get("genotype") or {}).get("edges")}
+        score = _mean([r.get("one_shot_psnr") if r["status"] == Status.SEARCHED else None for r in rs])
         if a.objective == "final" and score is not None:
-            from das.genotype import Genotype
-            t = run_train(retrain_spec(spec, Genotype.from_dict(r["genotype"])), root, device=a.device,
-                          overwrite=True, quiet=True, role=ROLE)
-            info["architecture_psnr"] = t["architecture_psnr"]
-            score = t["architecture_psnr"] if t["status"] == Status.COMPLETE else None
+            ts = run_trains([retrain_spec(s, Genotype.from_dict(r["genotype"])) for s, r in zip(specs, rs)], root,
+                            device=a.device, overwrite=True, quiet=True, role=ROLE)
+            score = _mean([t["architecture_psnr"] if t["status"] == Status.COMPLETE else None for t in ts])
+            info["architecture_psnr"] = score
     except Exception as exc:  # a crashed evaluation is a failed one; the optimisation goes on
         info, score = {"status": "crashed", "error": f"{type(exc).__name__}: {exc}"}, None
     finally:
@@ -222,7 +246,7 @@ def interface_address() -> str:
 
 def load_settings(out: Path, run_id: str) -> argparse.Namespace:
     """The evaluation settings the master wrote into the shared run folder."""
-    f = out / SETTINGS
+    f = out / SETTINGS_FILE
     if not f.is_file():
         raise UserError(f"{f}: no settings of a running optimisation; pass the --out the master printed (the run "
                         "folder must be on a filesystem this machine shares with the master)")
@@ -259,10 +283,10 @@ def run_worker(a) -> dict:
     if not a.run_id:
         raise UserError("--worker needs --run-id, as printed by the master")
     defaults = get_parser().parse_args([])
-    own = [k for k in EVAL_SETTINGS if getattr(a, k) != getattr(defaults, k)]
+    own = [k for k in EVAL_SETTINGS if getattr(a, k, None) != getattr(defaults, k, None)]
     if own:
         flags = ", ".join("--" + k.replace("_", "-") for k in own)
-        raise UserError(f"a worker takes every evaluation setting from the master's {SETTINGS}; drop {flags}")
+        raise UserError(f"a worker takes every evaluation setting from the master's {SETTINGS_FILE}; drop {flags}")
     if not a.out:
         raise UserError("--worker needs --out, the run folder the master printed")
     local = check_reachable(host, port)
@@ -293,12 +317,12 @@ def _finite(a, name, lo=None, integer=False):
 def _validate(a):
     check_choice(a.objective, OBJECTIVES, "objective")
     check_choice(a.space, SPACES, "space")
-    check_choice(a.data, DATA, "data formation")
-    check_choice(a.ops, OPS, "op set")
+    check_choice(a.data, FORMATIONS, "data formation")
+    check_choice(a.ops, OP_SETS, "op set")
     for name in ("min_budget", "max_budget", "eta", "ping_interval"):
         _finite(a, name, 0)
-    if a.min_budget <= 0 or a.max_budget <= 0:
-        raise UserError("--min-budget and --max-budget must be > 0 (they are search epochs)")
+    if a.min_budget < 1 or a.max_budget < 1:
+        raise UserError("--min-budget and --max-budget must be at least 1 (they are search epochs)")
     if a.max_budget > 100_000:
         raise UserError(f"--max-budget must be at most 100000 search epochs, got {a.max_budget:g}")
     if a.min_budget > a.max_budget:
@@ -311,10 +335,14 @@ def _validate(a):
         raise UserError("--worker-threads starts local workers; drop it or pass --workers >= 1")
     if a.eta <= 1:
         raise UserError(f"--eta must be > 1, got {a.eta:g}")
-    if not 0 <= a.seed < 2**63:
-        raise UserError(f"--seed must be in 0..2**63-1, got {a.seed}")
-    if not 1 <= a.batches_per_epoch <= 100_000:
-        raise UserError(f"--batches-per-epoch must be in 1..100000, got {a.batches_per_epoch}")
+    rungs = math.floor(math.log(a.max_budget / a.min_budget) / math.log(a.eta) + 1e-9) + 1
+    if rungs > MAX_RUNGS:
+        raise UserError(f"--min-budget {a.min_budget:g}, --max-budget {a.max_budget:g} and --eta {a.eta:g} make "
+                        f"{rungs} successive-halving rungs (at most {MAX_RUNGS}); raise --min-budget or --eta")
+    seeds = seeds_of(a)
+    if len(seeds) > 64:
+        raise UserError(f"--seed names {len(seeds)} seeds; one evaluation runs at most 64")
+    eval_specs(a, HParams(), 1)  # every setting checked by TrialSpec, before anything starts
     if not 0 <= a.port <= 65535:
         raise UserError(f"--port must be in 0..65535, got {a.port}")
     if a.ping_interval < 1:
@@ -333,13 +361,14 @@ def _pretrain(a, out: Path):
     from das.hparams import load_hparams
 
     pre = out / "pretrained"
-    for method in ("grad-only", "net-only"):
+    settings = {s.name: getattr(a, s.name) for s in SETTINGS if s.name != "epochs"}
+    for op in pretrained_ops(a.ops):
+        method = uniform_method(op)
         target = pre / f"{method}.pt"
         if target.exists():
             continue
         spec = TrialSpec.make(hp=load_hparams("BOHB-DAS-single"), space=a.space, data=a.data, ops=a.ops,
-                              method=method, seed=a.seed, epochs=int(a.max_budget),
-                              batches_per_epoch=a.batches_per_epoch)
+                              method=method, seed=seeds_of(a)[0], epochs=int(a.max_budget), **settings)
         r = run_train(spec, pre, device=a.device, resume=True, quiet=True, role=ROLE)
         unlock_all()
         if r["status"] != Status.COMPLETE:
@@ -353,10 +382,20 @@ def _prepare_out(a, out: Path):
     if not earlier:
         return None
     if a.overwrite:
-        for name in LOGS + ("summary.csv", "incumbent.json", "bohb_summary.json", SETTINGS):
+        for name in LOGS + ("summary.csv", "incumbent.json", "bohb_summary.json", SETTINGS_FILE):
             (out / name).unlink(missing_ok=True)
-        shutil.rmtree(out / "evals", ignore_errors=True)
+        for folder in ("evals", "pretrained"):  # pretrained networks belong to the old run's seed and budget
+            shutil.rmtree(out / folder, ignore_errors=True)
         return None
+    if a.resume and (out / SETTINGS_FILE).is_file():
+        try:
+            old = json.loads((out / SETTINGS_FILE).read_text())
+        except (OSError, ValueError):
+            old = {}
+        differ = [k for k in EVAL_SETTINGS if k in old and old[k] != getattr(a, k, None)]
+        if differ:
+            raise UserError(f"{out}: --resume continues a run of other settings ({', '.join(differ)}); pass its "
+                            "settings, or --overwrite to replace it")
     if not (a.resume or a.previous):
         raise UserError(f"{out}: holds an earlier BOHB run ({', '.join(earlier)}); pass --resume to continue it, "
                         "--previous DIR to warm-start a new one here, or --overwrite to replace it")
@@ -404,7 +443,7 @@ def run_master(a) -> dict:
     advertise = a.advertise or (interface_address() if bind == "0.0.0.0" else bind)
     run_id = a.run_id or f"das-{uuid.uuid4().hex[:8]}"
     write_json(out / "args.json", vars(a))
-    write_json(out / SETTINGS, {**{k: getattr(a, k) for k in EVAL_SETTINGS}, "run_id": run_id, "out": str(out),
+    write_json(out / SETTINGS_FILE, {**{k: getattr(a, k) for k in EVAL_SETTINGS}, "run_id": run_id, "out": str(out),
                                 "epochs": "a budget b runs max(1, round(b)) search epochs"})
     if a.objective == "das-single":
         _pretrain(a, out)
@@ -432,10 +471,10 @@ def run_master(a) -> dict:
     t0 = time.perf_counter()
     optimizer = None
     try:
-        optimizer = BOHBOptimizer(configspace=get_configspace(a.seed), run_id=run_id, nameserver=advertise,
+        optimizer = BOHBOptimizer(configspace=get_configspace(seeds_of(a)[0]), run_id=run_id, nameserver=advertise,
                                   nameserver_port=ns_port, host=advertise, ping_interval=a.ping_interval,
                                   min_budget=a.min_budget, max_budget=a.max_budget, eta=a.eta,
-                                  result_logger=hpres.json_result_logger(str(out), overwrite=True),
+                                  result_logger=_progress_logger(hpres, out, a),
                                   previous_result=previous, logger=logger)
         res = optimizer.run(n_iterations=a.iterations, min_n_workers=max(1, a.workers))
     finally:
@@ -452,6 +491,28 @@ def run_master(a) -> dict:
             f.close()
     seconds = time.perf_counter() - t0
     return _report(a, out, res, seconds)
+
+
+def _progress_logger(hpres, out: Path, a):
+    """hpbandster's JSON result logger, printing one line per finished evaluation: its number, the
+    configuration, the rung's budget, its PSNR and the best so far at the largest budget seen."""
+    class Progress(hpres.json_result_logger):
+        count, best = 0, {}
+
+        def __call__(self, job):
+            super().__call__(job)
+            Progress.count += 1
+            loss = (job.result or {}).get("loss", float("inf")) if job.exception is None else float("inf")
+            budget = float(job.kwargs["budget"])
+            if math.isfinite(loss):
+                Progress.best[budget] = max(Progress.best.get(budget, -math.inf), -loss)
+            top = max(Progress.best) if Progress.best else None
+            psnr = f"{-loss:.2f} dB" if math.isfinite(loss) else "failed"
+            best = f"{Progress.best[top]:.2f} dB at budget {top:g}" if top is not None else "none yet"
+            print(f"evaluation {Progress.count}: config {'-'.join(map(str, job.id))} budget {budget:g} "
+                  f"({max(1, round(budget))} epochs): {psnr}; best so far {best}", flush=True)
+
+    return Progress(str(out), overwrite=True)
 
 
 def _report(a, out: Path, res, seconds: float) -> dict:
@@ -473,13 +534,16 @@ def _report(a, out: Path, res, seconds: float) -> dict:
     incumbent = res.get_incumbent_id()
     summary = {"objective": a.objective, "evaluations": len(runs), "seconds": seconds,
                "failed": sum(1 for r in rows if r["loss"] == float("inf"))}
-    if incumbent is None:
+    inc_runs = [r for r in runs if incumbent is not None and r.config_id == incumbent and r.loss is not None
+                and math.isfinite(r.loss)]
+    if not inc_runs:  # hpbandster names an incumbent even when every loss is inf: that is no incumbent
         summary["incumbent"] = None
         write_json(out / "bohb_summary.json", summary)
-        raise UserError(f"{out}: no evaluation finished, so there is no incumbent; see {out}/worker*.log")
+        (out / "incumbent.json").unlink(missing_ok=True)
+        raise UserError(f"{out}: no evaluation finished with a finite PSNR ({summary['failed']} of {len(runs)} failed "
+                        f"or diverged), so there is no incumbent; see summary.csv and {out}/worker*.log")
     name = f"BOHB-{a.objective}-{a.space}-{a.data}-{a.ops}"
     hp = config_to_hparams(id2conf[incumbent]["config"], name)
-    inc_runs = [r for r in runs if r.config_id == incumbent and r.loss is not None]
     best = max(inc_runs, key=lambda r: r.budget)
     write_json(out / "incumbent.json", hp.to_dict())
     summary.update(incumbent=hp.to_dict(), incumbent_budget=best.budget, incumbent_psnr=-best.loss,

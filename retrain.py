@@ -6,37 +6,47 @@
     python retrain.py --method random-search --ops all --seed 0-74     # best of 5 random architectures
 
 A retrain of a searched genotype is a record of its own in <search folder>/retrain-seed<R>/ and
-takes the search's settings (preset values, width, data, ...); a genotype file from elsewhere goes
-to results/<space>/<data>/<ops>/genotype/<preset>/g<digest>/retrain-seed<R>/; a baseline gets its
-own trial folder results/<space>/<data>/<ops>/<method>/<preset>/seed<N>[-<settings>]/.
+takes the search's settings (preset values, width, data, ...), when the search lies in a results
+tree and no other --out is named; otherwise (a search folder copied elsewhere, or --out naming
+another tree) it is retrained as a genotype file with the search's settings, under --out. A
+genotype file from elsewhere goes to <out>/<space>/<data>/<ops>/genotype/<preset>/g<digest>/
+retrain-seed<R>/; a baseline gets its own trial folder <out>/<space>/<data>/<ops>/<method>/
+<preset>/seed<N>[-<settings>]/. Nothing is written outside --out (default results/) but beside
+a searched genotype in its own tree.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from das import cli
+from das.folder import Status, check_resume_target, read_result
 from das.genotype import load_genotype
-from das.trial import (BASELINES, DEFAULTS, RANDOM_SEARCH_CANDIDATES, SEARCH_METHODS, Status, TrialSpec,
-                       check_resume_target, read_result, retrain_spec, run_trains, unlock_all)
+from das.locks import unlock_all
+from das.spec import SETTINGS, TrialSpec, bare_genotype, defaults, retrain_spec
+from das.stages import run_trains
 from das.utils import UserError, set_threads
+from das.vocab import METHODS, training_methods
 
-# flags whose value a retrain of a searched genotype takes from the search
-FROM_SEARCH = ("space", "ops", "data", "preset", "width", "batches_per_epoch", "batch_size", "sigma_n", "noise_sigma")
+# what a retrain of a searched genotype takes from the search (a flag given must agree)
+FROM_SEARCH = ("space", "ops", "data", "preset") + tuple(s.name for s in SETTINGS if s.name != "epochs")
+DEFAULT_OUT = "results"
 
 
 def get_parser():
     p = cli.parser(__doc__)
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--genotype", help="genotype.json to retrain (written by search.py, or your own)")
-    src.add_argument("--method", "--arch", dest="method", choices=BASELINES,
+    src.add_argument("--method", "--arch", dest="method", choices=training_methods(),
                      help="a baseline instead of a genotype (--arch is the old name)")
     cli.add_setting_args(p, seed_help="seed(s): a baseline's trial seed, or a genotype's retrain seed(s) "
-                                      "(default: the search's seed, or 0)")
-    p.add_argument("--candidates", type=int, default=RANDOM_SEARCH_CANDIDATES,
+                                      "(default: the search's seed, or 0)", defaults=False)
+    p.add_argument("--candidates", type=int, default=None,
                    help="random-search: architectures to try (default 5)")
-    cli.add_run_args(p)
-    # None = not given: a retrain of a search takes the search's value, anything else SPEC's default
-    p.set_defaults(**{k: None for k in FROM_SEARCH + ("epochs", "seed")})
+    cli.add_run_args(p, out_help=f"results tree (default {DEFAULT_OUT}/; a searched genotype in a results tree is "
+                                 "retrained in that tree unless --out names another)")
+    # None = not given: a retrain of a search takes the search's value, anything else the default
+    p.set_defaults(**{k: None for k in ("space", "ops", "data", "seed", "out")})
     return p
 
 
@@ -60,18 +70,22 @@ def _main(args) -> dict:
     unlock_all()
     if not args.quiet:
         for r in results:
-            _report(r)
+            if r["status"] != Status.FAILED:
+                _report(r)
+    cli.raise_failed(results)
     return {**results[-1], "results": results}
 
 
 def _defaults(args):
-    for k, v in dict(space="seq", ops="all", data="blur", seed="0", **DEFAULTS).items():
+    for k, v in dict(space="seq", ops="all", data="blur", seed="0", out=DEFAULT_OUT, **defaults()).items():
         if getattr(args, k, 0) is None:
             setattr(args, k, v)
 
 
 def _baseline_specs(args):
     _defaults(args)
+    if args.candidates is not None and METHODS[args.method].candidates is None:
+        raise UserError(f"--candidates applies to {', '.join(m for m in METHODS if METHODS[m].candidates)} only")
     return [cli.spec_from_args(args, method=args.method, seed=s, candidates=args.candidates)
             for s in cli.seeds_of(args)], args.out
 
@@ -81,38 +95,16 @@ def _genotype_specs(args):
     genotype = load_genotype(path)
     search = read_result(path.parent)
     spec = search.get("spec") if isinstance(search, dict) else None
-    if isinstance(spec, dict) and spec.get("stage") == "train" and spec.get("method") in SEARCH_METHODS:
+    if isinstance(spec, dict) and spec.get("stage") == "train" and METHODS.get(spec.get("method")) \
+            and METHODS[spec["method"]].kind == "search":
         # the genotype.json of a retrain is its search's genotype: retrain it as that search's, with its settings
         searched = path.parent.parent / "genotype.json"
-        if searched.is_file() and _bare(load_genotype(searched)) == _bare(genotype):
+        if searched.is_file() and bare_genotype(load_genotype(searched)) == bare_genotype(genotype):
             path, genotype = searched, load_genotype(searched)
             search = read_result(path.parent)
             spec = search.get("spec") if isinstance(search, dict) else None
     if isinstance(spec, dict) and spec.get("stage") == "search":
-        # a searched genotype: the retrain belongs to its search and takes its settings
-        search_spec = TrialSpec.from_dict(spec, str(path.parent / "result.json"))
-        if search.get("status") != Status.SEARCHED:
-            raise UserError(f"{path.parent}: the search is {search.get('status')}, not searched; finish it with "
-                            "search.py --resume first")
-        recorded = {k: v for k, v in (search.get("genotype") or {}).items() if k != "alphas"}
-        if recorded != _bare(genotype):
-            raise UserError(f"{path}: does not match the genotype recorded in {path.parent / 'result.json'}; "
-                            "copy the genotype file elsewhere to retrain it as a genotype of its own")
-        given = {k: getattr(args, k) for k in FROM_SEARCH if getattr(args, k) is not None}
-        if "preset" in given:
-            from das.hparams import load_hparams
-            hp = load_hparams(given["preset"])
-            given["preset"] = hp.name if hp.values() == search_spec.hparams else given["preset"] + " (other values)"
-        clash = [k for k, v in given.items() if v != getattr(search_spec, k)]
-        if clash:
-            raise UserError(f"{path}: mismatched genotype: a retrain of this search takes its "
-                            f"{', '.join(clash)} ({', '.join(f'{k}={getattr(search_spec, k)!r}' for k in clash)}); "
-                            "drop those flags, or copy the genotype file elsewhere to retrain it with other settings")
-        seeds = cli.seeds_of(args) if args.seed is not None else [search_spec.seed]
-        root = path.parent.parent
-        for _ in range(len(search_spec.folder(".").parts) - 1):
-            root = root.parent  # the results tree the search lives in
-        return [retrain_spec(search_spec, genotype, s, args.epochs) for s in seeds], root
+        return _search_retrain_specs(args, path, genotype, search, spec)
     for flag, value, have in (("space", args.space, genotype.space), ("data", args.data, genotype.data),
                               ("ops", args.ops, genotype.ops), ("width", args.width, genotype.width)):
         if value is not None and value != have:
@@ -120,14 +112,47 @@ def _genotype_specs(args):
                             f"given; drop --{flag} or use a matching genotype")
     args.space, args.ops, args.data, args.width = genotype.space, genotype.ops, genotype.data, genotype.width
     _defaults(args)
-    g = {k: v for k, v in genotype.to_dict().items() if k != "alphas"}
+    g = bare_genotype(genotype)
     return [cli.spec_from_args(args, method="genotype", seed=s, genotype=g, retrain_seed=s)
             for s in cli.seeds_of(args)], args.out
 
 
-def _bare(genotype) -> dict:
-    """A genotype's architecture, without the alphas it came from."""
-    return {k: v for k, v in genotype.to_dict().items() if k != "alphas"}
+def _search_retrain_specs(args, path: Path, genotype, search: dict, spec: dict):
+    """A searched genotype: its retrain takes the search's settings; it lands beside the search when
+    that lies in a results tree and --out names no other tree, else under --out as a genotype file."""
+    search_spec = TrialSpec.from_dict(spec, str(path.parent / "result.json"))
+    if search.get("status") != Status.SEARCHED:
+        raise UserError(f"{path.parent}: the search is {search.get('status')}, not searched; finish it with "
+                        "search.py --resume first")
+    recorded = bare_genotype(search.get("genotype") or {})
+    if recorded != bare_genotype(genotype):
+        raise UserError(f"{path}: does not match the genotype recorded in {path.parent / 'result.json'}; "
+                        "copy the genotype file elsewhere to retrain it as a genotype of its own")
+    given = {k: getattr(args, k) for k in FROM_SEARCH if getattr(args, k) is not None}
+    if "preset" in given:
+        from das.hparams import load_hparams
+        hp = load_hparams(given["preset"])
+        given["preset"] = hp.name if hp.values() == search_spec.hparams else given["preset"] + " (other values)"
+    clash = [k for k, v in given.items() if v != getattr(search_spec, k)]
+    if clash:
+        raise UserError(f"{path}: mismatched genotype: a retrain of this search takes its "
+                        f"{', '.join(clash)} ({', '.join(f'{k}={getattr(search_spec, k)!r}' for k in clash)}); "
+                        "drop those flags, or copy the genotype file elsewhere to retrain it with other settings")
+    seeds = cli.seeds_of(args) if args.seed is not None else [search_spec.seed]
+    folder = path.parent
+    root = folder
+    for _ in range(len(search_spec.folder(".").parts)):
+        root = root.parent  # the results tree the search would live in
+    in_tree = os.path.realpath(search_spec.folder(root)) == os.path.realpath(folder)
+    if in_tree and (args.out is None or os.path.realpath(args.out) == os.path.realpath(root)):
+        return [retrain_spec(search_spec, genotype, s, args.epochs) for s in seeds], root
+    # a search folder copied out of its tree, or --out naming another tree: a genotype file with the
+    # search's settings, under --out (never beside a folder whose tree is unknown)
+    out = args.out or DEFAULT_OUT
+    g = bare_genotype(genotype)
+    epochs = args.epochs or search_spec.epochs
+    return [search_spec.replace(method="genotype", stage="train", genotype=g, retrain_seed=s, epochs=epochs,
+                                candidates=None) for s in seeds], out
 
 
 def _report(r):

@@ -13,16 +13,19 @@ from __future__ import annotations
 
 
 from das import cli
-from das.trial import SEARCH_METHODS, Status, check_resume_target, run_searches, unlock_all
+from das.folder import Status, check_resume_target
+from das.locks import unlock_all
+from das.stages import run_searches
 from das.utils import UserError, set_threads
+from das.vocab import display, search_methods
 
 
 def get_parser():
     p = cli.parser(__doc__)
     cli.add_setting_args(p)
-    p.add_argument("--order", type=int, default=1, choices=(1, 2), help="1: first-order DAS, 2: unrolled (default 1)")
-    p.add_argument("--method", default="das", choices=SEARCH_METHODS,
-                   help="das, or das-single: search alpha only over frozen pretrained ops (paper 5.4)")
+    p.add_argument("--method", default="das", choices=search_methods(),
+                   help="the search method: " + ", ".join(f"{m} ({display('method', m)})" for m in search_methods())
+                        + "; das-single searches alpha only over frozen pretrained ops (paper 5.4) (default das)")
     p.add_argument("--pretrain", action="store_true",
                    help="(kept for old command lines) das-single always trains or reuses its grad-only and "
                         "net-only networks first")
@@ -47,7 +50,7 @@ def _main(args) -> dict:
                         "grad-only and net-only networks of the same settings itself; drop the flags")
     set_threads(args.threads)
     device = cli.check_device(args)
-    specs = [cli.spec_from_args(args, method=args.method, seed=s, order=args.order) for s in cli.seeds_of(args)]
+    specs = [cli.spec_from_args(args, method=args.method, seed=s) for s in cli.seeds_of(args)]
     if args.resume:
         for spec in specs:
             check_resume_target(spec, args.out)
@@ -58,8 +61,9 @@ def _main(args) -> dict:
     for r in results:
         if r["status"] == Status.SEARCHED and not args.no_plot:
             _draw(r)
-        if not args.quiet:
+        if not args.quiet and r["status"] != Status.FAILED:
             _report(r)
+    cli.raise_failed(results)
     return {**results[-1], "results": results}
 
 

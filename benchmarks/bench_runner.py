@@ -23,7 +23,7 @@ from common import ROOT, machine, print_table, write_json  # noqa: F401  (ROOT p
 import das.runner as runner  # noqa: E402
 from das.hparams import load_hparams  # noqa: E402
 from das.runner import Progress, batch_task, run_sweep  # noqa: E402
-from das.trial import TrialSpec  # noqa: E402
+from das.spec import TrialSpec  # noqa: E402
 
 
 class Quiet(Progress):

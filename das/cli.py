@@ -9,11 +9,10 @@ import argparse
 import sys
 
 import das
-from das.data import FORMATIONS
-from das.genotype import SPACES
 from das.hparams import load_hparams
-from das.trial import DEFAULTS, OPSETS, TrialSpec
+from das.spec import SETTINGS, TrialSpec
 from das.utils import UserError, device_of, parse_seeds
+from das.vocab import FORMATIONS, OP_SETS, SPACES
 
 
 class Parser(argparse.ArgumentParser):
@@ -30,24 +29,31 @@ def parser(doc: str) -> Parser:
     return p
 
 
-def add_setting_args(p, *, space=True, seed_help="trial seed(s): 3, 0-74 or 0,3,7 (default 0)") -> None:
-    """The settings of a trial specification (SPEC's defaults)."""
+def add_setting_args(p, *, space=True, seed_help="trial seed(s): 3, 0-74 or 0,3,7 (default 0)", exclude=(),
+                     defaults=True) -> None:
+    """The settings of a trial specification: space, op set, data, seed, preset, and one flag per
+    entry of das.spec.SETTINGS (its type, choices and help; `defaults=False` leaves them None, so a
+    caller can tell a given flag from a default)."""
     if space:
-        p.add_argument("--space", default="seq", choices=SPACES, help="search space (default seq)")
-        p.add_argument("--ops", default="all", choices=OPSETS, help="op set (default all)")
-    p.add_argument("--data", default="blur", choices=FORMATIONS, help="data formation (default blur)")
+        p.add_argument("--space", default="seq", choices=list(SPACES), help="search space (default seq)")
+        p.add_argument("--ops", default="all", choices=list(OP_SETS), help="op set (default all)")
+    p.add_argument("--data", default="blur", choices=list(FORMATIONS), help="data formation (default blur)")
     p.add_argument("--seed", default="0", help=seed_help)
     p.add_argument("--preset", "--hparams", dest="preset", default=None,
                    help="hyperparameter preset (configs/) or a JSON file (default H1); --hparams is the old name")
-    p.add_argument("--epochs", type=int, default=DEFAULTS["epochs"], help="epochs (default 50)")
-    p.add_argument("--width", type=int, default=DEFAULTS["width"], help="channels C of the 2-layer CNN (default 16)")
-    p.add_argument("--batches-per-epoch", type=int, default=DEFAULTS["batches_per_epoch"],
-                   help="batches per epoch (default 19)")
-    p.add_argument("--batch-size", type=int, default=DEFAULTS["batch_size"], help="batch size (default 128)")
-    p.add_argument("--sigma-n", type=float, default=DEFAULTS["sigma_n"],
-                   help="measurement noise sigma_n (default 0.1: the calibrated reading, README; 0.01 is the paper's text)")
-    p.add_argument("--noise-sigma", type=float, default=DEFAULTS["noise_sigma"],
-                   help="sigma of the harmful noise op (default 0.1, paper Table 5)")
+    add_settings(p, exclude=exclude, defaults=defaults)
+
+
+def add_settings(p, *, exclude=(), defaults=True, help_prefix="") -> None:
+    """One flag per setting of das.spec.SETTINGS."""
+    group = p.add_argument_group("trial settings (das/spec.py; a setting that differs from its default names "
+                                 "the trial's folder)")
+    for s in SETTINGS:
+        if s.name in exclude:
+            continue
+        kind = s.type if s.type in (int, float) else str
+        group.add_argument(s.flag, dest=s.name, type=kind, choices=s.choices, default=s.default if defaults else None,
+                           help=f"{help_prefix}{s.help} (default {s.default})")
 
 
 def add_run_args(p, out_help: str = "results tree (default results/)") -> None:
@@ -67,15 +73,18 @@ def seeds_of(args) -> list[int]:
     return parse_seeds(args.seed)
 
 
+def settings_of(args) -> dict:
+    """The settings given on the command line (das.spec.SETTINGS; None: not given)."""
+    return {s.name: getattr(args, s.name) for s in SETTINGS if getattr(args, s.name, None) is not None}
+
+
 def spec_from_args(args, *, method, seed, **kw) -> TrialSpec:
     """A trial specification from the shared flags (checked by TrialSpec itself)."""
     hp = load_hparams(args.preset or "H1")
-    settings = dict(space=getattr(args, "space", "seq"), data=args.data, ops=getattr(args, "ops", "all"),
-                    method=method, seed=seed, epochs=args.epochs, width=args.width,
-                    batches_per_epoch=args.batches_per_epoch, batch_size=args.batch_size,
-                    sigma_n=args.sigma_n, noise_sigma=args.noise_sigma)
-    settings.update(kw)
-    return TrialSpec.make(hp=hp, **settings)
+    fields = dict(space=getattr(args, "space", "seq"), data=args.data, ops=getattr(args, "ops", "all"),
+                  method=method, seed=seed, **settings_of(args))
+    fields.update(kw)
+    return TrialSpec.make(hp=hp, **fields)
 
 
 def check_device(args) -> str:
@@ -110,3 +119,12 @@ def report(r: dict, metric: str, good: str, next_command: str) -> None:
               f"{next_command}", file=sys.stderr)
     else:
         print(f"{r['dir']}: {r['status']}{': ' + r['error'] if r.get('error') else ''}", file=sys.stderr)
+
+
+def raise_failed(results) -> None:
+    """Bad input found late (a refused checkpoint) fails its own trial; the others of the batch finish.
+    The stage then ends with the first failure's message in one line (exit code 2)."""
+    failed = [r for r in results if r.get("status") == "failed"]
+    if failed:
+        more = f" ({len(failed)} of {len(results)} trials failed; the others finished)" if len(results) > 1 else ""
+        raise UserError(f"{failed[0].get('error')}{more}")

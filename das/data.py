@@ -13,7 +13,6 @@ import torch
 
 from das.operators import LENGTH, Operator, blur_ref
 
-FORMATIONS = ("blur", "downsample")  # the data formations of the paper (5.1)
 # Measurement noise sigma_n. The paper's text says 0.01, its Table 5 "noise level 0.10"; SPEC 1 kept
 # 0.01 unless a calibration against the paper's numbers showed otherwise, and the calibration study
 # (scripts/calibration.py, README) did: 0.1 lands closer to the paper's medians in 11 of 12 cells.

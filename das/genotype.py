@@ -10,14 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from das.ops import OP_SETS
 from das.utils import UserError, is_number, read_json, short_repr, write_json
+from das.vocab import FORMATIONS, OP_SETS, SPACES
 
-SPACES = ("seq", "cell")
 SEQ_LAYERS = 10
 CELL_STATES = 5
 MAX_WIDTH = 4096  # channels of the CNN op; TrialSpec's --width takes the same bound
-DATA = ("blur", "downsample")
 FIX = "write it with search.py or follow the format in das/genotype.py"
 
 
@@ -58,12 +56,12 @@ class Genotype:
         if not isinstance(ops, str) or ops not in OP_SETS:
             raise bad(f"ops is {short_repr(ops)}, expected one of {sorted(OP_SETS)}")
         data = d.get("data", "blur")
-        if not isinstance(data, str) or data not in DATA:
-            raise bad(f"data is {short_repr(data)}, expected blur or downsample")
+        if not isinstance(data, str) or data not in FORMATIONS:
+            raise bad(f"data is {short_repr(data)}, expected one of {list(FORMATIONS)}")
         width = d.get("width", 16)
         if isinstance(width, bool) or not isinstance(width, int) or not 1 <= width <= MAX_WIDTH:
             raise bad(f"width is {short_repr(width)}, expected an integer in 1..{MAX_WIDTH}")
-        allowed = OP_SETS[ops] + (["zero"] if space == "cell" else [])
+        allowed = list(OP_SETS[ops].ops) + (["zero"] if space == "cell" else [])
         g = cls(space=space, ops=ops, data=data, width=width, alphas=d.get("alphas"))
         if space == "seq":
             layers = d.get("layers")

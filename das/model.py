@@ -10,18 +10,48 @@ generator, seeded by its seed, so its numbers do not depend on its batch.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
+from typing import ClassVar
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from das import operators
 from das.data import stream_seed
 from das.genotype import CELL_STATES, SEQ_LAYERS, Genotype
-from das.ops import NOISE_SIGMA, WIDTH, ChosenOp, MixedOp, NoiseStreams, op_names
+from das.ops import ChosenOp, MixedOp, NoiseStreams, op_names
+from das.spec import defaults
 
 CELLS = 2
 NOISE_STREAM = 2  # stream index of the noise op's generator (0, 1: the training and validation data)
+_D = defaults()
+
+
+@dataclasses.dataclass(frozen=True)
+class NetConfig:
+    """The settings a network is built with; their meaning and defaults are das.spec.SETTINGS'.
+
+    width, kernel_size: the 2-layer CNN; noise_sigma, roll: the harmful ops; residual: output
+    u0 + body(u0) or body(u0); cell_output, cell_sum: the cell's output and how a state adds its
+    incoming edges."""
+
+    FIELDS: ClassVar = ("width", "kernel_size", "noise_sigma", "roll", "residual", "cell_output", "cell_sum")
+    width: int = _D["width"]
+    kernel_size: int = _D["kernel_size"]
+    noise_sigma: float = _D["noise_sigma"]
+    roll: str = _D["roll"]
+    residual: str = _D["residual"]
+    cell_output: str = _D["cell_output"]
+    cell_sum: str = _D["cell_sum"]
+
+    def with_(self, **kw) -> "NetConfig":
+        return dataclasses.replace(self, **kw) if kw else self
+
+
+def _config(cfg, overrides) -> NetConfig:
+    return (cfg or NetConfig()).with_(**overrides)
 
 
 def cell_edges(states: int = CELL_STATES) -> list[tuple[int, int]]:
@@ -47,10 +77,11 @@ def softmax_rows(a: torch.Tensor) -> torch.Tensor:
 class _Network(nn.Module):
     """Shared plumbing: the operator A as a buffer, the noise streams, the residual u0 + body(u0)."""
 
-    def __init__(self, data: str, seeds):
+    def __init__(self, data: str, seeds, cfg: NetConfig):
         super().__init__()
         A = operators.Operator(data)
         self.data, self.stride, self.length = data, A.stride, A.length
+        self.cfg = cfg
         self.seeds = [int(s) for s in seeds]
         self.register_buffer("kernel", A.kernel, persistent=False)
         self.noise = NoiseStreams([stream_seed(s, NOISE_STREAM) for s in self.seeds])
@@ -70,7 +101,8 @@ class _Network(nn.Module):
         """y (T,B,1,Lo) -> x_hat (T,B,1,L)."""
         self._bind()
         u0 = operators.blur_adjoint_batched(y, self.kernel, self.stride, self.length)
-        return u0 + self.body(u0, y, self.op_weights())
+        body = self.body(u0, y, self.op_weights())
+        return u0 + body if self.cfg.residual == "on" else body
 
     def op_weights(self):
         return None
@@ -92,37 +124,63 @@ class SeqNetwork(_Network):
 
 
 class _Cell(nn.Module):
-    """One cell: s_j = sum_{i<j} o_ij(s_i); output = conv1x1(concat(s4, s5)) per trial.
+    """One cell: s_j = sum_{i<j} o_ij(s_i) (or their mean over the j edges the space allows:
+    cfg.cell_sum), and an output convolution of the last two states (1x1 or 3 taps) or of all
+    five (cfg.cell_output), per trial.
 
     Every non-zero edge is computed, also from a state whose inputs were all `zero` (that state is
-    0, but grad and noise still read y: SPEC 4). The 1x1 convolution is w0 s4 + w1 s5 + b, written
-    elementwise so each trial's arithmetic is the same in any batch and on any thread count.
+    0, but grad and noise still read y: SPEC 4). The output convolution is written elementwise in
+    a fixed order, so each trial's arithmetic is the same in any batch and on any thread count.
     """
 
-    def __init__(self, make_op, gens, states: int = CELL_STATES):
+    def __init__(self, make_op, gens, cfg: NetConfig, states: int = CELL_STATES):
         super().__init__()
-        self.states = states
+        self.states, self.cfg = states, cfg
         self.edges = cell_edges(states)
         made = {f"{i}_{j}": make_op(i, j) for i, j in self.edges}
         self.ops = nn.ModuleDict({k: v for k, v in made.items() if v is not None})
-        # nn.Conv1d(2, 1, 1)'s initialisation: weight and bias uniform in +-1/sqrt(fan_in)
-        bound = 1 / math.sqrt(2)
+        self.inputs = list(range(states - 1, states + 1)) if cfg.cell_output != "all" else list(range(1, states + 1))
+        taps = 3 if cfg.cell_output == "last2-k3" else 1
+        # nn.Conv1d(n_in, 1, taps)'s initialisation: weight and bias uniform in +-1/sqrt(fan_in)
+        bound = 1 / math.sqrt(len(self.inputs) * taps)
+        shape = (len(self.inputs),) if taps == 1 else (len(self.inputs), taps)
         w, b = [], []
         for g in gens:
-            w.append(torch.empty(2).uniform_(-bound, bound, generator=g))
+            w.append(torch.empty(shape).uniform_(-bound, bound, generator=g))
             b.append(torch.empty(1).uniform_(-bound, bound, generator=g))
-        self.out_w = nn.Parameter(torch.stack(w))  # (T, 2)
+        self.out_w = nn.Parameter(torch.stack(w))  # (T, n_in) or (T, n_in, taps)
         self.out_b = nn.Parameter(torch.cat(b))    # (T,)
 
     def forward(self, s0, y, weights):
-        s = [s0] + [torch.zeros_like(s0) for _ in range(self.states)]
-        for k, (i, j) in enumerate(self.edges):
-            op = self.ops[f"{i}_{j}"] if f"{i}_{j}" in self.ops else None
-            if op is None:
-                continue
-            s[j] = s[j] + op(s[i], y, None if weights is None else weights[:, k])
-        w = self.out_w.reshape(-1, 2, 1, 1, 1)
-        return w[:, 0] * s[-2] + w[:, 1] * s[-1] + self.out_b.reshape(-1, 1, 1, 1)
+        s = [s0]
+        k = 0
+        for j in range(1, self.states + 1):
+            acc = torch.zeros_like(s0)
+            for i in range(j):
+                op = self.ops[f"{i}_{j}"] if f"{i}_{j}" in self.ops else None
+                if op is not None:
+                    acc = acc + op(s[i], y, None if weights is None else weights[:, k])
+                k += 1
+            s.append(acc / j if self.cfg.cell_sum == "mean" else acc)
+        return self._output([s[i] for i in self.inputs])
+
+    def _output(self, states):
+        w = self.out_w
+        if w.dim() == 2:  # 1x1: sum_c w_c s_c + b
+            w = w.reshape(w.shape[0], -1, 1, 1, 1)
+            out = w[:, 0] * states[0]
+            for c in range(1, len(states)):
+                out = out + w[:, c] * states[c]
+            return out + self.out_b.reshape(-1, 1, 1, 1)
+        taps = w.shape[-1]
+        w = w.reshape(w.shape[0], w.shape[1], taps, 1, 1, 1)
+        out = None
+        for c, sc in enumerate(states):  # a 'same' convolution with zero padding, tap by tap
+            padded = F.pad(sc, (taps // 2, taps // 2))
+            for t in range(taps):
+                term = w[:, c, t] * padded[..., t:t + sc.shape[-1]]
+                out = term if out is None else out + term
+        return out + self.out_b.reshape(-1, 1, 1, 1)
 
 
 class CellNetwork(_Network):
@@ -200,15 +258,16 @@ class _Supernet:
 
 
 class SeqSupernet(_Supernet, SeqNetwork):
-    def __init__(self, data: str, ops: str, seeds, width: int = WIDTH, noise_sigma: float = NOISE_SIGMA,
-                 layers: int = SEQ_LAYERS):
-        super().__init__(data, seeds)
+    def __init__(self, data: str, ops: str, seeds, cfg: NetConfig | None = None, layers: int = SEQ_LAYERS,
+                 **settings):
+        cfg = _config(cfg, settings)
+        super().__init__(data, seeds, cfg)
         names = op_names(ops, "seq")
         gens = init_generators(self.seeds)
-        self.layers = nn.ModuleList(MixedOp(names, width, gens, self.noise, noise_sigma) for _ in range(layers))
+        self.layers = nn.ModuleList(MixedOp(names, gens, self.noise, cfg) for _ in range(layers))
         self._init_alphas(layers, names, gens)
         self._ops = self.layers_with_ops()
-        self.ops_name, self.width = ops, width
+        self.ops_name, self.width = ops, cfg.width
 
     def genotype(self, t: int = 0) -> Genotype:
         choice = self.alphas.detach()[t].argmax(dim=-1).tolist()
@@ -217,16 +276,16 @@ class SeqSupernet(_Supernet, SeqNetwork):
 
 
 class CellSupernet(_Supernet, CellNetwork):
-    def __init__(self, data: str, ops: str, seeds, width: int = WIDTH, noise_sigma: float = NOISE_SIGMA,
-                 cells: int = CELLS):
-        super().__init__(data, seeds)
+    def __init__(self, data: str, ops: str, seeds, cfg: NetConfig | None = None, cells: int = CELLS, **settings):
+        cfg = _config(cfg, settings)
+        super().__init__(data, seeds, cfg)
         names = op_names(ops, "cell")
         gens = init_generators(self.seeds)
         self.cells = nn.ModuleList(
-            _Cell(lambda i, j: MixedOp(names, width, gens, self.noise, noise_sigma), gens) for _ in range(cells))
+            _Cell(lambda i, j: MixedOp(names, gens, self.noise, cfg), gens, cfg) for _ in range(cells))
         self._init_alphas(len(cell_edges()), names, gens)
         self._ops = self.layers_with_ops()
-        self.ops_name, self.width = ops, width
+        self.ops_name, self.width = ops, cfg.width
 
     def genotype(self, t: int = 0) -> Genotype:
         choice = self.alphas.detach()[t].argmax(dim=-1).tolist()
@@ -238,12 +297,12 @@ class CellSupernet(_Supernet, CellNetwork):
 class SeqDiscrete(SeqNetwork):
     """The discrete networks of T sequential genotypes (one op per layer per trial)."""
 
-    def __init__(self, data: str, genotypes: list[Genotype], seeds, noise_sigma: float = NOISE_SIGMA):
-        super().__init__(data, seeds)
+    def __init__(self, data: str, genotypes: list[Genotype], seeds, cfg: NetConfig | None = None):
+        cfg = (cfg or NetConfig()).with_(width=_one_width(genotypes))
+        super().__init__(data, seeds, cfg)
         gens = init_generators(self.seeds)
-        width = _one_width(genotypes)
         self.layers = nn.ModuleList(
-            ChosenOp([g.layers[j] for g in genotypes], width, gens, self.noise, noise_sigma) for j in range(SEQ_LAYERS))
+            ChosenOp([g.layers[j] for g in genotypes], gens, self.noise, cfg) for j in range(SEQ_LAYERS))
         self._ops = self.layers_with_ops()
         self.genotype_list = genotypes
 
@@ -251,18 +310,18 @@ class SeqDiscrete(SeqNetwork):
 class CellDiscrete(CellNetwork):
     """The discrete networks of T cell genotypes (one op per edge per trial, `zero` allowed)."""
 
-    def __init__(self, data: str, genotypes: list[Genotype], seeds, noise_sigma: float = NOISE_SIGMA,
+    def __init__(self, data: str, genotypes: list[Genotype], seeds, cfg: NetConfig | None = None,
                  cells: int = CELLS):
-        super().__init__(data, seeds)
+        cfg = (cfg or NetConfig()).with_(width=_one_width(genotypes))
+        super().__init__(data, seeds, cfg)
         gens = init_generators(self.seeds)
-        width = _one_width(genotypes)
         choice = [{(i, j): op for i, j, op in g.edges} for g in genotypes]
 
         def make(i, j):
             ops = [c.get((i, j), "zero") for c in choice]
-            return None if all(op == "zero" for op in ops) else ChosenOp(ops, width, gens, self.noise, noise_sigma)
+            return None if all(op == "zero" for op in ops) else ChosenOp(ops, gens, self.noise, cfg)
 
-        self.cells = nn.ModuleList(_Cell(make, gens) for _ in range(cells))
+        self.cells = nn.ModuleList(_Cell(make, gens, cfg) for _ in range(cells))
         self._ops = self.layers_with_ops()
         self.genotype_list = genotypes
 
@@ -274,36 +333,37 @@ def _one_width(genotypes) -> int:
     return widths.pop()
 
 
-def build_supernet(space: str, data: str, ops: str, seeds, width: int = WIDTH, noise_sigma: float = NOISE_SIGMA):
-    """The supernets of T trials (seeds: one per trial)."""
-    if space == "seq":
-        return SeqSupernet(data, ops, seeds, width, noise_sigma)
-    if space == "cell":
-        return CellSupernet(data, ops, seeds, width, noise_sigma)
-    raise ValueError(f"unknown space {space!r}; choose seq or cell")
+SUPERNETS = {"seq": SeqSupernet, "cell": CellSupernet}   # a new space: one entry here and in DISCRETE
+DISCRETE = {"seq": SeqDiscrete, "cell": CellDiscrete}
 
 
-def build_network(genotypes, data: str | None = None, seeds=(0,), noise_sigma: float = NOISE_SIGMA):
-    """The discrete networks of T genotypes of one space, trial t initialised from seeds[t]."""
+def build_supernet(space: str, data: str, ops: str, seeds, cfg: NetConfig | None = None, **settings):
+    """The supernets of T trials (seeds: one per trial); settings override cfg's fields (width=8)."""
+    if space not in SUPERNETS:
+        raise ValueError(f"unknown space {space!r}; choose one of {sorted(SUPERNETS)}")
+    return SUPERNETS[space](data, ops, seeds, _config(cfg, settings))
+
+
+def build_network(genotypes, data: str | None = None, seeds=(0,), cfg: NetConfig | None = None, **settings):
+    """The discrete networks of T genotypes of one space, trial t initialised from seeds[t]; the
+    width is the genotypes' own."""
     if isinstance(genotypes, Genotype):
         genotypes = [genotypes]
     data = data or genotypes[0].data
     spaces = {g.space for g in genotypes}
     if len(spaces) != 1 or len(genotypes) != len(seeds):
         raise ValueError("a batch of networks needs one space and one seed per genotype")
-    if spaces == {"seq"}:
-        return SeqDiscrete(data, genotypes, seeds, noise_sigma)
-    return CellDiscrete(data, genotypes, seeds, noise_sigma)
+    return DISCRETE[spaces.pop()](data, genotypes, seeds, _config(cfg, settings))
 
 
-def uniform_genotype(space: str, data: str, ops: str, op: str, width: int = WIDTH) -> Genotype:
+def uniform_genotype(space: str, data: str, ops: str, op: str, width: int = _D["width"]) -> Genotype:
     """Every layer/edge the same op: the grad-only and net-only baselines."""
     if space == "seq":
         return Genotype(space="seq", ops=ops, data=data, width=width, layers=[op] * SEQ_LAYERS)
     return Genotype(space="cell", ops=ops, data=data, width=width, edges=[(i, j, op) for i, j in cell_edges()])
 
 
-def random_genotype(space: str, data: str, ops: str, generator: torch.Generator, width: int = WIDTH) -> Genotype:
+def random_genotype(space: str, data: str, ops: str, generator: torch.Generator, width: int = _D["width"]) -> Genotype:
     """One architecture drawn uniformly per layer/edge from the candidates (zero included for cells)."""
     names = op_names(ops, space)
     rows = SEQ_LAYERS if space == "seq" else len(cell_edges())
@@ -323,7 +383,7 @@ def derived_from_supernet(supernet, genotype: Genotype | None = None, t: int = 0
     supernet.choices_of(genotype)  # validates space, length and op names
     if genotype.width != supernet.width:
         raise ValueError(f"genotype width {genotype.width} differs from the supernet's {supernet.width}")
-    net = build_network(genotype, supernet.data, seeds=[supernet.seeds[t]], noise_sigma=_noise_sigma(supernet))
+    net = build_network(genotype, supernet.data, seeds=[supernet.seeds[t]], cfg=supernet.cfg)
     net.to(device=supernet.kernel.device, dtype=supernet.alphas.dtype)
     net.noise.gens[0].set_state(supernet.noise.gens[t].get_state())
     pairs = list(zip(supernet.layers, net.layers)) if genotype.space == "seq" else [
@@ -341,10 +401,6 @@ def derived_from_supernet(supernet, genotype: Genotype | None = None, t: int = 0
     return net.train(supernet.training)
 
 
-def _noise_sigma(net) -> float:
-    return next((m.noise_sigma for m in net.layers_with_ops()), NOISE_SIGMA)
-
-
-__all__ = ["SeqNetwork", "CellNetwork", "SeqSupernet", "CellSupernet", "SeqDiscrete", "CellDiscrete",
+__all__ = ["NetConfig", "SeqNetwork", "CellNetwork", "SeqSupernet", "CellSupernet", "SeqDiscrete", "CellDiscrete",
            "build_supernet", "build_network", "cell_edges", "uniform_genotype", "random_genotype",
            "derived_from_supernet", "SEQ_LAYERS"]

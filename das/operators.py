@@ -13,6 +13,8 @@ import warnings
 import torch
 import torch.nn.functional as F
 
+from das.vocab import FORMATIONS
+
 try:
     from das import _C  # noqa: F401  (loading the library registers torch.ops.das)
 
@@ -30,7 +32,7 @@ _use_extension = HAS_EXTENSION
 LENGTH = 50
 TAPS = 7
 SIGMA_BLUR = 0.2
-STRIDES = {"blur": 1, "downsample": 4}
+STRIDES = {name: f.stride for name, f in FORMATIONS.items()}  # every data formation's subsampling
 
 
 def extension_enabled() -> bool:

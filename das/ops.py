@@ -15,12 +15,15 @@ import math
 import torch
 import torch.nn as nn
 
-from das import operators
+from dataclasses import dataclass
+from typing import Callable
 
-OP_SETS = {"good": ["grad", "net"], "all": ["grad", "net", "roll", "noise"]}
-CNN_OPS = ("grad", "net")  # the ops that carry a CNN n(u; theta)
-NOISE_SIGMA = 0.1
-WIDTH = 16
+from das import operators
+from das.vocab import OP_SETS
+
+NOISE_SIGMA = 0.1   # the noise op's sigma (paper Table 5 "noise level 0.10"); das.spec's default
+WIDTH = 16          # channels C of the 2-layer CNN; das.spec's default
+KERNEL_SIZE = 3     # taps of both of its convolutions
 
 
 class CNNBank(nn.Module):
@@ -125,8 +128,12 @@ def _net(layer, u, y, r, idx=None):
 
 
 def _roll(layer, u, y, r, idx=None):
-    # harmful by design: each trial's (B,1,L) block shifted by one along batch, channel and signal
-    return torch.roll(u, shifts=(1, 1, 1), dims=(1, 2, 3))
+    # harmful by design: each trial's (B,1,L) block shifted by one (the `roll` setting says along what)
+    if layer.roll == "all":      # every dimension, batch included (SPEC 3)
+        return torch.roll(u, shifts=(1, 1, 1), dims=(1, 2, 3))
+    if layer.roll == "flat":     # torch.roll(u, 1) without dims: the flattened (B,1,L) block
+        return torch.roll(u.reshape(u.shape[0], -1), 1, dims=1).reshape(u.shape)
+    return torch.roll(u, 1, dims=3)  # "signal": along the signal of each sample only
 
 
 def _noise(layer, u, y, r, idx=None):
@@ -140,23 +147,44 @@ def _zero(layer, u, y, r, idx=None):
     return torch.zeros_like(u)
 
 
-OPS = {"grad": _grad, "net": _net, "roll": _roll, "noise": _noise, "zero": _zero}
+@dataclass(frozen=True)
+class Op:
+    """One operation: its function (layer, u, y, r, idx) -> (T',B,1,L), whether it carries a CNN
+    n(u; theta) (its weights live in the layer's CNN bank) and a step size tau, whether it is
+    harmful by design, and its colour in figures."""
+
+    fn: Callable
+    colour: str
+    cnn: bool = False
+    tau: bool = False
+    harmful: bool = False
+
+
+OPS: dict[str, Op] = {
+    "grad": Op(_grad, "tab:blue", cnn=True, tau=True),
+    "net": Op(_net, "tab:green", cnn=True),
+    "roll": Op(_roll, "tab:red", harmful=True),
+    "noise": Op(_noise, "tab:orange", harmful=True),
+    "zero": Op(_zero, "tab:gray"),
+}
+CNN_OPS = tuple(n for n, op in OPS.items() if op.cnn)  # the ops that carry a CNN n(u; theta)
 
 
 def op_names(ops: str, space: str) -> list[str]:
     """The candidate ops of one layer/edge: the op set, plus `zero` in the cell space."""
     if ops not in OP_SETS:
         raise ValueError(f"unknown op set {ops!r}; choose one of {sorted(OP_SETS)}")
-    return OP_SETS[ops] + (["zero"] if space == "cell" else [])
+    return list(OP_SETS[ops].ops) + (["zero"] if space == "cell" else [])
 
 
 class _Layer(nn.Module):
-    """What a mixed and a chosen op share: tau, the bound operator A, the noise streams."""
+    """What a mixed and a chosen op share: tau, the bound operator A, the noise streams, the
+    settings of the ops (cfg: das.model.NetConfig)."""
 
-    def __init__(self, T: int, has_grad: bool, noise: NoiseStreams, noise_sigma: float):
+    def __init__(self, T: int, has_tau: bool, noise: NoiseStreams, cfg):
         super().__init__()
-        self.tau = nn.Parameter(torch.ones(T)) if has_grad else None
-        self.noise, self.noise_sigma = noise, noise_sigma
+        self.tau = nn.Parameter(torch.ones(T)) if has_tau else None
+        self.noise, self.noise_sigma, self.roll = noise, cfg.noise_sigma, cfg.roll
         self.kernel, self.stride = None, 1
 
     def bind_operator(self, kernel: torch.Tensor, stride: int) -> None:
@@ -176,7 +204,7 @@ def chosen_forward(layer, choices: list[str], u: torch.Tensor, y: torch.Tensor, 
     if len(groups) == 1 and len(next(iter(groups.values()))) == T:  # every trial the same op
         name = next(iter(groups))
         r = {name: layer.bank(u)[:, slot(name)]} if name in CNN_OPS else {}
-        return OPS[name](layer, u, y, r)
+        return OPS[name].fn(layer, u, y, r)
     out = torch.zeros_like(u)
     cnn_trials = [t for t, c in enumerate(choices) if c in CNN_OPS]
     if cnn_trials:
@@ -188,7 +216,7 @@ def chosen_forward(layer, choices: list[str], u: torch.Tensor, y: torch.Tensor, 
         r = {}
         if name in CNN_OPS:
             r = {name: cnn.index_select(0, torch.tensor([pos[t] for t in trials], device=u.device))[:, slot(name)]}
-        v = OPS[name](layer, u.index_select(0, idx), y.index_select(0, idx), r, idx)
+        v = OPS[name].fn(layer, u.index_select(0, idx), y.index_select(0, idx), r, idx)
         out = out.index_copy(0, idx, v)
     return out
 
@@ -202,15 +230,15 @@ class MixedOp(_Layer):
     drawing noise for) the terms of weight 0.
     """
 
-    def __init__(self, names: list[str], width: int, gens, noise: NoiseStreams, noise_sigma: float = NOISE_SIGMA):
+    def __init__(self, names: list[str], gens, noise: NoiseStreams, cfg):
         for n in names:
             if n not in OPS:
                 raise ValueError(f"unknown op {n!r}; choose from {sorted(OPS)}")
-        super().__init__(len(gens), "grad" in names, noise, noise_sigma)
+        super().__init__(len(gens), any(OPS[n].tau for n in names), noise, cfg)
         self.names = list(names)
         cnn_ops = [n for n in names if n in CNN_OPS]
         self.cnn_slot = {n: i for i, n in enumerate(cnn_ops)}
-        self.bank = CNNBank(len(cnn_ops), width, gens) if cnn_ops else None
+        self.bank = CNNBank(len(cnn_ops), cfg.width, gens, kernel_size=cfg.kernel_size) if cnn_ops else None
         # a zero op adds nothing, so it is never computed
         self.live = [i for i, n in enumerate(names) if n != "zero"]
         self.choices: list[str] | None = None
@@ -225,7 +253,7 @@ class MixedOp(_Layer):
             r = {n: banks[:, k] for n, k in self.cnn_slot.items()}
         out = None
         for i in self.live:  # a fixed order of single-rounding products and sums: the same bits for any T
-            term = weights[:, i].reshape(-1, 1, 1, 1) * OPS[self.names[i]](self, u, y, r)
+            term = weights[:, i].reshape(-1, 1, 1, 1) * OPS[self.names[i]].fn(self, u, y, r)
             out = term if out is None else out + term
         return torch.zeros_like(u) if out is None else out
 
@@ -238,15 +266,15 @@ class ChosenOp(_Layer):
     in the same order as in a network of that trial alone.
     """
 
-    def __init__(self, choices: list[str], width: int, gens, noise: NoiseStreams,
-                 noise_sigma: float = NOISE_SIGMA):
+    def __init__(self, choices: list[str], gens, noise: NoiseStreams, cfg):
         for n in choices:
             if n not in OPS:
                 raise ValueError(f"unknown op {n!r}; choose from {sorted(OPS)}")
-        super().__init__(len(gens), "grad" in choices, noise, noise_sigma)
+        super().__init__(len(gens), any(OPS[n].tau for n in choices), noise, cfg)
         self.choices = list(choices)
         needs_cnn = [c in CNN_OPS for c in choices]
-        self.bank = CNNBank(1, width, gens, draw=needs_cnn) if any(needs_cnn) else None
+        self.bank = (CNNBank(1, cfg.width, gens, draw=needs_cnn, kernel_size=cfg.kernel_size)
+                     if any(needs_cnn) else None)
 
     def forward(self, u: torch.Tensor, y: torch.Tensor, weights=None) -> torch.Tensor:
         """u (T,B,1,L), y (T,B,1,Lo) -> (T,B,1,L); a trial that chose `zero` gets zeros."""

@@ -22,26 +22,24 @@ from pathlib import Path
 import numpy as np
 
 from das.genotype import Genotype
+from das.ops import OPS
+from das.vocab import colour, display, has_alphas, order, ordered
 
 COLUMN_WIDTH = 3.4  # inches, one column of a two-column paper
 PAGE_WIDTH = 7.0
 MIN_CORR_N = 3
 MIN_FIT_N = 5
-COLORS = {"grad": "tab:blue", "net": "tab:green", "roll": "tab:red", "noise": "tab:orange", "zero": "tab:gray"}
-METHOD_COLORS = {"grad-only": "tab:blue", "net-only": "tab:green", "das": "black", "das-single": "tab:purple",
-                 "random": "tab:orange", "random-search": "tab:red"}
-OPS_COLORS = {"good": "tab:blue", "all": "tab:red"}
+COLORS = {name: op.colour for name, op in OPS.items()}  # an op's colour (das.ops.OPS)
 STYLE = {"font.size": 8, "axes.titlesize": 8, "axes.labelsize": 8, "legend.fontsize": 6.5, "xtick.labelsize": 7,
          "ytick.labelsize": 7, "figure.dpi": 100, "savefig.dpi": 300, "savefig.bbox": "tight",
          "savefig.pad_inches": 0.02, "axes.formatter.useoffset": False, "axes.grid": True, "grid.alpha": 0.3,
          "grid.linewidth": 0.5, "lines.linewidth": 1.2, "lines.markersize": 3.5, "legend.frameon": False,
          "pdf.fonttype": 42, "ps.fonttype": 42, "axes.spines.top": False, "axes.spines.right": False}
 FORMATS = ("pdf", "png")
-METHOD_NAMES = {"grad-only": "Learnable Grad. only", "net-only": "Nets only", "das": "DAS",
-                "das-single": "DAS-single", "random": "Random", "random-search": "Random Search"}
-DATA_NAMES = {"blur": "Blur", "downsample": "Downsampling"}
-OPS_NAMES = {"good": "good ops", "all": "all ops"}
-SPACE_NAMES = {"seq": "sequential", "cell": "cell"}
+
+
+def _name(kind, v) -> str:
+    return display(kind, v, short=True)
 
 
 def pyplot():
@@ -70,8 +68,7 @@ def save(fig, out: Path, stem: str, formats=FORMATS) -> list[Path]:
 
 
 def _where(r) -> str:
-    return (f"{DATA_NAMES.get(r.get('data'), r.get('data'))}, {SPACE_NAMES.get(r.get('space'), r.get('space'))} "
-            f"space, {r.get('preset')}")
+    return f"{_name('data', r.get('data'))}, {_name('space', r.get('space'))} space, {r.get('preset')}"
 
 
 def _groups(records):
@@ -139,18 +136,23 @@ def scatter_figures(records, out, formats=FORMATS) -> list[Path]:
     plt = pyplot()
     panels = defaultdict(list)
     for g, rs in _groups(records).items():
-        if rs[0].get("method") in ("das", "das-single"):
+        if has_alphas(rs[0].get("method")):
             key = comparable_key({**rs[0], "ops": None})
             panels[key].append(rs)
     files, used = [], defaultdict(int)
+    markers = ("o", "^", "s", "D", "v")
     for key, series in panels.items():
         r0 = series[0][0]
         fig, ax = plt.subplots(figsize=(COLUMN_WIDTH, 2.8))
         total = 0
-        for rs in sorted(series, key=lambda rs: (rs[0]["ops"] != "good", rs[0]["method"])):
-            m = rs[0]["method"]
-            total += _scatter_series(ax, rs, OPS_COLORS.get(rs[0]["ops"], "k"), "o" if m == "das" else "^",
-                                     f"{METHOD_NAMES.get(m, m)}, {OPS_NAMES.get(rs[0]['ops'], rs[0]['ops'])}")
+        methods = ordered("method", (rs[0]["method"] for rs in series))
+        op_sets = ordered("ops", (rs[0]["ops"] for rs in series))
+        for rs in sorted(series, key=lambda rs: (order("ops", rs[0]["ops"]), order("method", rs[0]["method"]))):
+            m, ops = rs[0]["method"], rs[0]["ops"]
+            # one method: colours tell the op sets apart; several: colours tell the methods apart
+            c = colour("ops", ops) if len(methods) == 1 else colour("method", m)
+            marker = markers[(methods.index(m) if len(methods) == 1 else op_sets.index(ops)) % len(markers)]
+            total += _scatter_series(ax, rs, c, marker, f"{_name('method', m)}, {_name('ops', ops)}")
         if not total:
             plt.close(fig)
             continue
@@ -161,18 +163,19 @@ def scatter_figures(records, out, formats=FORMATS) -> list[Path]:
     # paper Fig. 5 right: both methods, each with its own BOHB preset
     by = {(rs[0]["space"], rs[0]["data"], rs[0]["method"], rs[0]["preset"], rs[0]["ops"]): rs
           for rs in _groups(records).values()}
-    for data in ("blur", "downsample"):
+    for data in ordered("data", (k[1] for k in by)):
         pairs = [(by.get(("seq", data, "das", "BOHB-one-shot-Blur", ops)), by.get(("seq", data, "das-single",
                                                                                   "BOHB-DAS-single", ops)), ops)
-                 for ops in ("good", "all")]
+                 for ops in ordered("ops", (k[4] for k in by))]
         pairs = [p for p in pairs if p[0] and p[1]]
         if not pairs:
             continue
         fig, ax = plt.subplots(figsize=(COLUMN_WIDTH, 2.8))
         for das, single, ops in pairs:
-            _scatter_series(ax, das, "black", "o", f"DAS (BOHB-one-shot-Blur), {OPS_NAMES[ops]}")
-            _scatter_series(ax, single, "tab:purple", "^", f"DAS-single (BOHB-DAS-single), {OPS_NAMES[ops]}")
-        _scatter_axes(ax, f"{DATA_NAMES.get(data, data)}, sequential space, each with its own preset")
+            _scatter_series(ax, das, colour("method", "das"), "o", f"DAS (BOHB-one-shot-Blur), {_name('ops', ops)}")
+            _scatter_series(ax, single, colour("method", "das-single"), "^",
+                            f"DAS-single (BOHB-DAS-single), {_name('ops', ops)}")
+        _scatter_axes(ax, f"{_name('data', data)}, sequential space, each with its own preset")
         files += save(fig, out, f"fig5_scatter_{data}_own_presets", formats)
     return files
 
@@ -199,7 +202,7 @@ def alpha_trajectory_figures(records, out, formats=FORMATS) -> list[Path]:
     plt = pyplot()
     files = []
     for g, rs in _groups(records).items():
-        if rs[0].get("method") not in ("das", "das-single"):
+        if not has_alphas(rs[0].get("method")):
             continue
         trajs = []
         for r in rs:
@@ -253,8 +256,8 @@ def alpha_trajectory_figures(records, out, formats=FORMATS) -> list[Path]:
 
 
 def _title(r) -> str:
-    return (f"{DATA_NAMES.get(r['data'], r['data'])}, {OPS_NAMES.get(r['ops'], r['ops'])}, "
-            f"{METHOD_NAMES.get(r['method'], r['method'])} ({r['preset']}), {SPACE_NAMES.get(r['space'], r['space'])} space")
+    return (f"{_name('data', r['data'])}, {_name('ops', r['ops'])}, {_name('method', r['method'])} ({r['preset']}), "
+            f"{_name('space', r['space'])} space")
 
 
 def _stem(r) -> str:
@@ -266,7 +269,7 @@ def op_choice_figures(records, out, formats=FORMATS) -> list[Path]:
     plt = pyplot()
     files = []
     for g, rs in _groups(records).items():
-        if rs[0].get("method") not in ("das", "das-single"):
+        if not has_alphas(rs[0].get("method")):
             continue
         seen, choices = set(), []
         for r in rs:  # several retrains of one search carry one genotype: count each search once
@@ -314,8 +317,8 @@ def alpha_diagnostics_figures(diagnostics, out, formats=FORMATS) -> list[Path]:
     for d in diagnostics:
         by_preset[d["preset"]].append(d)
     for preset, ds in by_preset.items():
-        labels = [f"{d['space']} {DATA_NAMES.get(d['data'], d['data'])}, {OPS_NAMES.get(d['ops'], d['ops'])}, "
-                  f"{METHOD_NAMES.get(d['method'], d['method'])} (n={d['trials']})" for d in ds]
+        labels = [f"{d['space']} {_name('data', d['data'])}, {_name('ops', d['ops'])}, "
+                  f"{_name('method', d['method'])} (n={d['trials']})" for d in ds]
         y = np.arange(len(ds))
         fig, axes = plt.subplots(1, 3, figsize=(PAGE_WIDTH, 1.35 + 0.25 * len(ds)), sharey=True)
         axes[0].scatter([d["init_deviation"] for d in ds], y, marker="o", facecolors="none", edgecolors="k",
@@ -372,11 +375,10 @@ def training_curve_figures(records, out, formats=FORMATS) -> list[Path]:
             continue
         r0 = groups[0][0]
         fig, (a1, a2) = plt.subplots(1, 2, figsize=(PAGE_WIDTH * 0.75, 2.3))
-        for method, stage, loss, psnr, n in sorted(series, key=lambda s: list(METHOD_COLORS).index(s[0])
-                                                     if s[0] in METHOD_COLORS else 99):
-            color = METHOD_COLORS.get(method, None)
+        for method, stage, loss, psnr, n in sorted(series, key=lambda s: order("method", s[0])):
+            color = colour("method", method)
             ep = np.arange(1, loss.shape[1] + 1)
-            label = f"{METHOD_NAMES.get(method, method)}{stage} (n={n})"
+            label = f"{_name('method', method)}{stage} (n={n})"
             for ax, v in ((a1, loss), (a2, psnr)):
                 with np.errstate(all="ignore"):
                     q = np.nanpercentile(v, [25, 50, 75], axis=0)
@@ -397,8 +399,8 @@ def training_curve_figures(records, out, formats=FORMATS) -> list[Path]:
 
         for ax in (a1, a2):
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        fig.suptitle(f"Training curves: {DATA_NAMES.get(r0['data'], r0['data'])}, "
-                     f"{OPS_NAMES.get(r0['ops'], r0['ops'])}, {SPACE_NAMES.get(r0['space'], r0['space'])} space, "
+        fig.suptitle(f"Training curves: {_name('data', r0['data'])}, "
+                     f"{_name('ops', r0['ops'])}, {_name('space', r0['space'])} space, "
                      f"{r0['preset']}; median and interquartile band", fontsize=8)
         fig.tight_layout()
         files += save(fig, out, f"training_{r0['space']}_{r0['data']}_{r0['ops']}_{r0['preset']}", formats)
@@ -507,9 +509,9 @@ def plot_genotype(genotype: Genotype, path, title: str | None = None, formats=No
         if not live:
             ax.text(states / 2, -0.6, "all edges zero", ha="center", color="grey", fontsize=6)
     ax.axis("off")
-    ax.set_title(title or f"{SPACE_NAMES.get(genotype.space, genotype.space)} genotype, "
-                 f"{DATA_NAMES.get(genotype.data, genotype.data) if genotype.data else ''} "
-                 f"{OPS_NAMES.get(genotype.ops, genotype.ops)}"
+    ax.set_title(title or f"{_name('space', genotype.space)} genotype, "
+                 f"{_name('data', genotype.data) if genotype.data else ''} "
+                 f"{_name('ops', genotype.ops)}"
                  + (" (both cells share it)" if genotype.space == "cell" else ""), fontsize=7)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
@@ -526,7 +528,7 @@ def best_genotype_figures(records, out, formats=FORMATS) -> list[Path]:
 
     files = []
     for g, rs in _groups(records).items():
-        if rs[0].get("method") not in ("das", "das-single"):
+        if not has_alphas(rs[0].get("method")):
             continue
         scored = [r for r in rs if len(finite([r.get("architecture_psnr")])[0]) and r.get("genotype")]
         if not scored:

@@ -1,14 +1,14 @@
-"""Tables from trial records (SPEC 7): the tidy per-trial table (trials.csv, readable back), numeric
-summary tables as CSV, Markdown for the terminal and LaTeX in the paper's layout (Tables 1-4),
-with the paper's values (SPEC 8, paper Tables 1-4) beside ours where the paper has them.
+"""Tables from group summaries (das.stats): numeric tables as CSV, Markdown for the terminal and
+LaTeX in the paper's layout (Tables 1-4), with the paper's values (das.study.PAPER) beside ours
+where the paper has them. Rows and columns follow das.vocab's registries (a method or op set
+that is not registered gets rows under its own name). The per-trial table trials.csv is
+das.collect's.
 
-    frame = trials_frame(records); frame.to_csv("trials.csv", index=False)
-    records = read_trials_csv("trials.csv")          # the same records again
     tables = paper_tables(summary)                    # [Table], each with .frame (numeric columns)
+    write_table(table, out, latex=True)               # CSV, Markdown, LaTeX
 """
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,85 +16,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from das.study import DATA_NAMES, METHOD_NAMES, OPS_NAMES, paper_value
 from das.study import PAPER_RUNTIME as PAPER_RUNTIME_S
-
-METHOD_ORDER = ["grad-only", "net-only", "das", "das-single", "random", "random-search"]
-DATA_ORDER = ["blur", "downsample"]
-SPACE_NAMES = {"seq": "sequential", "cell": "cell (non-sequential)"}
-
-SPEC_COLUMNS = ["group", "space", "data", "ops", "method", "preset", "label", "seed", "retrain_seed", "primary",
-                "epochs", "order", "width", "batches_per_epoch", "batch_size", "sigma_n", "noise_sigma", "status"]
-METRIC_COLUMNS = ["one_shot_psnr", "architecture_psnr", "wall_seconds_total"]
-JSON_COLUMNS = ["hparams", "genotype", "alphas", "alphas_init", "history", "wall_seconds", "candidates",
-                "one_shot_ranking"]
-
-
-# ----------------------------------------------------------------------------- the per-trial table
-def _json(v):
-    return None if v is None else json.dumps(v, separators=(",", ":"))
-
-
-def trials_frame(records) -> pd.DataFrame:
-    """One row per record: full specification, every metric (unrounded), nested fields as JSON strings."""
-    rows = []
-    for r in records:
-        row = {k: r.get(k) for k in SPEC_COLUMNS}
-        row["one_shot_psnr"] = r.get("one_shot_psnr")
-        row["architecture_psnr"] = r.get("architecture_psnr")
-        ws = r.get("wall_seconds") or {}
-        row["wall_seconds_total"] = float(sum(ws.values())) if ws else None
-        for k in JSON_COLUMNS:
-            row[k] = _json(r.get(k))
-        row["dir"] = str(r["dir"]) if r.get("dir") is not None else None
-        rows.append(row)
-    frame = pd.DataFrame(rows, columns=SPEC_COLUMNS + METRIC_COLUMNS + JSON_COLUMNS + ["dir"])
-    for k in ("one_shot_psnr", "architecture_psnr", "wall_seconds_total", "sigma_n", "noise_sigma"):
-        frame[k] = pd.to_numeric(frame[k], errors="coerce").astype(float)
-    return frame
-
-
-def _plain(v):
-    """A pandas cell as a plain Python value (NaN -> None, numpy ints -> int)."""
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return None
-    if isinstance(v, np.integer):
-        return int(v)
-    if isinstance(v, np.floating):
-        return float(v)
-    return v
-
-
-def records_from_frame(frame: pd.DataFrame) -> list[dict]:
-    """The records of a trials_frame again (JSON columns parsed, NaN -> None)."""
-    records = []
-    for row in frame.to_dict("records"):
-        r = {k: _plain(v) for k, v in row.items() if k not in JSON_COLUMNS}
-        for k in ("seed", "retrain_seed", "epochs", "order", "width", "batches_per_epoch", "batch_size"):
-            if isinstance(r.get(k), float) and r[k].is_integer():
-                r[k] = int(r[k])
-        if isinstance(r.get("primary"), (bool, np.bool_)):
-            r["primary"] = bool(r["primary"])
-        # a CSV cannot tell a NaN PSNR from a missing one: both come back as None (both are non-finite)
-        for k in JSON_COLUMNS:
-            v = row.get(k)
-            r[k] = json.loads(v) if isinstance(v, str) else None
-        r.pop("wall_seconds_total", None)
-        records.append(r)
-    return records
-
-
-def read_trials_csv(path) -> list[dict]:
-    """Records from a trials.csv written by trials_frame (exact floats: round-trip parsing)."""
-    frame = pd.read_csv(path, float_precision="round_trip", dtype={"group": str, "preset": str, "label": str,
-                                                                  "space": str,
-                                                                  "data": str, "ops": str, "method": str,
-                                                                  "status": str, "dir": str})
-    missing = [c for c in ("group", "space", "data", "ops", "method", "architecture_psnr") if c not in frame]
-    if missing:
-        raise ValueError(f"{path}: not a trials.csv of analyze.py (missing columns {missing})")
-    return records_from_frame(frame)
-
+from das.study import paper_value
+from das.utils import write_text_atomic
+from das.vocab import display, heading, is_search, ordered
 
 # ----------------------------------------------------------------------------- tables
 @dataclass
@@ -136,23 +61,24 @@ def paper_tables(summary) -> list[Table]:
     idx = _summary_index(summary)
     tables = []
     for space, preset in sorted({(k[0], k[4]) for k in idx}, key=lambda t: (t[0] != "seq", t[1] != "H1", t[1])):
-        datas = [d for d in DATA_ORDER if any(k[0] == space and k[4] == preset and k[1] == d for k in idx)]
+        datas = ordered("data", (k[1] for k in idx if k[0] == space and k[4] == preset))
         rows = []
-        for ops in ("good", "all"):
-            for method in METHOD_ORDER:
+        for ops in ordered("ops", (k[2] for k in idx)):
+            for method in ordered("method", (k[3] for k in idx)):
                 cells = [idx.get((space, d, ops, method, preset)) for d in datas]
                 if not any(c and c["n"] for c in cells):
                     continue
-                row = {("", "Ops"): OPS_NAMES.get(ops, ops), ("", "Method"): METHOD_NAMES.get(method, method)}
+                row = {("", "Ops"): display("ops", ops), ("", "Method"): display("method", method)}
                 secs = []
                 for d, s in zip(datas, cells):
                     paper = paper_value(space, d, ops, method, preset)
+                    top = display("data", d)
                     for col, key in (("Max", "max"), ("Mean", "mean"), ("Median", "median")):
-                        row[(DATA_NAMES[d], col)] = s[key] if s else np.nan
-                    row[(DATA_NAMES[d], "n")] = s["n"] if s else 0
-                    row[(DATA_NAMES[d], "Paper Max")] = paper[0] if paper else np.nan
-                    row[(DATA_NAMES[d], "Paper Mean")] = paper[1] if paper else np.nan
-                    row[(DATA_NAMES[d], "Paper Median")] = paper[2] if paper else np.nan
+                        row[(top, col)] = s[key] if s else np.nan
+                    row[(top, "n")] = s["n"] if s else 0
+                    row[(top, "Paper Max")] = paper[0] if paper else np.nan
+                    row[(top, "Paper Mean")] = paper[1] if paper else np.nan
+                    row[(top, "Paper Median")] = paper[2] if paper else np.nan
                     if s and math.isfinite(s["seconds"]):
                         secs.append(s["seconds"])
                 row[("Runtime", "s")] = float(np.mean(secs)) if secs else np.nan
@@ -168,24 +94,25 @@ def paper_tables(summary) -> list[Table]:
                                                       "Paper s")]
         tables.append(Table(
             name=f"table{number}_{space}_{preset}",
-            title=(f"Architecture validation PSNR (dB), {SPACE_NAMES.get(space, space)} space, preset {preset}: "
+            title=(f"Architecture validation PSNR (dB), {display('space', space)} space, preset {preset}: "
                    f"max, mean and median over n trials; runtime: mean wall time per trial, all stages "
                    f"(search and retrain), m:ss; 'Paper' is the paper's Table {number}" +
                    ("" if preset == "H1" else " (the paper reports H1 only)")),
             frame=frame, formats={"n": "{:.0f}", "s": mmss, "Paper s": mmss},
             latex_parts=[shown]))
+    all_ops = ordered("ops", (k[2] for k in idx))
     for space in sorted({k[0] for k in idx}, key=lambda s: s != "seq"):
-        for method in ("das", "das-single"):
+        for method in ordered("method", (k[3] for k in idx if is_search(k[3]))):
             rows = []
-            for d in DATA_ORDER:
+            for d in ordered("data", (k[1] for k in idx)):
                 presets = sorted({k[4] for k in idx if k[0] == space and k[1] == d and k[3] == method},
                                  key=lambda p: (p not in ("H1", "H2"), p))
                 for preset in presets:
-                    row = {("", "Data"): DATA_NAMES[d], ("", "Hyperparameters"): preset}
-                    for ops in ("good", "all"):
+                    row = {("", "Data"): display("data", d), ("", "Hyperparameters"): preset}
+                    for ops in all_ops:
                         s = idx.get((space, d, ops, method, preset))
-                        paper = paper_value(space, d, ops, method, preset) if method == "das" else None
-                        top = "Good Ops." if ops == "good" else "All"
+                        paper = paper_value(space, d, ops, method, preset)
+                        top = heading(ops)
                         for col, key in (("Max", "max"), ("Mean", "mean"), ("Median", "median")):
                             row[(top, col)] = s[key] if s else np.nan
                         row[(top, "n")] = s["n"] if s else 0
@@ -198,7 +125,7 @@ def paper_tables(summary) -> list[Table]:
             number = "3" if space == "seq" else "4"
             tables.append(Table(
                 name=f"table{number}_{space}_{method}_presets",
-                title=(f"{METHOD_NAMES[method]} per hyperparameter preset, {SPACE_NAMES.get(space, space)} space: "
+                title=(f"{display('method', method)} per hyperparameter preset, {display('space', space)} space: "
                        f"architecture validation PSNR (dB); 'Paper' is the paper's Table {number}"),
                 frame=frame, formats={"n": "{:.0f}"}))
     return tables
@@ -287,11 +214,11 @@ def flat_columns(frame: pd.DataFrame) -> list[str]:
 
 
 def to_csv(t: Table, path) -> Path:
-    """The table with numeric columns unrounded and flat column names."""
+    """The table with numeric columns unrounded and flat column names, written atomically."""
     frame = t.frame.copy()
     if len(frame):
         frame.columns = flat_columns(frame)
-    frame.to_csv(path, index=False)
+    write_text_atomic(path, frame.to_csv(index=False))
     return Path(path)
 
 
@@ -352,9 +279,9 @@ def write_table(t: Table, out: Path, latex: bool = True) -> list[Path]:
     """CSV, Markdown and (latex=True) LaTeX files of the table in out/; returns their paths."""
     out = Path(out)
     files = [to_csv(t, out / f"{t.name}.csv")]
-    (out / f"{t.name}.md").write_text(to_markdown(t))
+    write_text_atomic(out / f"{t.name}.md", to_markdown(t))
     files.append(out / f"{t.name}.md")
     if latex:
-        (out / f"{t.name}.tex").write_text(to_latex(t))
+        write_text_atomic(out / f"{t.name}.tex", to_latex(t))
         files.append(out / f"{t.name}.tex")
     return files

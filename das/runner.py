@@ -6,13 +6,13 @@ done twice.
     run_sweep(specs, "/shared/results", scheduler="tcp://head:8786")  # a running Dask cluster
     run_sweep(specs, "results", inline=True)                          # no Dask: in this process, in order
 
-One task is `das.trial.run_trials` for a batch of specifications of one kind (`das.trial.batch_key`:
+One task is `das.stages.run_trials` for a batch of specifications of one kind (`das.spec.batch_key`:
 searches, or trainings, of one setting), run as one computation (searches, then the retrains of
 their genotypes), in a worker whose torch uses `threads` threads. Batches are sized so that every
 worker gets work (at most `max_batch` trials). What is finished is decided by the
-trial's result file alone (`das.trial.trial_done`, which compares the full specification), so
+trial's result file alone (`das.folder.trial_done`, which compares the full specification), so
 the same call continues a killed sweep. A worker killed mid-trial loses its task to Dask, which runs
-it again on another worker; the rerun finds the dead owner's lock stale (see das.trial) and resumes
+it again on another worker; the rerun finds the dead owner's lock stale (see das.locks) and resumes
 from the trial's last epoch checkpoint. A trial locked by a live process (another sweep over the same
 tree, from this machine or another) is "running elsewhere": skipped for now and tried again after
 `retry_wait` seconds until it is finished there or here, never counted as failed.
@@ -25,8 +25,10 @@ import time
 import uuid
 from pathlib import Path
 
-from das.trial import (Status, TrialLocked, TrialSpec, group_batches, lock_trial, run_trials, trial_done,
-                       unlock_trial, unlock_under)
+from das.folder import Status, trial_done
+from das.locks import TrialLocked, lock_trial, unlock_trial, unlock_under
+from das.spec import TrialSpec
+from das.stages import group_batches, run_trials
 
 # Dask's nanny starts workers with MALLOC_TRIM_THRESHOLD_=65536: glibc then hands freed memory back
 # to the OS and faults it in again on every training step, which halved the speed of a trial here

@@ -2,7 +2,7 @@
 one-shot and architecture PSNR, random draws needed to beat DAS, verdicts for the paper's claims,
 search diagnostics from alpha, and the one-shot ranking of candidate architectures.
 
-Every function takes the flat per-trial records of `das.trial.load_trials` (one dict per trial,
+Every function takes the flat per-trial records of `das.collect.load_trials` (one dict per trial,
 with `group`, `space`, `data`, `ops`, `method`, `preset`, `seed`, `one_shot_psnr`,
 `architecture_psnr`, ...). Records that share `group` are pooled; other groups never are.
 
@@ -24,16 +24,15 @@ from collections import defaultdict
 import numpy as np
 from scipy import stats as st
 
+from das.spec import SETTINGS
+from das.vocab import BEST_OF_RANDOM, METHODS, OP_SETS, RANDOM, UNDER_STUDY, display, has_alphas, order
+
 MIN_N = 5             # fewest finite values per group for a verdict
 ALPHA = 0.05          # significance level of every verdict
 CONFIDENCE = 0.95     # level of every interval
 RESAMPLES = 2000      # bootstrap resamples
 MATCH_MARGIN_DB = 0.5  # claim (b): medians "match" when the difference interval lies within +-0.5 dB
 WEAK_R = 0.5          # claim (d): a correlation is weak when the upper Fisher-z bound of r is below 0.5
-SEARCH_METHODS = ("das", "das-single")
-# the fields that make two trials of different methods comparable (same problem, same training)
-COMPARABLE = ("space", "data", "ops", "preset", "epochs", "width", "batches_per_epoch", "batch_size",
-              "sigma_n", "noise_sigma")
 SPEC = ("space", "data", "ops", "method", "preset")
 
 
@@ -47,9 +46,34 @@ def finite(values) -> tuple[np.ndarray, int]:
     return np.asarray(kept, dtype=float), len(values) - len(kept)
 
 
+def _hparams(r: dict):
+    return json.dumps(r.get("hparams"), sort_keys=True)
+
+
 def comparable_key(record: dict) -> tuple:
-    """The specification two methods must share to be compared (COMPARABLE)."""
-    return tuple(record.get(k) for k in COMPARABLE)
+    """Space, data, op set, preset (as shown: with its non-default settings) and every setting that
+    separates comparable groups (das.spec: `comparable`): the panels of a figure."""
+    return ((record.get("space"), record.get("data"), record.get("ops"), record.get("preset"))
+            + tuple(record.get(s.name) for s in SETTINGS if s.comparable))
+
+
+def _applies(s, r: dict) -> bool:
+    try:
+        return bool(s.applies(r))
+    except (KeyError, TypeError):  # an unknown op set or method: the setting is taken as applying
+        return True
+
+
+def comparable(a: dict, b: dict) -> bool:
+    """Two trials may be compared: the same space, data, op set and hyperparameter values, and every
+    comparable setting equal where it can change both (das.spec: a setting that applies to one of
+    them only, such as the noise op's sigma for good against all ops, does not separate them)."""
+    if any(a.get(k) != b.get(k) for k in ("space", "data", "ops")) or _hparams(a) != _hparams(b):
+        return False
+    for s in SETTINGS:
+        if s.comparable and (s.applies is None or _applies(s, a) and _applies(s, b)) and a.get(s.name) != b.get(s.name):
+            return False
+    return True
 
 
 def group_records(records) -> dict[str, list[dict]]:
@@ -61,10 +85,8 @@ def group_records(records) -> dict[str, list[dict]]:
 
 
 def _order(r: dict) -> tuple:
-    method_rank = ["grad-only", "net-only", "das", "das-single", "random", "random-search"]
-    m = r.get("method")
-    return (str(r.get("space")), str(r.get("data")), str(r.get("preset")), str(r.get("ops")) != "good",
-            method_rank.index(m) if m in method_rank else 99, str(m), str(r.get("group")))
+    return (str(r.get("space")), str(r.get("data")), str(r.get("preset")), order("ops", r.get("ops")),
+            order("method", r.get("method")), str(r.get("group")))
 
 
 def bootstrap_interval(values, statistic=np.median, seed=0, resamples=RESAMPLES) -> tuple[float, float, str]:
@@ -122,8 +144,8 @@ def group_summary(records, seed=0, resamples=RESAMPLES) -> list[dict]:
                           for r in rs if isinstance(r.get("architecture_psnr"), (int, float))
                           and math.isfinite(r["architecture_psnr"])])
         row = {"group": g, **{k: rs[0].get(k) for k in SPEC}, "n": len(arch), "n_nonfinite": bad}
-        for k in ("epochs", "width", "batches_per_epoch", "batch_size", "sigma_n", "noise_sigma", "order"):
-            row[k] = rs[0].get(k)
+        for setting in SETTINGS:
+            row[setting.name] = rs[0].get(setting.name)
         nan = float("nan")
         if len(arch):
             mlo, mhi, mmeth = bootstrap_interval(arch, np.median, seed, resamples)
@@ -179,7 +201,7 @@ def correlations(records) -> list[dict]:
     """One-shot vs architecture PSNR correlation per search group (DAS and DAS-single)."""
     rows = []
     for g, rs in group_records(records).items():
-        if rs[0].get("method") not in SEARCH_METHODS:
+        if not has_alphas(rs[0].get("method")):
             continue
         x, y = paired_psnr(rs)
         if len(x) < 3:
@@ -191,14 +213,15 @@ def correlations(records) -> list[dict]:
 # ----------------------------------------------------------------------------- random draws
 def random_pool(records, like: dict) -> np.ndarray:
     """Finite architecture PSNRs of every random architecture trained with the specification of `like`
-    (random trials, and every candidate of the random searches)."""
-    key, pool = comparable_key(like), []
+    (the trials of a method of role random, and every candidate of those of role random-search)."""
+    pool = []
     for r in records:
-        if comparable_key(r) != key:
+        role = _role(r.get("method"))
+        if role not in (RANDOM, BEST_OF_RANDOM) or not comparable(r, like):
             continue
-        if r.get("method") == "random":
+        if role == RANDOM:
             pool.append(r.get("architecture_psnr"))
-        elif r.get("method") == "random-search":
+        else:
             pool += [c.get("architecture_psnr") for c in (r.get("candidates") or []) if isinstance(c, dict)]
     return finite(pool)[0]
 
@@ -222,7 +245,7 @@ def draws_table(records, summary) -> list[dict]:
     rows = []
     by_group = group_records(records)
     for s in summary:
-        if s["method"] != "das" or not s["n"]:
+        if _role(s["method"]) != UNDER_STUDY or not s["n"]:
             continue
         pool = random_pool(records, by_group[s["group"]][0])
         if len(pool):
@@ -293,10 +316,23 @@ def _b_verdict(c, min_n, alpha) -> str:
     return "undecided"
 
 
+def _role(method) -> str:
+    m = METHODS.get(method)
+    return m.role if m is not None else "unknown"
+
+
+def _harmful(ops) -> bool | None:
+    o = OP_SETS.get(ops)
+    return None if o is None else o.harmful
+
+
 def _das_verdicts(rs, matches, ambiguous, seed, resamples, min_n, alpha) -> list[dict]:
-    """Claims (a), (b), (c), (e) for one DAS group against every comparable group of the other side."""
+    """Claims (a), (b), (c), (e) for one group of the method under study (role UNDER_STUDY) against every
+    comparable group of the other side. Which claims a group takes part in follows its op set
+    (das.vocab.OpSet.harmful, superset_of): an op set the registry does not know takes part in none."""
     r0, das, out = rs[0], _arch(rs), []
     where = f"{r0.get('space')}/{r0.get('data')}/{r0.get('ops')}/{r0.get('preset')}"
+    others = []
 
     def tag(other_group):  # where several groups share a specification, name both
         return f"{where} [{r0['group']} vs {other_group}]" if ambiguous or len(others) > 1 else where
@@ -305,22 +341,29 @@ def _das_verdicts(rs, matches, ambiguous, seed, resamples, min_n, alpha) -> list
         c = compare(x, y, seed, resamples)
         out.append(_verdict_text(claim, f"{tag(other_group)}: {what}", c, rule(c, min_n, alpha), name_x, name_y))
 
-    if r0.get("ops") == "all":
-        for other, name in (("random", "random"), ("random-search", "random search")):
-            others = [m for m in matches(r0, other) if len(m[0])]
-            for base, g in others:
-                add("a", f"DAS beats {name} with harmful ops", das, base, g, "DAS", name, _shift_verdict)
-        others = [m for m in matches(r0, "das", ops="good") if len(m[0])]
-        for good, g in others:
-            add("c", "DAS loses median PSNR when harmful ops are added", good, das, g, "DAS good ops", "DAS all ops",
-                _shift_verdict)
-    else:
-        others = [m for m in matches(r0, "random-search") if len(m[0])]
-        for rsearch, g in others:
-            add("b", "random search matches or beats DAS with good ops", rsearch, das, g, "random search", "DAS",
-                _b_verdict)
+    harmful = _harmful(r0.get("ops"))
+    if harmful:
+        for role in (RANDOM, BEST_OF_RANDOM):
+            for method in [m for m, v in METHODS.items() if v.role == role]:
+                name = display("method", method).lower()
+                others = [m for m in matches(r0, method) if len(m[0])]
+                for base, g in others:
+                    add("a", f"DAS beats {name} with harmful ops", das, base, g, "DAS", name, _shift_verdict)
+        harmless = OP_SETS[r0["ops"]].superset_of
+        if harmless is not None:
+            others = [m for m in matches(r0, r0["method"], ops=harmless) if len(m[0])]
+            for good, g in others:
+                add("c", "DAS loses median PSNR when harmful ops are added", good, das, g,
+                    f"DAS {display('ops', harmless, short=True)}", f"DAS {display('ops', r0['ops'], short=True)}",
+                    _shift_verdict)
+    elif harmful is False:
+        for method in [m for m, v in METHODS.items() if v.role == BEST_OF_RANDOM]:
+            others = [m for m in matches(r0, method) if len(m[0])]
+            for rsearch, g in others:
+                add("b", "random search matches or beats DAS with good ops", rsearch, das, g, "random search", "DAS",
+                    _b_verdict)
     if r0.get("space") == "seq":
-        others = [m for m in matches(r0, "das", space="cell") if len(m[0])]
+        others = [m for m in matches(r0, r0["method"], space="cell") if len(m[0])]
         for cell, g in others:
             add("e", "the cell space scores lower than the sequential one", das, cell, g, "sequential", "cell",
                 _shift_verdict)
@@ -328,34 +371,38 @@ def _das_verdicts(rs, matches, ambiguous, seed, resamples, min_n, alpha) -> list
 
 
 def verdicts(records, seed=0, resamples=RESAMPLES, min_n=MIN_N, alpha=ALPHA) -> list[dict]:
-    """The paper's claims (a)-(e) of SPEC 8, each judged per data formation and preset by a stated test.
+    """The paper's claims (a)-(e), each judged per data formation and preset by a stated test
+    (docs/readings.md states them); "DAS" is every method of role UNDER_STUDY, "random" and "random
+    search" those of roles RANDOM and BEST_OF_RANDOM, "harmful" and "good" ops the op sets with
+    and without a harmful op (das.vocab).
 
-    (a) all ops: DAS > random, DAS > random search (one test each).
+    (a) harmful ops: DAS > random, DAS > random search (one test each).
     (b) good ops: random search matches or beats DAS. Holds when random search is higher (one-sided
         p < alpha) or when the interval of median(random search) - median(DAS) lies within
         +-MATCH_MARGIN_DB; does not hold when DAS is higher (p < alpha); undecided otherwise.
-    (c) DAS good ops > DAS all ops.
+    (c) DAS on the harmless op set > DAS on its superset with harmful ops.
     (d) one-shot and architecture PSNR correlate weakly: holds when the upper Fisher-z bound of
         Pearson r is below WEAK_R, does not hold when the lower bound is above WEAK_R.
     (e) sequential DAS > cell DAS (same data, ops and preset).
     """
     groups = group_records(records)
-    index = defaultdict(list)  # (comparable specification, method) -> the groups, never merged
+    by_method = defaultdict(list)  # method -> its groups, never merged
     for g, rs in groups.items():
-        index[comparable_key(rs[0]) + (rs[0].get("method"),)].append(rs)
+        by_method[rs[0].get("method")].append(rs)
     out = []
 
     def matches(r0, method, **change):
-        k = dict(zip(COMPARABLE, comparable_key(r0)), **change)
-        return [(_arch(rs), rs[0]["group"]) for rs in index.get(tuple(k[f] for f in COMPARABLE) + (method,), [])]
+        want = {**r0, **change, "method": method}
+        return [(_arch(rs), rs[0]["group"]) for rs in by_method.get(method, []) if comparable(want, rs[0])]
 
-    for key, das_groups in index.items():
-        if key[-1] != "das":
+    for method, method_groups in by_method.items():
+        if _role(method) != UNDER_STUDY:
             continue
-        for rs in das_groups:
-            out += _das_verdicts(rs, matches, len(das_groups) > 1, seed, resamples, min_n, alpha)
+        for rs in method_groups:
+            ambiguous = any(other is not rs and comparable(rs[0], other[0]) for other in method_groups)
+            out += _das_verdicts(rs, matches, ambiguous, seed, resamples, min_n, alpha)
     for c in correlations(records):
-        if c["method"] != "das":
+        if _role(c["method"]) != UNDER_STUDY:
             continue
         where = f"{c['space']}/{c['data']}/{c['ops']}/{c['preset']}"
         if c["n"] < min_n or not math.isfinite(c["pearson_ci_high"]):
@@ -390,7 +437,7 @@ def alpha_diagnostics(records) -> list[dict]:
     (rows with a tied initial argmax left out), with a binomial test against chance 1/K."""
     rows = []
     for g, rs in group_records(records).items():
-        if rs[0].get("method") not in SEARCH_METHODS:
+        if not has_alphas(rs[0].get("method")):
             continue
         init_dev, final_dev, entropy, same, counted, trials = [], [], [], 0, 0, 0
         k = None
@@ -451,10 +498,10 @@ def genotype_key(g) -> str:
 def ranking_pairs(records) -> list[dict]:
     """Per search with a one_shot_ranking, the (one-hot supernet PSNR, stand-alone PSNR) pairs of the
     candidates that a random-search record with the same seed and specification trained."""
-    searches = {}
+    searches = defaultdict(list)  # seed -> the random searches of that seed
     for r in records:
-        if r.get("method") == "random-search" and r.get("candidates"):
-            searches[comparable_key(r) + (r.get("seed"),)] = r
+        if _role(r.get("method")) == BEST_OF_RANDOM and r.get("candidates"):
+            searches[r.get("seed")].append(r)
     out, seen = [], set()
     for r in records:
         if not r.get("one_shot_ranking"):
@@ -462,7 +509,7 @@ def ranking_pairs(records) -> list[dict]:
         tag = (r.get("group"), r.get("seed"))
         if tag in seen:  # several retrains of one search carry the same ranking
             continue
-        rs = searches.get(comparable_key(r) + (r.get("seed"),))
+        rs = next((v for v in searches.get(r.get("seed"), []) if comparable(v, r)), None)
         if rs is None:
             continue
         stand = {genotype_key(c.get("genotype")): c.get("architecture_psnr") for c in rs["candidates"]}
@@ -505,7 +552,7 @@ def retrain_spread(records) -> list[dict]:
     and the share of the total variance that lies within searches (one-way decomposition)."""
     by: dict[tuple, list[float]] = defaultdict(list)
     for r in records:
-        if r.get("method") in ("das", "das-single") and r.get("retrain_seed") is not None:
+        if has_alphas(r.get("method")) and r.get("retrain_seed") is not None:
             v = r.get("architecture_psnr")
             if isinstance(v, (int, float)) and np.isfinite(v):
                 by[(r["group"], r["seed"])].append(float(v))

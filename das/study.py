@@ -6,25 +6,24 @@ analyze.py lays out its tables from the same cells, and puts the paper's values 
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from das.hparams import load_hparams
-from das.trial import TrialSpec
-
-METHOD_NAMES = {"grad-only": "Learnable Grad. only", "net-only": "Nets only", "das": "DAS",
-                "das-single": "DAS-single", "random": "Random", "random-search": "Random Search",
-                "genotype": "Genotype"}
-DATA_NAMES = {"blur": "Blur", "downsample": "Downsampling"}
-OPS_NAMES = {"good": "good ops.", "all": "all"}
+from das.spec import TrialSpec
 
 
 @dataclass(frozen=True)
 class Cell:
+    """One cell of a study's table: space, data, op set, method, preset, and the settings it runs
+    under (pairs (name, value) of das.spec.SETTINGS; empty: the defaults)."""
+
     space: str
     data: str
     ops: str
     method: str
     preset: str
+    settings: tuple = ()
 
 
 @dataclass(frozen=True)
@@ -32,17 +31,25 @@ class Study:
     name: str
     title: str
     cells: tuple
-    seeds: int
+    seeds: int            # the paper's trial count; seeds run from `first_seed`
+    first_seed: int = 0
+
+    def seed_list(self) -> range:
+        return range(self.first_seed, self.first_seed + self.seeds)
+
+    def with_cells(self, cells) -> "Study":
+        return dataclasses.replace(self, cells=tuple(cells))
 
     def specs(self, seeds=None, **settings) -> list[TrialSpec]:
-        """One specification per cell and seed; `settings` override SPEC's defaults (epochs, ...)."""
-        seeds = range(self.seeds) if seeds is None else seeds
+        """One specification per cell and seed; a cell's settings, then `settings` (the command
+        line's), override the defaults of das.spec.SETTINGS."""
+        seeds = self.seed_list() if seeds is None else seeds
         out = []
         for c in self.cells:
             hp = load_hparams(c.preset)
             for s in seeds:
                 out.append(TrialSpec.make(hp=hp, space=c.space, data=c.data, ops=c.ops, method=c.method,
-                                          seed=s, **settings))
+                                          seed=s, **{**dict(c.settings), **settings}))
         return out
 
 

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from das.data import (BATCH, BATCHES_PER_EPOCH, EVAL_SEED, EVAL_SIZE, SIGMA_NOISE, DataSource, evaluation_set,
                       stream_seed)
 from das.hparams import WARMUP_EPOCHS, HParams
-from das.metrics import psnr
+from das.metrics import AVERAGINGS, average_psnr, psnr
 from das.utils import progress, save_torch
 
 
@@ -34,9 +34,12 @@ def per_trial_mse(out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def evaluate(model, data: str, device="cpu", size: int | None = None, sigma_n: float = SIGMA_NOISE) -> list[float]:
-    """Mean PSNR (dB) per trial on the fixed evaluation set, BN in eval mode; every trial's noise ops
-    draw from a stream seeded by EVAL_SEED, so every trial and method sees the same draws."""
+def evaluate_averagings(model, data: str, device="cpu", size: int | None = None,
+                        sigma_n: float = SIGMA_NOISE) -> list[dict]:
+    """PSNR (dB) per trial on the fixed evaluation set under every averaging of das.metrics
+    ({"sample": ..., "pooled": ..., "batch": ...}; NaN where the output is not finite), BN in eval
+    mode; every trial's noise ops draw from a stream seeded by EVAL_SEED, so every trial and method
+    sees the same draws."""
     was_training = model.training
     model.eval()
     x, y = evaluation_set(data, device, size or EVAL_SIZE, sigma_n)
@@ -50,17 +53,26 @@ def evaluate(model, data: str, device="cpu", size: int | None = None, sigma_n: f
     result = []
     for t in range(T):
         o = out[t]
-        result.append(float(psnr(o.double(), x.double()).mean()) if torch.isfinite(o).all() else float("nan"))
+        if torch.isfinite(o).all():
+            result.append({a: average_psnr(o.double(), x.double(), a) for a in AVERAGINGS})
+        else:
+            result.append({a: float("nan") for a in AVERAGINGS})
     return result
 
 
+def evaluate(model, data: str, device="cpu", size: int | None = None, sigma_n: float = SIGMA_NOISE,
+             averaging: str = "sample") -> list[float]:
+    """Mean PSNR (dB) per trial on the fixed evaluation set (see evaluate_averagings)."""
+    return [r[averaging] for r in evaluate_averagings(model, data, device, size, sigma_n)]
+
+
 def one_hot_psnr(supernet, genotypes, data: str, device="cpu", size: int | None = None,
-                 sigma_n: float = SIGMA_NOISE) -> list[float]:
+                 sigma_n: float = SIGMA_NOISE, averaging: str = "sample") -> list[float]:
     """One-shot PSNR (dB) of candidate architectures, one per trial (or one for all): the trained
     supernet with alpha one-hot on the candidate's choices and the weights it inherits, not trained
     further (`evaluate`, BN in eval mode). Equals evaluate() of model.derived_from_supernet."""
     with supernet.one_hot(genotypes):
-        return evaluate(supernet, data, device, size, sigma_n)
+        return evaluate(supernet, data, device, size, sigma_n, averaging)
 
 
 # ------------------------------------------------------------------------------- optimisers
@@ -107,29 +119,57 @@ class Adam:
 
 
 class SGD:
-    """Plain gradient descent with L2 weight decay, elementwise (see Adam)."""
+    """Gradient descent with L2 weight decay and optional momentum as torch.optim.SGD computes it
+    (dampening 0, no Nesterov: buf = momentum buf + g, p -= lr buf), elementwise (see Adam)."""
 
-    def __init__(self, params, lr: float, weight_decay: float = 0.0):
-        self.params, self.lr, self.weight_decay = list(params), lr, weight_decay
+    def __init__(self, params, lr: float, weight_decay: float = 0.0, momentum: float = 0.0):
+        self.params, self.lr, self.weight_decay, self.momentum = list(params), lr, weight_decay, momentum
+        self.buf = [torch.zeros_like(p) for p in self.params] if momentum else None
+
+    def zero_grad(self):
+        for p in self.params:
+            p.grad = None
 
     @torch.no_grad()
     def step(self):
+        if not self.params:
+            return
         g = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.params]
         if self.weight_decay:
             g = torch._foreach_add(g, torch._foreach_mul(self.params, self.weight_decay))
+        if self.momentum:  # buf starts at 0, so the first step's buf is g exactly, as torch's clone of g
+            torch._foreach_mul_(self.buf, self.momentum)
+            torch._foreach_add_(self.buf, g)
+            g = self.buf
         torch._foreach_sub_(self.params, torch._foreach_mul(g, self.lr))
 
     def state_dict(self, t: int) -> dict:
-        return {}
+        return {"buf": [b[t].clone() for b in self.buf]} if self.buf is not None else {}
 
     def load_state_dicts(self, states) -> None:
-        pass
+        if self.buf is not None:
+            self.buf = [torch.stack([s["buf"][k] for s in states]).to(p.device) for k, p in enumerate(self.params)]
+
+
+MOMENTUM = 0.9  # theta_optimizer "momentum": the usual SGD momentum (the paper names no optimizer)
 
 
 def make_alpha_optimizer(params, hp: HParams):
     if hp.alpha_optimizer == "Adam":
         return Adam(params, lr=hp.alpha_lr, betas=(0.5, 0.999), weight_decay=hp.alpha_wd)
     return SGD(params, lr=hp.alpha_lr, weight_decay=hp.alpha_wd)
+
+
+def make_theta_optimizer(params, hp: HParams, kind: str = "adam"):
+    """The optimizer of theta (das.spec's theta_optimizer): adam (torch's default betas), sgd, or
+    SGD with momentum MOMENTUM; all at param_lr with L2 weight decay param_wd."""
+    if kind == "adam":
+        return Adam(params, lr=hp.param_lr, weight_decay=hp.param_wd)
+    if kind == "sgd":
+        return SGD(params, lr=hp.param_lr, weight_decay=hp.param_wd)
+    if kind == "momentum":
+        return SGD(params, lr=hp.param_lr, weight_decay=hp.param_wd, momentum=MOMENTUM)
+    raise ValueError(f"unknown theta optimizer {kind!r}")
 
 
 # ------------------------------------------------------------------------------- the alpha step
@@ -247,8 +287,8 @@ class Trainer:
 
     def __init__(self, model, hp: HParams, data: str, seeds, epochs: int, device="cpu", *,
                  search: bool = False, order: int = 1, train_theta: bool = True, batch: int = BATCH,
-                 batches_per_epoch: int = BATCHES_PER_EPOCH, sigma_n: float = SIGMA_NOISE, log=None,
-                 desc: str = ""):
+                 batches_per_epoch: int = BATCHES_PER_EPOCH, sigma_n: float = SIGMA_NOISE,
+                 theta_optimizer: str = "adam", log=None, desc: str = ""):
         self.model = model.to(device)
         self.seeds = [int(s) for s in seeds]
         self.T = len(self.seeds)
@@ -258,7 +298,7 @@ class Trainer:
         self.desc = desc
         self.train_data = [DataSource(data, stream_seed(s, 0), device, sigma_n) for s in self.seeds]
         self.val_data = [DataSource(data, stream_seed(s, 1), device, sigma_n) for s in self.seeds] if search else None
-        self.theta_optimizer = Adam(model.weights(), lr=hp.param_lr, weight_decay=hp.param_wd) if train_theta else None
+        self.theta_optimizer = make_theta_optimizer(model.weights(), hp, theta_optimizer) if train_theta else None
         self.architect = Architect(model, hp, order) if search else None
         self.epoch = 0
         self.elapsed = 0.0

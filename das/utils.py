@@ -34,6 +34,11 @@ def is_number(v) -> bool:
         return False
 
 
+def int_in(v, lo, hi) -> bool:
+    """An int (not a bool) in lo..hi."""
+    return isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi
+
+
 def short_repr(v, n: int = 60) -> str:
     """repr of a user's value for a one-line message: one line, at most n characters."""
     try:
@@ -102,6 +107,16 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def write_bytes_atomic(path, data: bytes) -> None:
+    """Write a file atomically (temp file, then rename): a killed run or a full disk never leaves a
+    half file in its place."""
+    _atomic(Path(path), lambda f: f.write(data))
+
+
+def write_text_atomic(path, text: str) -> None:
+    write_bytes_atomic(path, text.encode())
 
 
 def write_json(path, obj) -> None:

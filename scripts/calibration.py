@@ -21,8 +21,9 @@ import numpy as np  # noqa: E402
 from scipy import stats as st  # noqa: E402
 
 from das import report, stats  # noqa: E402
-from das.study import METHOD_NAMES, STUDIES, paper_value  # noqa: E402
-from das.trial import load_trials  # noqa: E402
+from das.study import STUDIES, paper_value  # noqa: E402
+from das.vocab import display  # noqa: E402
+from das.collect import load_trials  # noqa: E402
 
 READINGS = (0.01, 0.1)
 
@@ -33,7 +34,7 @@ def calibration_rows(records, seed=0):
                                    and r.get("epochs") == 50], seed)
     rows = []
     for data, ops, method in cells:
-        row = {"data": data, "ops": ops, "method": METHOD_NAMES[method],
+        row = {"data": data, "ops": ops, "method": display("method", method),
                "paper": paper_value("seq", data, ops, method, "H1")[2]}
         for sigma in READINGS:
             s = next((s for s in summary if (s["space"], s["data"], s["ops"], s["method"]) == ("seq", data, ops, method)

@@ -25,15 +25,41 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from das import cli  # noqa: E402
-from das.study import STUDIES  # noqa: E402
+from das.folder import trial_done  # noqa: E402
 from das.runner import RETRY_WAIT, run_sweep  # noqa: E402
-from das.trial import DEFAULTS, TrialSpec, trial_done  # noqa: E402
+from das.spec import TrialSpec  # noqa: E402
+from das.study import STUDIES  # noqa: E402
+
+
+def study_names() -> list[str]:
+    return list(STUDIES) + ["readings", "readings-combined"]
+
+
+def get_study(name: str, out: str):
+    """A study by name; the readings screen's stage 2 is planned from the stage-1 trials under out."""
+    from das import readings
+
+    if name == "readings":
+        return readings.screen_study()
+    if name == "readings-combined":
+        from das.collect import load_trials
+
+        records, _ = load_trials(out) if os.path.isdir(out) else ([], [])
+        study = readings.combined_study(records)
+        if not study.cells:
+            raise UserError(f"{out}: no stage-1 reading helps by the pre-registered rule (or stage 1 is not "
+                            "finished there); run --study readings first, then python scripts/readings.py "
+                            f"{out}")
+        return study
+    return STUDIES[name]
 from das.utils import UserError, parse_seeds, set_threads  # noqa: E402
 
 
 def get_parser():
     p = cli.parser(__doc__)
-    p.add_argument("--study", default="table1", choices=sorted(STUDIES), help="which study (default table1)")
+    p.add_argument("--study", default="table1", choices=sorted(study_names()), help="which study (default table1); "
+                   "readings: the screen of the paper's open details (das/readings.py), readings-combined: its "
+                   "stage 2, planned from the stage-1 trials under --out")
     p.add_argument("--seed", "--seeds", dest="seed", default=None,
                    help="seeds, e.g. 0-74 or 0,3,5 (default: the study's count, 75 or 100)")
     p.add_argument("--space", default=None, help="keep only these spaces (comma list)")
@@ -43,10 +69,7 @@ def get_parser():
     p.add_argument("--preset", "--presets", dest="preset", default=None, help="keep only these presets (comma list)")
     p.add_argument("--retrain-seeds", default=None,
                    help="retrain each searched genotype under these seeds (default: the search's own seed)")
-    for name, kind in (("epochs", int), ("order", int), ("width", int), ("batches-per-epoch", int),
-                       ("batch-size", int), ("sigma-n", float), ("noise-sigma", float)):
-        key = name.replace("-", "_")
-        p.add_argument(f"--{name}", type=kind, default=DEFAULTS[key], help=f"every trial's {key} (default {DEFAULTS[key]})")
+    cli.add_settings(p, defaults=False, help_prefix="every trial's setting (default: the study's, else das/spec.py's): ")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                    help="processes of the embedded Dask cluster (default: cores); ignored with --scheduler")
     p.add_argument("--jobs", type=int, default=None, help="renamed: use --workers")
@@ -81,17 +104,12 @@ def plan(a) -> list[TrialSpec]:
         raise UserError("--jobs was renamed --workers; pass --workers N")
     if not 1 <= a.workers <= 256:
         raise UserError(f"--workers must be in 1..256, got {a.workers}")
-    study = STUDIES[a.study]
+    study = get_study(a.study, a.out)
     cells = list(study.cells)
     for what in ("space", "data", "ops", "method", "preset"):
         cells = _keep(cells, getattr(a, what), what)
-    seeds = parse_seeds(a.seed) if a.seed is not None else range(study.seeds)
-    settings = dict(epochs=a.epochs, order=a.order, width=a.width, batches_per_epoch=a.batches_per_epoch,
-                    batch_size=a.batch_size, sigma_n=a.sigma_n, noise_sigma=a.noise_sigma)
-    specs = []
-    for spec in type(study)(study.name, study.title, tuple(cells), study.seeds).specs(seeds, **settings):
-        specs.append(spec if spec.stage == "search" else spec.replace(order=DEFAULTS["order"]))
-    return specs
+    seeds = parse_seeds(a.seed) if a.seed is not None else study.seed_list()
+    return study.with_cells(cells).specs(seeds, **cli.settings_of(a))
 
 
 def main(a) -> dict:

@@ -16,7 +16,8 @@ def write_trial(root, space, data, ops, method, seed, arch, one_shot=None, statu
     retrain of its genotype in retrain-seed<N>/; a baseline is one folder."""
     from das.genotype import Genotype
     from das.hparams import load_hparams
-    from das.trial import TrialSpec, new_result, retrain_spec
+    from das.spec import TrialSpec, retrain_spec
+    from das.folder import new_result
 
     layers = (["grad", "net"] * 5) if seed % 2 else (["net"] * 10)
     g = {"space": space, "ops": ops, "data": data, "width": 16, "layers": layers}

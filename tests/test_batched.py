@@ -9,7 +9,9 @@ import torch
 
 from das.data import stream_seed
 from das.hparams import load_hparams
-from das.trial import TrialSpec, run_searches, run_trains, run_trials, unlock_all
+from das.spec import TrialSpec
+from das.stages import run_searches, run_trains, run_trials
+from das.locks import unlock_all
 
 TINY = dict(epochs=2, batches_per_epoch=2, batch_size=32)
 

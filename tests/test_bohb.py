@@ -140,7 +140,7 @@ def test_configspace_matches_table7():
 
 
 def test_crashing_evaluations_do_not_stop_the_run(tmp_path, monkeypatch):
-    real, calls = bohb.run_search, []
+    real, calls = bohb.run_searches, []
 
     def flaky(*a, **k):
         calls.append(1)
@@ -148,7 +148,7 @@ def test_crashing_evaluations_do_not_stop_the_run(tmp_path, monkeypatch):
             raise RuntimeError("worker blew up")
         return real(*a, **k)
 
-    monkeypatch.setattr(bohb, "run_search", flaky)
+    monkeypatch.setattr(bohb, "run_searches", flaky)
     r = bohb.main(args(tmp_path, "--workers", "2", "--worker-threads"))
     assert r["evaluations"] == 4 and r["failed"] >= 1 and r["incumbent"] is not None
     rows = (tmp_path / "bohb" / "summary.csv").read_text()
@@ -214,7 +214,6 @@ def test_non_finite_numbers_are_one_line_exit_2(tmp_path, flag, value):
     (["--workers", "-1"], "--workers must be in 0..256"),
     (["--resume", "--overwrite"], "exclude each other"),
     (["--resume"], "holds no earlier run"),
-    (["--objective", "accuracy"], "unknown objective 'accuracy'"),
     (["--min-budget", "10", "--max-budget", "5"], "--min-budget 10 is above --max-budget 5"),
     (["--worker", "--nameserver", "localhost"], "HOST:PORT"),
     (["--previous", "/nonexistent/run"], "no hpbandster log"),
@@ -222,6 +221,23 @@ def test_non_finite_numbers_are_one_line_exit_2(tmp_path, flag, value):
 def test_bad_input(tmp_path, extra, match):
     with pytest.raises(UserError, match=match):
         bohb.main(args(tmp_path, *extra))
+
+
+@pytest.mark.parametrize("extra,match", [(["--objective", "accuracy"], "invalid choice: 'accuracy'"),
+                                         (["--space", "sequential"], "invalid choice: 'sequential'"),
+                                         (["--min-budget", "1e-300"], "--min-budget and --max-budget must be at least 1"),
+                                         (["--min-budget", "1", "--max-budget", "100000", "--eta", "1.5"],
+                                          "successive-halving rungs"),
+                                         (["--version"], None)])
+def test_flags_are_checked_before_anything_starts(tmp_path, extra, match):
+    """bohb.py's flags: argparse choices (one line), its budget range bounded in rungs, --version."""
+    p = subprocess.run([sys.executable, "bohb.py", "--out", str(tmp_path / "b"), *extra], cwd=ROOT,
+                       capture_output=True, text=True, timeout=60)
+    if match is None:
+        assert p.returncode == 0 and p.stdout.startswith("das ")
+        return
+    assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1 and match in p.stderr, p.stderr
+    assert not (tmp_path / "b").exists()
 
 
 @pytest.mark.parametrize("objective", ["final", "das-single"])

@@ -15,12 +15,12 @@ def single(tmp_path, *extra):
 
 
 def test_theta_frozen_alpha_searched(tmp_path, monkeypatch):
-    import das.trial as trial
+    import das.stages as trial
     captured = {}
     real = trial.load_pretrained_ops
 
-    def spy(net, t, *a):
-        real(net, t, *a)
+    def spy(net, t, *a, spec):
+        real(net, t, *a, spec=spec)
         captured["net"] = net
         captured["theta"] = {k: v.detach().clone() for k, v in net.state_dict().items()}
         captured["alphas"] = net.alphas.detach().clone()
@@ -44,13 +44,15 @@ def test_theta_frozen_alpha_searched(tmp_path, monkeypatch):
 
 def test_pretrained_weights_are_copied_layer_by_layer(tmp_path):
     from das.hparams import load_hparams
-    from das.trial import TrialSpec, load_pretrained_ops, pretrain_das_single, unlock_all
+    from das.spec import TrialSpec
+    from das.stages import load_pretrained_ops, pretrain_das_single
+    from das.locks import unlock_all
     spec = TrialSpec.make(hp=load_hparams("BOHB-DAS-single"), space="seq", data="blur", ops="all",
                           method="das-single", seed=4, epochs=2, batches_per_epoch=2)
     (paths,) = pretrain_das_single([spec], tmp_path, quiet=True)
     unlock_all()
     net = M.SeqSupernet("blur", "all", [3, 4])
-    load_pretrained_ops(net, 1, *paths, spec)  # into trial 1 of 2
+    load_pretrained_ops(net, 1, *paths, spec=spec)  # into trial 1 of 2
     g = torch.load(paths[0], weights_only=True)["model"]
     n = torch.load(paths[1], weights_only=True)["model"]
     for j, layer in enumerate(net.layers):
@@ -60,11 +62,11 @@ def test_pretrained_weights_are_copied_layer_by_layer(tmp_path):
         assert not torch.equal(layer.bank.w1[0, layer.cnn_slot["grad"]], g[f"layers.{j}.bank.w1"][0, 0])
     # a checkpoint of the wrong op, data or width is refused with the reason
     with pytest.raises(UserError, match="not a sequential grad-only network checkpoint"):
-        load_pretrained_ops(net, 0, paths[1], paths[1], spec)
+        load_pretrained_ops(net, 0, paths[1], paths[1], spec=spec)
     with pytest.raises(UserError, match="pretrained for data 'blur' width 16, but the search uses 'downsample'"):
-        load_pretrained_ops(net, 0, *paths, spec.replace(data="downsample"))
+        load_pretrained_ops(net, 0, *paths, spec=spec.replace(data="downsample"))
     with pytest.raises(UserError, match="pretrained checkpoint not found"):
-        load_pretrained_ops(net, 0, tmp_path / "x.pt", paths[1], spec)
+        load_pretrained_ops(net, 0, tmp_path / "x.pt", paths[1], spec=spec)
 
 
 def test_rejects_bad_settings(tmp_path):

@@ -332,13 +332,15 @@ def test_second_order_passes_replay_the_same_draws(monkeypatch):
     """Every noise-op call on the training batch (unrolled step, w + r dw, w - r dw) starts from the
     same stream state, pass by pass; the validation pass draws afresh."""
     calls = []
+    import dataclasses
+
     real = ops_lib.OPS["noise"]
 
     def spy(layer, u, y, r, idx=None):
         calls.append((y, hashlib.sha256(layer.noise.gens[0].get_state().numpy().tobytes()).hexdigest()))
-        return real(layer, u, y, r, idx)
+        return real.fn(layer, u, y, r, idx)
 
-    monkeypatch.setitem(ops_lib.OPS, "noise", spy)
+    monkeypatch.setitem(ops_lib.OPS, "noise", dataclasses.replace(real, fn=spy))
     net = smooth_supernet().float()
     (x_t, y_t), (x_v, y_v) = [(x.float(), y.float()) for x, y in batches()]
     arch = Architect(net, HParams(), order=2)

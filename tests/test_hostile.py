@@ -23,7 +23,8 @@ import analyze
 import das.train as train_mod
 from das.genotype import Genotype
 from das.hparams import HParams, load_hparams
-from das.trial import TrialSpec, load_trials, retrain_spec, summarize_skipped
+from das.spec import TrialSpec, retrain_spec
+from das.collect import load_trials, summarize_skipped
 from das.utils import UserError, write_json
 from tests.conftest import ROOT
 from tests.helpers import run_retrain, run_search
@@ -250,9 +251,10 @@ def test_a_huge_learning_rate_diverges_never_completes(tmp_path, huge_lr, stage)
 
 
 def test_random_search_never_picks_a_non_finite_candidate(tmp_path, monkeypatch):
-    import das.trial as trial_mod
+    import das.stages as trial_mod
     # the four candidates train as one batch: one evaluation gives one PSNR per candidate
-    monkeypatch.setattr(trial_mod, "evaluate", lambda *a, **k: [float("nan"), 12.0, float("inf"), 11.0])
+    monkeypatch.setattr(trial_mod, "evaluate_averagings", lambda *a, **k: [
+        {"sample": v, "pooled": v, "batch": v} for v in (float("nan"), 12.0, float("inf"), 11.0)])
     r = run_retrain(tmp_path, "--method", "random-search", "--candidates", "4", "--epochs", "1",
                     "--batches-per-epoch", "1")
     stored = strict_load(Path(r["dir"]) / "result.json")
@@ -293,12 +295,12 @@ def test_resume_with_fewer_epochs_than_the_checkpoint_is_refused(tmp_path, monke
 
 
 def test_an_unexpected_exception_marks_the_trial_failed_not_running(tmp_path, monkeypatch):
-    import das.trial as trial_mod
+    import das.stages as trial_mod
 
     def boom(*a, **k):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(trial_mod, "evaluate", boom)
+    monkeypatch.setattr(trial_mod, "evaluate_averagings", boom)
     with pytest.raises(RuntimeError):
         run_retrain(tmp_path, "--method", "random", "--epochs", "1", "--batches-per-epoch", "1")
     [f] = list(tmp_path.rglob("result.json"))

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from das import report, stats
+from das import collect, report, stats
 from tests.test_stats import make_records
 
 
@@ -17,12 +17,12 @@ def synthetic():
 
 def test_trials_csv_round_trips_every_record_exactly(synthetic, tmp_path):
     records, _ = synthetic
-    records[0]["architecture_psnr"] = float("nan")  # hostile values survive as non-finite
+    records[0].update(architecture_psnr=float("nan"), status="diverged")  # non-finite values survive as such
     records[1]["one_shot_psnr"] = None
-    frame = report.trials_frame(records)
+    frame = collect.trials_frame(records)
     assert len(frame) == len(records) and frame["architecture_psnr"].dtype == float
     frame.to_csv(tmp_path / "trials.csv", index=False)
-    back = report.read_trials_csv(tmp_path / "trials.csv")
+    back = collect.read_trials_csv(tmp_path / "trials.csv")
     assert len(back) == len(records)
     for a, b in zip(records, back):
         for k in ("group", "space", "data", "ops", "method", "preset", "seed", "epochs", "width", "sigma_n",

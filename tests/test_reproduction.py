@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from das.study import DATA_NAMES, METHOD_NAMES, OPS_NAMES, STUDIES, paper_value
+from das.study import STUDIES, paper_value
+from das.vocab import display
 from tests.conftest import ROOT
 
 REPRO = Path(ROOT) / "reproduction"
@@ -65,10 +66,10 @@ def _check_table(table_csv, frame, study):
     table = pd.read_csv(table_csv, float_precision="round_trip")
     checked = 0
     for cell in _cells(study):
-        row = table[(table["Ops"] == OPS_NAMES[cell.ops]) & (table["Method"] == METHOD_NAMES[cell.method])]
+        row = table[(table["Ops"] == display("ops", cell.ops)) & (table["Method"] == display("method", cell.method))]
         assert len(row) == 1, (cell, table[["Ops", "Method"]])
         row = row.iloc[0]
-        d = DATA_NAMES[cell.data]
+        d = display("data", cell.data)
         n, mx, mean, med = _expected(frame, cell)
         assert row[f"{d} n"] == n
         np.testing.assert_allclose([row[f"{d} Max"], row[f"{d} Mean"], row[f"{d} Median"]], [mx, mean, med],

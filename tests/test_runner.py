@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from das import trial
+from das import locks as trial
 from das.runner import run_sweep
-from das.trial import TrialLocked, TrialSpec, lock_trial, unlock_trial
+from das.locks import TrialLocked, lock_trial, unlock_trial
+from das.spec import TrialSpec
 from das.hparams import load_hparams
 from das.utils import UserError
 from tests.conftest import ROOT
@@ -177,7 +178,7 @@ def test_stale_lock_rule_and_takeover(tmp_path):
     lock = _write_lock(tmp_path / "c", host="elsewhere.example", pid=1)
     with pytest.raises(TrialLocked, match="host elsewhere.example pid 1"):
         lock_trial(tmp_path / "c")
-    old = time.time() - trial.LOCK_STALE - 5
+    old = time.time() - trial.STALE - 5
     os.utime(lock, (old, old))
     lock_trial(tmp_path / "c")
     assert json.loads(lock.read_text())["host"] == here
@@ -191,10 +192,10 @@ def test_stale_lock_rule_and_takeover(tmp_path):
 def test_of_several_takers_of_a_stale_lock_one_wins(tmp_path):
     """Four processes find the same dead owner's lock at once: exactly one takes it over."""
     _write_lock(tmp_path / "t", host=socket.gethostname(), pid=dead_pid())
-    # after every interpreter has imported das.trial; the winner holds the lock for 10 s, so one
+    # after every interpreter has imported das.locks; the winner holds the lock for 10 s, so one
     # that imports late on a loaded machine still finds a live owner, not a free lock
     start = time.time() + 4
-    code = ("import sys, time; from das.trial import lock_trial, TrialLocked\n"
+    code = ("import sys, time; from das.locks import lock_trial, TrialLocked\n"
             "time.sleep(max(0, float(sys.argv[2]) - time.time()))\n"
             "try:\n    lock_trial(sys.argv[1]); print('got', flush=True); time.sleep(10)\n"
             "except TrialLocked:\n    print('locked', flush=True)\n")
@@ -210,7 +211,7 @@ def test_of_several_takers_of_a_stale_lock_one_wins(tmp_path):
 
 def test_heartbeat_keeps_a_lock_fresh(tmp_path):
     """A holder touches its lock while it runs; once it is killed, the lock ages."""
-    code = ("import sys, time; from das.trial import lock_trial; lock_trial(sys.argv[1]); "
+    code = ("import sys, time; from das.locks import lock_trial; lock_trial(sys.argv[1]); "
             "print('locked', flush=True); time.sleep(60)")
     p = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], cwd=ROOT, stdout=subprocess.PIPE, text=True,
                          env={**ENV, "DAS_LOCK_HEARTBEAT": "0.2"})

@@ -8,22 +8,25 @@ from scipy import stats as st
 
 from das import stats
 
-SPEC_DEFAULTS = {"epochs": 50, "order": 1, "width": 16, "batches_per_epoch": 19, "batch_size": 128,
-                 "sigma_n": 0.01, "noise_sigma": 0.1}
 LAYERS = 10
 
 
-def _group(space, data, ops, method, preset):
-    return f"{space}|{data}|{ops}|{method}|{preset}|e50|w16"
-
-
 def record(space, data, ops, method, seed, arch, one_shot=None, preset="H1", **extra):
-    """One flat record as das.trial.load_trials returns it."""
+    """One flat record as das.collect.load_trials returns it (a real specification's fields, group and
+    label; for a DAS method, the retrain of its search under the search's seed)."""
+    from das.hparams import load_hparams
+    from das.model import uniform_genotype
+    from das.spec import TrialSpec, retrain_spec
+
     names = ["grad", "net"] if ops == "good" else ["grad", "net", "roll", "noise"]
     rng = np.random.default_rng(1000 + seed)
     layers = [names[(seed + j) % len(names)] for j in range(LAYERS)]
-    r = {"space": space, "data": data, "ops": ops, "method": method, "preset": preset, "hparams": {"param_lr": 1e-3},
-         "seed": seed, "retrain_seed": None, **SPEC_DEFAULTS, "group": _group(space, data, ops, method, preset),
+    hp = load_hparams(preset)
+    spec = TrialSpec.make(hp=hp, space=space, data=data, ops=ops, method=method, seed=seed, sigma_n=0.01)
+    if method in ("das", "das-single"):
+        spec = retrain_spec(spec, uniform_genotype(space, data, ops, "grad"))
+    r = {**spec.to_dict(), **spec.settings(), "group": spec.group(), "label": spec.label(),
+         "primary": True, "retrain_seed": spec.retrain_seed,
          "status": "complete", "one_shot_psnr": one_shot, "architecture_psnr": arch,
          "genotype": {"space": space, "ops": ops, "data": data, "width": 16, "layers": layers},
          "alphas": None, "alphas_init": None, "wall_seconds": {"search": 100.0, "retrain": 20.0},

@@ -10,7 +10,8 @@ import pytest
 import analyze
 from das.hparams import load_hparams
 from das.study import STUDIES, paper_value
-from das.trial import TrialSpec, load_trials
+from das.spec import TrialSpec
+from das.collect import load_trials
 from das.utils import UserError
 from tests.conftest import ROOT
 from tests.helpers import run_retrain, run_search
@@ -141,7 +142,8 @@ def test_analyze_never_pools_other_settings_and_skips_bohb(tmp_path):
 
 
 def test_bohb_evaluation_results_are_skipped_by_kind(tmp_path):
-    from das.trial import run_train, unlock_all
+    from das.stages import run_train
+    from das.locks import unlock_all
     s = spec(method="random", epochs=1, batches_per_epoch=1).replace(stage="train")
     run_train(s, tmp_path / "results" / "elsewhere", role="bohb-evaluation", quiet=True)
     unlock_all()

@@ -1,0 +1,179 @@
+"""Which readings of the paper make its numbers: the screen of the open details (das.spec settings
+marked `reading`), its pre-registered selection rule, and views of a results tree under a reading.
+
+The rule is fixed here, in code, before the screen runs, and it is applied to the screen's seeds
+(SCREEN_SEEDS, 1000-1009) only; the confirmation at the paper's scale uses seeds 0-99, which the
+screen never sees. No cell is tuned on its own: a reading is one setting value for every trial.
+
+    SCREEN (stage 1)   the defaults (BASELINE) and every single reading of READINGS, at 10 seeds,
+                       over the 28 cells the paper reports for H1 (Table 1: 16; Table 2, both
+                       data formations: 12); a reading's trials are run only in the cells it can
+                       change (das.spec `applies`); elsewhere its trials are the baseline's.
+    SCORE              the mean absolute deviation (MAD, dB) of our medians from the paper's over
+                       the 28 cells, and Kendall's tau between the two sets of medians.
+    HELPS              a reading whose MAD is at least MIN_GAIN_DB below the baseline's while its
+                       tau is no more than MAX_TAU_LOSS below the baseline's.
+    COMBINE (stage 2)  per setting, its helping value of lowest MAD; the settings ranked by that
+                       MAD; the cumulative combinations of the best 2 and the best 3 (at most
+                       MAX_COMBINED settings) are run at the same seeds.
+    CHOICE             of the baseline, every single reading and every combination, the lowest MAD
+                       among those whose tau is no more than MAX_TAU_LOSS below the baseline's;
+                       ties go to fewer changed settings.
+
+An evaluation-only reading (how PSNR is averaged) trains nothing: its trials are the baseline's
+(or a combination's) read under that averaging (das.collect.reread).
+"""
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict
+
+import numpy as np
+from scipy import stats as st
+
+from das.collect import reread, spec_of_record
+from das.spec import TrialSpec, defaults, setting
+from das.study import PAPER, Cell, Study
+
+SCREEN_SEEDS = range(1000, 1010)
+CONFIRMATION_SEEDS = range(0, 100)     # the paper's scale; never part of the screen
+BASELINE: dict = {}
+READINGS: list[dict] = [
+    {"theta_optimizer": "sgd"}, {"theta_optimizer": "momentum"},
+    {"residual": "off"},
+    {"psnr": "pooled"}, {"psnr": "batch"},
+    {"noise_sigma": 1.0},
+    {"roll": "signal"}, {"roll": "flat"},
+    {"kernel_size": 5},
+    {"width": 8}, {"width": 32},
+    {"cell_output": "last2-k3"}, {"cell_output": "all"},
+    {"cell_sum": "mean"},
+    {"sigma_n": 0.01},
+]
+MIN_GAIN_DB = 0.25
+MAX_TAU_LOSS = 0.10
+MAX_COMBINED = 3
+
+
+def cells() -> list[tuple]:
+    """The 28 cells (space, data, ops, method) the paper reports for preset H1 (Tables 1 and 2)."""
+    return [(space, data, ops, method) for (space, data, ops, method, preset) in PAPER if preset == "H1"]
+
+
+def name(reading: dict) -> str:
+    """A reading as text: 'defaults' or 'theta_optimizer=sgd+residual=off'."""
+    return "+".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(reading.items())) \
+        or "defaults"
+
+
+def _trained(reading: dict) -> dict:
+    """The part of a reading that changes training (evaluation-only settings are reread)."""
+    return {k: v for k, v in reading.items() if not setting(k).evaluation_only}
+
+
+def _affects(reading: dict, cell: tuple) -> bool:
+    space, data, ops, method = cell
+    from das.hparams import load_hparams
+    s = TrialSpec.make(hp=load_hparams("H1"), space=space, data=data, ops=ops, method=method, seed=0)
+    return s.replace(**reading) != s
+
+
+def study(readings: list[dict], name_: str, title: str) -> Study:
+    """The trials of these readings: each reading's training settings, in the cells they change
+    (the baseline in every cell)."""
+    out, seen = [], set()
+    for reading in readings:
+        trained = _trained(reading)
+        for cell in cells():
+            if trained and not _affects(trained, cell):
+                continue
+            key = (cell, json.dumps(trained, sort_keys=True))
+            if key not in seen:
+                seen.add(key)
+                out.append(Cell(*cell, preset="H1", settings=tuple(sorted(trained.items()))))
+    return Study(name_, title, tuple(out), len(SCREEN_SEEDS), first_seed=SCREEN_SEEDS[0])
+
+
+def screen_study() -> Study:
+    return study([BASELINE] + READINGS, "readings", "Readings screen (stage 1): the defaults and every single "
+                 "reading, 10 seeds (1000-1009), the 28 cells of Tables 1 and 2")
+
+
+# ---------------------------------------------------------------------------- views and scores
+def view(records, reading: dict) -> list[dict]:
+    """The records that are trials under `reading` (every other setting at its default): a record
+    belongs when its specification equals its all-defaults specification with the reading applied
+    (so a cell the reading cannot change contributes its baseline trials). Evaluation-only settings
+    reread the records (das.collect.reread)."""
+    trained = _trained(reading)
+    base = defaults()
+    out = []
+    for r in records:
+        try:
+            spec = spec_of_record(r)
+        except Exception:
+            continue
+        plain = spec.replace(**{k: v for k, v in base.items() if not setting(k).evaluation_only})
+        if spec == plain.replace(**trained) and spec.psnr == base["psnr"]:
+            out.append(r)
+    evaluation = {k: v for k, v in reading.items() if setting(k).evaluation_only}
+    return reread(out, **evaluation) if evaluation else out
+
+
+def medians(records) -> dict[tuple, tuple[float, int]]:
+    """(median architecture PSNR, n) per cell of cells(), from the primary records of preset H1."""
+    by = defaultdict(list)
+    for r in records:
+        if r.get("preset") != "H1" or r.get("primary") is False:
+            continue
+        v = r.get("architecture_psnr")
+        if isinstance(v, (int, float)) and math.isfinite(v):
+            by[(r["space"], r["data"], r["ops"], r["method"])].append(float(v))
+    return {c: (float(np.median(by[c])), len(by[c])) for c in cells() if by.get(c)}
+
+
+def score(records, reading: dict) -> dict:
+    """MAD and Kendall tau of the reading's medians against the paper's over the cells it has."""
+    med = medians(view(records, reading))
+    have = [c for c in cells() if c in med]
+    ours = np.array([med[c][0] for c in have])
+    paper = np.array([PAPER[(*c, "H1")][2] for c in have])
+    tau = float(st.kendalltau(ours, paper).statistic) if len(have) > 2 else float("nan")
+    return {"reading": name(reading), "settings": reading, "cells": len(have), "trials": sum(med[c][1] for c in have),
+            "mad": float(np.mean(np.abs(ours - paper))) if len(have) else float("nan"), "tau": tau,
+            "medians": {"/".join(c): med[c][0] for c in have}}
+
+
+def stage2(records) -> list[dict]:
+    """The combinations stage 2 runs (the rule above), from the stage-1 scores."""
+    base = score(records, BASELINE)
+    helping = []
+    for reading in READINGS:
+        s = score(records, reading)
+        if s["cells"] == len(cells()) and s["mad"] <= base["mad"] - MIN_GAIN_DB and s["tau"] >= base["tau"] - MAX_TAU_LOSS:
+            helping.append(s)
+    best_per_setting = {}
+    for s in sorted(helping, key=lambda s: s["mad"]):
+        (k, v), = s["settings"].items()
+        best_per_setting.setdefault(k, (v, s["mad"]))
+    ranked = [(k, v) for k, (v, _) in sorted(best_per_setting.items(), key=lambda kv: kv[1][1])]
+    return [dict(ranked[:n]) for n in range(2, min(MAX_COMBINED, len(ranked)) + 1)]
+
+
+def combined_study(records) -> Study:
+    return study(stage2(records), "readings-combined", "Readings screen (stage 2): the best helping readings "
+                 "combined, 10 seeds (1000-1009), the 28 cells of Tables 1 and 2")
+
+
+def choose(records) -> dict:
+    """The pre-registered choice among the baseline, every single reading and every stage-2
+    combination: every candidate's score, and the chosen reading."""
+    base = score(records, BASELINE)
+    candidates = [base] + [score(records, r) for r in READINGS + stage2(records)]
+    complete = [s for s in candidates if s["cells"] == len(cells())]
+    eligible = [s for s in complete if s["tau"] >= base["tau"] - MAX_TAU_LOSS]
+    chosen = min(eligible, key=lambda s: (s["mad"], len(s["settings"]))) if eligible else base
+    return {"rule": __doc__.split("SCORE")[1].split("An evaluation-only")[0].strip(), "baseline": base,
+            "candidates": candidates, "chosen": chosen,
+            "incomplete": [s["reading"] for s in candidates if s["cells"] != len(cells())]}
