@@ -41,7 +41,7 @@ from das.folder import Status
 from das.genotype import Genotype
 from das.hparams import HParams
 from das.locks import unlock_all, unlock_under
-from das.spec import SETTINGS, TrialSpec, check_choice, retrain_spec
+from das.spec import MAX_EPOCHS, SETTINGS, TrialSpec, check_choice, retrain_spec
 from das.stages import pretrained_ops, run_searches, run_train, run_trains
 from das.utils import UserError, parse_seeds, set_threads, write_json
 from das.vocab import FORMATIONS, OP_SETS, SPACES, uniform_method
@@ -323,8 +323,8 @@ def _validate(a):
         _finite(a, name, 0)
     if a.min_budget < 1 or a.max_budget < 1:
         raise UserError("--min-budget and --max-budget must be at least 1 (they are search epochs)")
-    if a.max_budget > 100_000:
-        raise UserError(f"--max-budget must be at most 100000 search epochs, got {a.max_budget:g}")
+    if a.max_budget > MAX_EPOCHS:
+        raise UserError(f"--max-budget must be at most {MAX_EPOCHS} search epochs, got {a.max_budget:g}")
     if a.min_budget > a.max_budget:
         raise UserError(f"--min-budget {a.min_budget:g} is above --max-budget {a.max_budget:g}; swap them")
     if a.iterations < 1:

@@ -24,7 +24,7 @@ import torch
 
 import das
 from das.genotype import Genotype
-from das.locks import LOCK, lock_trial
+from das.locks import LOCK, lock_trial, unlock_trial
 from das.spec import TrialSpec, retrain_spec
 from das.utils import UserError, int_in, is_number, load_checkpoint, read_json, short_repr, versions, write_json
 from das.vocab import is_search
@@ -264,14 +264,7 @@ def prepare_folder(spec: TrialSpec, root, *, resume: bool, overwrite: bool) -> t
         raise UserError(f"{path}: cannot create the trial folder ({exc.strerror}); choose a writable --out") from None
     lock_trial(path)  # before anything is read or deleted
     if existing and overwrite:
-        _check_deletable(path, root)
-        for child in path.iterdir():
-            if child.name == LOCK or child.name.startswith(LOCK + ".stale-"):
-                continue
-            if child.is_dir() and not child.is_symlink():
-                shutil.rmtree(child)
-            else:
-                child.unlink()
+        _empty(path, root)
         return path, False
     if existing and not resume:
         raise UserError(f"{path}: run folder already holds {', '.join(existing)}; pass --resume to continue it "
@@ -279,6 +272,32 @@ def prepare_folder(spec: TrialSpec, root, *, resume: bool, overwrite: bool) -> t
     if existing:
         check_same_spec(spec, path)
     return path, bool(existing)
+
+def _empty(path: Path, root) -> None:
+    """Delete a locked trial folder's files (never through a link, never outside the tree)."""
+    _check_deletable(path, root)
+    for child in path.iterdir():
+        if child.name == LOCK or child.name.startswith(LOCK + ".stale-"):
+            continue
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child)
+        else:
+            child.unlink()
+
+
+def reset_trial(spec: TrialSpec, root) -> bool:
+    """Empty a trial's folder so that it runs again from scratch (sweep.py --overwrite); returns
+    whether there was anything. Raises TrialLocked when a live process runs it."""
+    path = spec.folder(root)
+    if not path.is_dir() or not any(p.name != LOCK for p in path.iterdir()):
+        return False
+    lock_trial(path)
+    try:
+        _empty(path, root)
+    finally:
+        unlock_trial(path)
+    return True
+
 
 def _check_deletable(path: Path, root) -> None:
     """--overwrite empties a trial folder: never through a link, never outside the results tree."""

@@ -39,6 +39,11 @@ from das.utils import MAX_SEED, UserError, int_in, is_number, short_repr
 from das.vocab import FORMATIONS, METHODS, OP_SETS, SPACES, is_search
 
 STAGES = ("search", "train")
+# A stage's result.json holds its per-epoch history (a cell search with all ops: about 1.6 KB an
+# epoch); 10,000 epochs keep every result file far below the size a reader accepts
+# (das.utils.MAX_FILE_BYTES; tests/test_hostile.py checks the arithmetic).
+MAX_EPOCHS = 10_000
+MAX_CANDIDATES = 20  # random search's architectures; each candidate's history is in its trial's result.json
 
 
 # ---------------------------------------------------------------------------- the settings table
@@ -111,7 +116,7 @@ def _cell(f) -> bool:
 
 
 SETTINGS: list[Setting] = [
-    Setting("epochs", int, 50, "epochs of every stage (search and training)", "e", bounds=(1, 100_000),
+    Setting("epochs", int, 50, "epochs of every stage (search and training)", "e", bounds=(1, MAX_EPOCHS),
             always_written=True),
     Setting("order", int, 1, "1: first-order DAS, 2: unrolled second order (a search's setting)", "o",
             choices=(1, 2), comparable=False, applies=_search, always_written=True),
@@ -266,8 +271,8 @@ class TrialSpec:
             raise UserError(f"{v['method']} searches alpha over frozen weights, so there is no unrolled step; "
                             "use --order 1")
         if method.candidates is not None:
-            if not int_in(v["candidates"], 1, 1000):
-                raise UserError(f"--candidates must be in 1..1000, got {short_repr(v['candidates'])}")
+            if not int_in(v["candidates"], 1, MAX_CANDIDATES):
+                raise UserError(f"--candidates must be in 1..{MAX_CANDIDATES}, got {short_repr(v['candidates'])}")
         elif v["candidates"] is not None:
             raise UserError(f"--candidates applies to {', '.join(m for m in METHODS if METHODS[m].candidates)} only")
         if v["stage"] == "search" and method.kind != "search":
@@ -279,8 +284,8 @@ class TrialSpec:
             raise UserError(f"a {v['stage']} of {v['method']} takes no genotype, retrain seed or retrain epochs")
         if v["retrain_seed"] is not None and not int_in(v["retrain_seed"], 0, MAX_SEED):
             raise UserError(f"retrain seed must be in 0..{MAX_SEED}, got {short_repr(v['retrain_seed'])}")
-        if v["retrain_epochs"] is not None and not int_in(v["retrain_epochs"], 1, 100_000):
-            raise UserError(f"retrain epochs must be in 1..100000, got {short_repr(v['retrain_epochs'])}")
+        if v["retrain_epochs"] is not None and not int_in(v["retrain_epochs"], 1, MAX_EPOCHS):
+            raise UserError(f"retrain epochs must be in 1..{MAX_EPOCHS}, got {short_repr(v['retrain_epochs'])}")
         if v["genotype"] is not None:
             g = Genotype.from_dict(v["genotype"], "the specification's genotype")
             have = (g.space, g.ops, g.data, g.width)

@@ -71,8 +71,39 @@ def _train_groups(jobs, epochs, build, *, device, log, desc, **trainer_kw):
             trainer.load_state_dicts([j["state"] for j in group])
             log(f"resuming from epoch {start} ({len(group)} trial{'s' if len(group) > 1 else ''})")
         extra = [{"spec": j["spec"].to_dict()} for j in group]
-        trainer.run(lambda tr: save_checkpoints(tr, [j["ckpt"] for j in group], extra))
+        written = set()
+
+        def after_epoch(tr):
+            save_checkpoints(tr, [j["ckpt"] for j in group], extra)
+            write_metrics(tr, group, written)
+
+        trainer.run(after_epoch)
         yield group, trainer.model, trainer
+
+
+METRICS = ("epoch", "train_loss", "train_psnr", "val_loss", "seconds")
+
+
+def metrics_file(job) -> Path:
+    """The tidy per-epoch metrics of one network beside its result.json: metrics.csv (a search or a
+    single network), candidate<k>_metrics.csv (random search's candidates)."""
+    tag = job.get("tag")
+    return job["folder"] / ("metrics.csv" if tag in (None, "network") else f"{tag}_metrics.csv")
+
+
+def write_metrics(trainer, group, written: set) -> None:
+    """After each epoch, the epoch's row of every network (the whole file again at the first epoch
+    of a start, so a resumed run's file holds exactly the checkpoint's epochs)."""
+    for t, j in enumerate(group):
+        h, path = trainer.history[t], metrics_file(j)
+        rows = range(len(h["epoch"])) if path not in written else [len(h["epoch"]) - 1]
+        lines = [] if path in written else [",".join(METRICS)]
+        for k in rows:
+            lines.append(",".join("" if h.get(m) is None or h[m][k] is None else repr(h[m][k]) if m != "epoch"
+                                  else str(h[m][k]) for m in METRICS))
+        with open(path, "a" if path in written else "w") as f:
+            f.write("\n".join(lines) + "\n")
+        written.add(path)
 
 
 def _failing(jobs):

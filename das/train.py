@@ -408,12 +408,20 @@ class Trainer:
                 if self.search:
                     h["val_loss"].append(None if alpha_frozen else mean_val[t])
                     h["alphas"].append(self.model.softmax_alphas(t))
-            live = [t for t in range(self.T) if self.diverged[t] is None]
-            shown = sum(mean_loss[t] for t in live) / max(len(live), 1)
-            mean_psnr = sum(float(psnrs[t]) / self.steps for t in live) / max(len(live), 1)
+            live = [t for t in range(self.T) if self.diverged[t] is None] or list(range(self.T))
+
+            def mean_of(values):
+                return sum(values[t] for t in live) / len(live)
+
+            words = []
+            if self.train_theta:
+                words.append(f"train loss {mean_of(mean_loss):.5f}, PSNR {mean_of([float(p) / self.steps for p in psnrs]):.2f} dB")
+            if self.search and not alpha_frozen:
+                words.append(f"validation loss {mean_of(mean_val):.5f}")
+            elif self.search:
+                words.append("alpha frozen (warm-up)")
             eta = seconds * (self.epochs - self.epoch)
-            self.log(f"{self.desc} epoch {self.epoch}/{self.epochs}: train loss {shown:.5f}"
-                     + (f", PSNR {mean_psnr:.2f} dB" if self.train_theta else "")
+            self.log(f"{self.desc} epoch {self.epoch}/{self.epochs}: {', '.join(words)}"
                      + (f" (mean of {len(live)} trials)" if self.T > 1 else "")
                      + f", {seconds:.1f}s/epoch, ETA {int(eta) // 60}:{int(eta) % 60:02d}")
             if checkpoint is not None:

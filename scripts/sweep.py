@@ -85,6 +85,9 @@ def get_parser():
     p.add_argument("--out", default="results", help="results tree (default results/)")
     p.add_argument("--device", default="cpu", help="device of every trial (default cpu)")
     p.add_argument("--dry-run", action="store_true", help="list the trials to run and exit")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start the selected trials again from scratch (their folders are emptied first), finished "
+                        "or not; select them with --seed, --method, ... (a trial failed by a bad checkpoint needs it)")
     return p
 
 
@@ -112,9 +115,26 @@ def plan(a) -> list[TrialSpec]:
     return study.with_cells(cells).specs(seeds, **cli.settings_of(a))
 
 
+def check_out(out: str) -> None:
+    """--out must be a folder this process can create and write into: one line, not a traceback."""
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"--out {out}: exists and is not a folder; pass a folder for the results tree")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".write-test-{os.getpid()}"
+        probe.touch()
+        probe.unlink()
+    except OSError as exc:
+        raise UserError(f"--out {out}: cannot write the results tree there ({exc.strerror or exc}); pass a "
+                        "writable folder") from None
+
+
 def main(a) -> dict:
     a.out = os.path.abspath(a.out)  # against the caller's folder; workers elsewhere get the same path
     specs = plan(a)
+    if not a.dry_run:
+        check_out(a.out)
     retrain_seeds = parse_seeds(a.retrain_seeds) if a.retrain_seeds else None
     device = cli.check_device(a)
     set_threads(a.threads)
@@ -122,6 +142,11 @@ def main(a) -> dict:
         raise UserError("--scheduler and --inline exclude each other")
     if not 0 <= a.retry_wait <= 86400:
         raise UserError(f"--retry-wait must be in 0..86400 seconds, got {a.retry_wait:g}")
+    if a.overwrite and not a.dry_run:
+        from das.folder import reset_trial
+
+        emptied = sum(reset_trial(s, a.out) for s in specs)
+        print(f"--overwrite: emptied {emptied} trial folders", flush=True)
     todo = [s for s in specs if not trial_done(s, a.out, retrain_seeds)]
     where = ("in this process" if a.inline else f"on the Dask cluster at {a.scheduler}" if a.scheduler
              else f"with {a.workers} processes")
@@ -149,6 +174,11 @@ if __name__ == "__main__":
         result = main(args)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except OSError as exc:  # the results tree went away or filled up mid-sweep
+        name = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+        print(f"error: {name}{exc.strerror or exc}; check that --out is a writable folder with space left",
+              file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         print("interrupted; the same command continues the sweep", file=sys.stderr)

@@ -327,13 +327,13 @@ BAD_FLAGS = [
     (LISTED, ["search.py", "--threads", "-1"], "--threads must be in 1"),
     (LISTED, ["search.py", "--seed", str(2**64)], "out of range"),
     (LISTED, ["search.py", "--device", "foo"], "expected cpu, cuda or cuda:N"),
-    (LISTED, ["retrain.py", "--method", "random-search", "--candidates", "0"], "--candidates must be in 1..1000"),
+    (LISTED, ["retrain.py", "--method", "random-search", "--candidates", "0"], "--candidates must be in 1..20"),
     (EXTRA, ["search.py", "--threads", "0"], "--threads must be in 1"),
     (EXTRA, ["search.py", "--seed", str(2**63 - 1)], "out of range"),  # fits 64 bits; its data streams do not
     (EXTRA, ["search.py", "--seed", "9" * 5000], "expected a seed"),
     (EXTRA, ["search.py", "--sigma-n", "nan"], "sigma-n must be a finite number"),
     (EXTRA, ["search.py", "--batch-size", "100000000"], "--batch-size must be in 2"),
-    (EXTRA, ["retrain.py", "--method", "random-search", "--candidates", "-3"], "--candidates must be in 1..1000"),
+    (EXTRA, ["retrain.py", "--method", "random-search", "--candidates", "-3"], "--candidates must be in 1..20"),
     (EXTRA, ["search.py", "--epochs", "x"], "invalid int value"),
 ]
 
@@ -718,3 +718,303 @@ def test_property_search_command_line_on_mutated_hparams(tmp_path_factory, d):
         [r] = [strict_load(x) for x in work.rglob("result.json")]
         assert r["status"] in ("searched", "diverged")
     assert all(x == "h.json" or x.startswith("out") for x in files_under(work))
+
+
+# =========================================================================== second audit (issue 24)
+def _tiny_search(root, seed=0, *extra):
+    p = cli("search.py", "--seed", seed, "--out", root, *TINY, "--no-plot", *extra)
+    assert p.returncode == 0, p.stderr[-2000:]
+
+
+def test_retrain_of_a_copied_search_writes_under_out_only(tmp_path):
+    """Item 2: a search folder copied out of its tree is retrained under --out (or results/ of the
+    working folder), never beside a folder whose tree is unknown, never above it."""
+    _tiny_search(tmp_path / "results", 3)
+    found = next((tmp_path / "results").rglob("seed3*"))
+    copy = tmp_path / "a" / "b" / "copy" / found.name
+    shutil.copytree(found, copy)
+    work = tmp_path / "work"
+    work.mkdir()
+    before = set(files_under(tmp_path))
+    p = cli("retrain.py", "--genotype", copy / "genotype.json", "--out", tmp_path / "X", *TINY, cwd=work)
+    assert p.returncode == 0, p.stderr
+    new = set(files_under(tmp_path)) - before
+    assert new and all(f.startswith("X/") for f in new), sorted(new)[:5]
+    assert any("/genotype/H1/" in f for f in new)  # a genotype file with the search's settings
+    p = cli("retrain.py", "--genotype", copy / "genotype.json", *TINY, cwd=work)  # no --out: ./results
+    assert p.returncode == 0, p.stderr
+    new = set(files_under(tmp_path)) - before
+    assert all(f.startswith(("X/", "work/results/")) for f in new), sorted(new)[:5]
+    # the search in its own tree: the retrain lands beside it
+    p = cli("retrain.py", "--genotype", found / "genotype.json", *TINY, cwd=work)
+    assert p.returncode == 0 and (found / "retrain-seed3" / "result.json").is_file(), p.stderr
+
+
+def test_overwrite_never_deletes_through_a_link(tmp_path):
+    """Item 3: a trial folder that is a link to an outside folder holding a result.json."""
+    outside = tmp_path / "precious"
+    outside.mkdir()
+    (outside / "result.json").write_text("{}")
+    (outside / "thesis.tex").write_text("years of work")
+    spec = TrialSpec.make(hp=load_hparams("H1"), space="seq", data="blur", ops="all", method="das", seed=5,
+                          epochs=1, batches_per_epoch=1)
+    link = spec.folder(tmp_path / "results")
+    link.parent.mkdir(parents=True)
+    link.symlink_to(outside)
+    p = cli("search.py", "--seed", 5, "--out", tmp_path / "results", *TINY, "--overwrite")
+    one_line_error(p, "never deletes through a link")
+    assert (outside / "thesis.tex").read_text() == "years of work" and (outside / "result.json").exists()
+
+
+def test_bohb_without_a_finite_evaluation_writes_no_incumbent(tmp_path, monkeypatch):
+    """Item 4: every evaluation failed: no incumbent.json, one line, exit 2."""
+    import bohb
+
+    monkeypatch.setattr(bohb, "evaluate_config", lambda *a, **k: {"loss": float("inf"), "info": {"status": "diverged"}})
+    args = bohb.get_parser().parse_args(["--out", str(tmp_path / "b"), "--iterations", "1", "--workers", "1",
+                                         "--worker-threads", "--min-budget", "1", "--max-budget", "3",
+                                         "--batches-per-epoch", "1"])
+    with pytest.raises(UserError, match="no evaluation finished with a finite PSNR"):
+        bohb.main(args)
+    assert not (tmp_path / "b" / "incumbent.json").exists()
+
+
+def test_bohb_overwrite_drops_the_old_pretrained_networks(tmp_path):
+    import bohb
+
+    out = tmp_path / "b"
+    (out / "pretrained").mkdir(parents=True)
+    (out / "pretrained" / "grad-only.pt").write_text("old seed, old budget")
+    for name in bohb.LOGS:
+        (out / name).write_text("")
+    a = bohb.get_parser().parse_args(["--out", str(out), "--overwrite"])
+    bohb._prepare_out(a, out)
+    assert not (out / "pretrained").exists()
+
+
+def _interrupted_searches(root, seeds, monkeypatch):
+    """Searches of `seeds` (one batch) killed after their first epoch checkpoints."""
+    from das import stages
+
+    real, calls = stages.save_checkpoints, []
+
+    def killed(trainer, paths, extra):
+        real(trainer, paths, extra)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(stages, "save_checkpoints", killed)
+    specs = [TrialSpec.make(hp=load_hparams("H1"), space="seq", data="blur", ops="all", method="das", seed=s,
+                            epochs=2, batches_per_epoch=1, batch_size=8) for s in seeds]
+    with pytest.raises(KeyboardInterrupt):
+        stages.run_searches(specs, root, quiet=True)
+    monkeypatch.undo()
+    from das.locks import unlock_all
+    unlock_all()
+    return specs
+
+
+def test_one_bad_checkpoint_fails_its_trial_and_the_batch_goes_on(tmp_path, monkeypatch):
+    """Item 5: a truncated checkpoint.pt of one seed: the three healthy trials resume and finish, the
+    bad one is FAILED with the fix, and sweep.py --overwrite for that seed repairs it."""
+    root = tmp_path / "results"
+    specs = _interrupted_searches(root, range(4), monkeypatch)
+    bad = specs[2].folder(root) / "checkpoint.pt"
+    bad.write_bytes(bad.read_bytes()[:100])
+    sweep = ["scripts/sweep.py", "--study", "table1", "--data", "blur", "--ops", "all", "--method", "das",
+             "--epochs", "2", "--batches-per-epoch", "1", "--batch-size", "8", "--inline", "--out", root]
+    p = cli(*sweep, "--seed", "0-3")
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert p.stdout.count("FAILED ") == 1 and "seed2" in p.stdout.split("FAILED ")[1] and "--overwrite" in p.stdout
+    for s in (0, 1, 3):
+        assert json.loads((specs[s].folder(root) / "result.json").read_text())["status"] == "searched"
+    p = cli(*sweep, "--seed", "2", "--overwrite")
+    assert p.returncode == 0 and "emptied 1 trial folders" in p.stdout, p.stdout + p.stderr
+    assert json.loads((specs[2].folder(root) / "result.json").read_text())["status"] == "searched"
+
+
+def test_das_single_names_the_fix_for_a_bad_pretrained_network_and_it_works(tmp_path):
+    """Item 5: the advice printed after a bad pretrained network is a command that repairs it."""
+    out = tmp_path / "results"
+    args = ["--method", "das-single", "--preset", "BOHB-DAS-single", "--ops", "all", "--no-plot"]
+    p = cli("search.py", *args, "--out", out, *TINY)
+    assert p.returncode == 0, p.stderr
+    net = next(out.rglob("grad-only/**/network.pt"))
+    net.write_bytes(b"not a checkpoint")
+    p = cli("search.py", *args, "--out", out, *TINY, "--seed", "1")  # seed 1 pretrains its own
+    assert p.returncode == 0, p.stderr
+    p = cli("search.py", *args, "--out", out, *TINY, "--overwrite")
+    line = one_line_error(p, "retrain.py --method grad-only")
+    fix = line.split("train it again: python ")[1].split(" (with")[0].split()
+    p = cli(*fix, "--out", out, *TINY, "--preset", "BOHB-DAS-single")
+    assert p.returncode == 0, p.stderr
+    p = cli("search.py", *args, "--out", out, *TINY, "--overwrite")
+    assert p.returncode == 0, p.stderr
+
+
+@pytest.mark.parametrize("case", ["diverged with a PSNR", "search marked complete", "PSNR 1e308", "PSNR -5000"])
+def test_records_that_contradict_themselves_are_not_believed(tmp_path, case):
+    """Item 6: each is skipped with its reason (and a complete-marked search is not done)."""
+    from das.folder import trial_done
+
+    root = tmp_path / "results"
+    if case == "search marked complete":
+        d = write_trial(root, "seq", "blur", "all", "das", 0, 20.0, one_shot=15.0)
+        d = d.parent.parent
+        r = json.loads((d / "result.json").read_text())
+        r["status"] = "complete"
+        (d / "result.json").write_text(json.dumps(r))
+        spec = TrialSpec.from_dict(r["spec"])
+        assert not trial_done(spec, root)
+    else:
+        status, psnr = {"diverged with a PSNR": ("diverged", 20.0), "PSNR 1e308": ("complete", 1e308),
+                        "PSNR -5000": ("complete", -5000.0)}[case]
+        write_trial(root, "seq", "blur", "all", "random", 0, psnr, status=status)
+    records, skipped = load_trials(root)
+    assert records == [] and {k for k, _ in skipped} == {"invalid"}, skipped
+    p = cli("analyze.py", root, "--no-plots")
+    assert p.returncode == 0 and "seq/blur/all/" in p.stdout and "not read" in p.stdout
+
+
+def test_unreadable_folders_and_huge_files_are_named_and_counted(tmp_path, monkeypatch):
+    """Item 7: a folder that cannot be listed and a 100 MB result.json are reported with their
+    reasons, and the analysis says how many trials of which cell it could not read."""
+    root = tmp_path / "results"
+    for s in range(3):
+        write_trial(root, "seq", "blur", "all", "random", s, 10.0 + s)
+    big = write_trial(root, "seq", "blur", "all", "random", 7, 12.0) / "result.json"
+    with open(big, "r+b") as f:
+        f.truncate(100 * 2**20)
+    hidden = TrialSpec.make(hp=load_hparams("H1"), space="seq", data="blur", ops="all", method="random",
+                            seed=1).folder(root)
+    real = os.scandir
+
+    def scandir(path="."):
+        if os.path.realpath(path) == os.path.realpath(hidden):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    records, skipped = load_trials(root)
+    kinds = sorted(k for k, _ in skipped)
+    assert kinds == ["too large", "unreadable"] and len(records) == 2, skipped
+    assert "100 MiB" in next(t for k, t in skipped if k == "too large")
+    res = analyze.main(analyze.get_parser().parse_args([str(root), "--no-plots", "--resamples", "100"]))
+    assert "- seq/blur/all/random/H1: 2 trials not read" in res["report"]
+    assert "larger than 64 MiB" in res["report"]
+
+
+@pytest.mark.parametrize("case", ["not a number", "duplicated row", "cut at a row", "edited number"])
+def test_trials_csv_is_validated_like_a_results_tree(tmp_path, case):
+    """Item 8: one line naming the row and the fix, exit 2."""
+    root = tmp_path / "results"
+    for s in range(3):
+        write_trial(root, "seq", "blur", "all", "random", s, 10.0 + s)
+    assert cli("analyze.py", root, "--no-plots").returncode == 0
+    csv = root / "analysis" / "trials.csv"
+    lines = csv.read_text().splitlines(keepends=True)
+    if case == "not a number":
+        header = lines[0].strip().split(",")
+        k = header.index("architecture_psnr")
+        cells = lines[2].split(",")
+        cells[k] = "abc"
+        lines[2] = ",".join(cells)
+        (root / "analysis" / "trials.manifest.json").unlink()
+        match = r"line 3: architecture_psnr is 'abc', not a number"
+    elif case == "duplicated row":
+        lines.append(lines[1])
+        (root / "analysis" / "trials.manifest.json").unlink()
+        match = "lines 2 and 5 are the same trial"
+    elif case == "cut at a row":
+        lines = lines[:-1]
+        match = "does not match trials.manifest.json"
+    else:
+        lines[1] = lines[1].replace("10.0", "99.0", 1)
+        match = "does not match trials.manifest.json"
+    csv.write_text("".join(lines))
+    p = cli("analyze.py", csv, "--no-plots", "--out", tmp_path / "again")
+    one_line_error(p, match)
+
+
+def test_analysis_files_are_written_atomically(tmp_path, monkeypatch):
+    """Item 8: a full disk while trials.csv is written leaves the earlier file whole and is one line."""
+    import errno
+
+    root = tmp_path / "results"
+    for s in range(3):
+        write_trial(root, "seq", "blur", "all", "random", s, 10.0 + s)
+    analyze.main(analyze.get_parser().parse_args([str(root), "--no-plots", "--resamples", "100"]))
+    csv = root / "analysis" / "trials.csv"
+    before = csv.read_bytes()
+    write_trial(root, "seq", "blur", "all", "random", 3, 13.0)
+    real = os.replace
+
+    def full(src, dst):
+        if str(dst).endswith("trials.csv"):
+            raise OSError(errno.ENOSPC, "No space left on device", str(dst))
+        return real(src, dst)
+
+    monkeypatch.setattr(os, "replace", full)
+    p = in_process(monkeypatch, "analyze.py", root, "--no-plots", "--resamples", "100")
+    one_line_error(p, "No space left on device")
+    assert csv.read_bytes() == before and not list(csv.parent.glob(".trials.csv.*"))
+
+
+def test_a_dangling_link_as_lock_goes_stale_at_once(tmp_path):
+    """Item 9: a .lock that is a dangling link never blocks --resume."""
+    _tiny_search(tmp_path / "results", 0)
+    folder = next((tmp_path / "results").rglob("seed0*"))
+    (folder / ".lock").symlink_to(tmp_path / "nowhere")
+    p = cli("search.py", "--seed", 0, "--out", tmp_path / "results", *TINY, "--resume", "--no-plot", timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert not (folder / ".lock").is_symlink()
+
+
+@pytest.mark.parametrize("env,match", [({"DAS_LOCK_STALE": "abc"}, "DAS_LOCK_STALE='abc'"),
+                                       ({"DAS_LOCK_HEARTBEAT": "-1"}, "DAS_LOCK_HEARTBEAT='-1'"),
+                                       ({"DAS_LOCK_HEARTBEAT": "100"}, "at most half of DAS_LOCK_STALE")])
+def test_lock_timings_from_the_environment_are_checked(tmp_path, env, match):
+    p = subprocess.run([sys.executable, "search.py", "--out", str(tmp_path / "r"), *TINY], capture_output=True,
+                       text=True, cwd=ROOT, timeout=120, env={**os.environ, **env})
+    one_line_error(p, match)
+
+
+@pytest.mark.parametrize("where", ["file", "devnull", "unwritable"])
+@pytest.mark.parametrize("runner", [["--inline"], ["--workers", "1"]])
+def test_sweep_out_must_be_a_writable_folder(tmp_path, where, runner):
+    """Item 10: one line, exit 2, for --out naming a file, /dev/null or a folder nobody can create."""
+    out = {"file": tmp_path / "a-file", "devnull": Path("/dev/null"), "unwritable": Path("/proc/das-results")}[where]
+    if where == "file":
+        out.write_text("keep me")
+    p = cli("scripts/sweep.py", "--study", "table1", "--data", "blur", "--ops", "good", "--method", "grad-only",
+            "--seed", "0", "--epochs", "1", *runner, "--out", out, timeout=120)
+    one_line_error(p, "--out")
+    if where == "file":
+        assert out.read_text() == "keep me"
+
+
+def test_result_files_stay_below_the_read_cap_at_the_epoch_bound():
+    """Item 11: the largest result.json a trial can write (a cell search with all ops at MAX_EPOCHS,
+    and random search's candidates at MAX_EPOCHS) is far below MAX_FILE_BYTES, in the history
+    format the trainer writes (every float at full precision)."""
+    from das.spec import MAX_CANDIDATES, MAX_EPOCHS
+    from das.train import new_history
+    from das.utils import MAX_FILE_BYTES, strict_json
+
+    x = 0.12345678901234567
+    rows = [[x] * 5] * 15  # 15 edges x (4 ops + zero)
+    search = new_history(True)
+    search["alphas_init"] = rows
+    for e in range(MAX_EPOCHS):
+        for k in ("train_loss", "train_psnr", "val_loss", "seconds"):
+            search[k].append(x)
+        search["epoch"].append(e + 1)
+        search["alphas"].append(rows)
+    size = len(json.dumps(strict_json({"history": search, "alphas": rows}), indent=2))
+    train = new_history(False)
+    for e in range(MAX_EPOCHS):
+        for k in ("train_loss", "train_psnr", "seconds"):
+            train[k].append(x)
+        train["epoch"].append(e + 1)
+    size_rs = len(json.dumps(strict_json({"candidates": [{"history": train}] * MAX_CANDIDATES}), indent=2))
+    assert size < MAX_FILE_BYTES / 2, size
+    assert size_rs < MAX_FILE_BYTES / 2, size_rs

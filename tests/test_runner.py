@@ -267,7 +267,7 @@ def test_a_diverged_trial_is_reported_as_diverged(tmp_path, capsys):
     (["--method", "magic"], "--method magic: not in this study"),
     (["--preset", "H9"], "--preset H9: not in this study"),
     (["--study", "table9"], "invalid choice"),
-    (["--epochs", "0"], "--epochs must be in 1..100000"),
+    (["--epochs", "0"], "--epochs must be in 1..10000"),
     (["--scheduler", "tcp://127.0.0.1:1", "--inline"], "exclude each other"),
 ])
 def test_bad_input_is_one_line_before_any_trial(tmp_path, extra, match):

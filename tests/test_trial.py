@@ -48,7 +48,7 @@ def test_folder_is_readable_and_unique_per_specification(tmp_path):
     ({"epochs": 0}, "--epochs must be in 1"), ({"width": -1}, "--width must be in 1"),
     ({"batches_per_epoch": 0}, "--batches-per-epoch must be in 1"), ({"seed": 2**64}, "seed must be in 0.."),
     ({"sigma_n": float("nan")}, "sigma-n must be a finite number"), ({"method": "random-search", "candidates": 0},
-                                                                      "--candidates must be in 1..1000"),
+                                                                      "--candidates must be in 1..20"),
 ])
 def test_bad_settings_are_one_line_errors(kw, match):
     with pytest.raises(UserError, match=match):
