@@ -16,6 +16,9 @@ it again on another worker; the rerun finds the dead owner's lock stale (see das
 from the trial's last epoch checkpoint. A trial locked by a live process (another sweep over the same
 tree, from this machine or another) is "running elsewhere": skipped for now and tried again after
 `retry_wait` seconds until it is finished there or here, never counted as failed.
+
+Who may connect: the embedded cluster speaks only mutual TLS with credentials made for the run
+(`run_security`).
 """
 from __future__ import annotations
 
@@ -138,11 +141,59 @@ class Progress:
             self.bar.close()
 
 
-def local_cluster(workers: int, threads: int):
-    """An embedded cluster sized to this machine: `workers` processes of one Dask thread each."""
+def run_security():
+    """TLS credentials for one embedded cluster, made for this run and held in memory only.
+
+    One fresh self-signed certificate and its key serve as the cluster's CA and as the certificate of
+    every member (scheduler, nannies, workers, this sweep's client). Every listener requires it of the
+    other side (mutual TLS), so a process without this run's key, another user's included, cannot
+    complete a connection, let alone run code. Made by `Security.temporary()` where the `cryptography`
+    package is installed, else by the `openssl` command (its output read from a pipe, never a file).
+    The nannies hand the credentials to their worker processes over multiprocessing's pipe; Dask
+    itself writes the key for a moment into a private temporary folder (mode 700) as it loads it."""
+    import subprocess
+
+    from distributed.security import Security
+
+    from das.utils import UserError
+
+    try:
+        import cryptography  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        return Security.temporary()
+    cmd = ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+           "-keyout", "-", "-subj", "/CN=das-sweep", "-days", "7"]
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=True).stdout
+    except FileNotFoundError:
+        raise UserError("the embedded Dask cluster needs a TLS certificate for this run, made with the `cryptography` "
+                        "package or the `openssl` command; neither is installed (install one, or run inline)") from None
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
+        reason = (getattr(exc, "stderr", None) or str(exc)).strip().splitlines()
+        raise UserError(f"openssl could not make the embedded Dask cluster's TLS certificate "
+                        f"({reason[-1] if reason else type(exc).__name__})") from None
+    start = out.find("-----BEGIN CERTIFICATE-----")
+    if start < 0 or "PRIVATE KEY-----" not in out[:start]:
+        raise UserError("openssl printed no key and certificate for the embedded Dask cluster")
+    key, cert = out[:start], out[start:]
+    roles = {f"tls_{role}_{part}": value for role in ("client", "scheduler", "worker")
+             for part, value in (("cert", cert), ("key", key))}
+    return Security(require_encryption=True, tls_ca_file=cert, **roles)
+
+
+def local_cluster(workers: int, threads: int, security=None):
+    """An embedded cluster sized to this machine: `workers` processes of one Dask thread each.
+
+    Every listener of it (scheduler, nannies, workers) is on loopback and speaks only mutual TLS
+    with this run's credentials (`run_security`, or `security`); a `Client(cluster)` gets them
+    from the cluster. The HTTP servers Dask starts in the scheduler and in each worker whatever
+    the dashboard setting are given no routes, so they serve nothing (every path is 404)."""
     import dask
     from distributed import LocalCluster
 
+    security = security if security is not None else run_security()
     dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": MALLOC_TRIM_THRESHOLD})
     # the nanny lets this process's environment win over the config, and writes its value there itself
     for name, value in (("MALLOC_TRIM_THRESHOLD_", MALLOC_TRIM_THRESHOLD),
@@ -152,8 +203,12 @@ def local_cluster(workers: int, threads: int):
         else:
             os.environ[name] = str(value)
     env = {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-    return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                        env=env, memory_limit=0, silence_logs=40)
+    # read by the scheduler as it starts and by each nanny as it is made (it hands its worker processes
+    # a copy of the config), so the setting outlives this block for them and no one else
+    with dask.config.set({"distributed.scheduler.http.routes": [], "distributed.worker.http.routes": []}):
+        return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                            protocol="tls://", security=security, dashboard_address=None, env=env,
+                            memory_limit=0, silence_logs=40)
 
 
 def _check_workers(client) -> None:
