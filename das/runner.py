@@ -3,7 +3,8 @@ done twice.
 
     from das.runner import run_sweep
     run_sweep(specs, "results", workers=2)                            # an embedded LocalCluster
-    run_sweep(specs, "/shared/results", scheduler="tcp://head:8786")  # a running Dask cluster
+    run_sweep(specs, "/shared/results", scheduler="tls://head:8786",  # a running Dask cluster
+              tls_ca_file="ca.pem", tls_cert="node.pem", tls_key="node.key")
     run_sweep(specs, "results", inline=True)                          # no Dask: in this process, in order
 
 One task is `das.trial.run_trials` for a batch of specifications of one kind (`das.trial.batch_key`:
@@ -18,7 +19,8 @@ tree, from this machine or another) is "running elsewhere": skipped for now and 
 `retry_wait` seconds until it is finished there or here, never counted as failed.
 
 Who may connect: the embedded cluster speaks only mutual TLS with credentials made for the run
-(`run_security`).
+(`run_security`); a running cluster is as safe as its own TLS setup (docs/multi-machine.md), and a
+tcp:// one authenticates no one (the sweep warns).
 """
 from __future__ import annotations
 
@@ -211,6 +213,14 @@ def local_cluster(workers: int, threads: int, security=None):
                             memory_limit=0, silence_logs=40)
 
 
+RECIPE = "docs/multi-machine.md"
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
 def _check_workers(client) -> None:
     """Fail with one line, not a wall of tracebacks, when the workers cannot import this package."""
     import importlib.util
@@ -224,14 +234,54 @@ def _check_workers(client) -> None:
                         f"(cd {Path(__file__).resolve().parent.parent}) or with PYTHONPATH set to it")
 
 
+def scheduler_security(scheduler: str | None, tls_ca_file=None, tls_cert=None, tls_key=None):
+    """The client's credentials for `scheduler`: a Security for tls://HOST:PORT (all three files
+    required and loaded now), None for any other address; one line for a bad combination."""
+    import ssl
+
+    from distributed.security import Security
+
+    from das.utils import UserError
+
+    flags = {"--tls-ca-file": tls_ca_file, "--tls-cert": tls_cert, "--tls-key": tls_key}
+    given = [f for f, v in flags.items() if v is not None]
+    if scheduler is None:
+        if given:
+            raise UserError(f"{', '.join(given)} go with --scheduler tls://HOST:PORT; the embedded cluster makes "
+                            "its own credentials for each run")
+        return None
+    if not scheduler.startswith("tls://"):
+        if given:
+            raise UserError(f"{', '.join(given)} need a tls:// --scheduler, not {scheduler}")
+        return None
+    missing = [f for f, v in flags.items() if v is None]
+    if missing:
+        raise UserError(f"--scheduler {scheduler} needs {', '.join(missing)} (the cluster's CA certificate, this "
+                        f"client's certificate signed by it, and its key; {RECIPE})")
+    for flag, path in flags.items():
+        if not os.path.isfile(path):
+            raise UserError(f"{flag} {path}: no such file")
+    security = Security(require_encryption=True, tls_ca_file=tls_ca_file, tls_client_cert=tls_cert,
+                        tls_client_key=tls_key)
+    try:
+        security.get_connection_args("client")  # reads and checks the three files
+    except (ssl.SSLError, OSError, ValueError) as exc:
+        raise UserError(f"cannot load --tls-ca-file {tls_ca_file}, --tls-cert {tls_cert}, --tls-key {tls_key} "
+                        f"({_one_line(exc)})") from None
+    return security
+
+
 def run_sweep(specs: list[TrialSpec], root, *, retrain_seeds=None, device: str = "cpu", threads: int = 1,
               workers: int = 1, scheduler: str | None = None, inline: bool = False,
-              retry_wait: float = RETRY_WAIT, progress: Progress | None = None, max_batch: int = 64) -> dict:
+              retry_wait: float = RETRY_WAIT, progress: Progress | None = None, max_batch: int = 64,
+              tls_ca_file: str | None = None, tls_cert: str | None = None, tls_key: str | None = None) -> dict:
     """Run every specification not finished under root; returns counts and the failed trials.
 
-    `scheduler` (tcp://HOST:8786) sends the tasks to a running cluster whose workers see `root` at the
-    same path; without it an embedded LocalCluster of `workers` processes runs them, or, with `inline`,
-    this process runs them one after another (no Dask)."""
+    `scheduler` (tls://HOST:8786 with the `tls_*` files, or an unauthenticated tcp://HOST:8786) sends
+    the tasks to a running cluster whose workers see `root` at the same path; without it an embedded
+    LocalCluster of `workers` processes runs them (mutual TLS with credentials made for this run, see
+    `local_cluster`), or, with `inline`, this process runs them one after another (no Dask)."""
+    security = scheduler_security(scheduler, tls_ca_file, tls_cert, tls_key)
     root = str(Path(root).absolute())
     todo = [s for s in specs if not trial_done(s, root, retrain_seeds)]
     progress = progress or Progress(len(todo))
@@ -257,8 +307,8 @@ def run_sweep(specs: list[TrialSpec], root, *, retrain_seeds=None, device: str =
         if inline:
             _run_inline(todo, root, retrain_seeds, device, threads, retry_wait, record, progress, max_batch)
         else:
-            _run_dask(todo, root, retrain_seeds, device, threads, workers, scheduler, retry_wait, record, progress,
-                      max_batch)
+            _run_dask(todo, root, retrain_seeds, device, threads, workers, scheduler, security, retry_wait, record,
+                      progress, max_batch)
     finally:
         progress.close()
     failed = [(str(TrialSpec.from_dict(r["spec"]).folder(root)), r["message"]) for r in outcomes
@@ -290,8 +340,8 @@ def _run_inline(todo, root, retrain_seeds, device, threads, retry_wait, record, 
             queue.append((time.time() + retry_wait, again))
 
 
-def _run_dask(todo, root, retrain_seeds, device, threads, workers, scheduler, retry_wait, record, progress,
-              max_batch):
+def _run_dask(todo, root, retrain_seeds, device, threads, workers, scheduler, security, retry_wait, record,
+              progress, max_batch):
     from distributed import Client, wait
 
     from das.utils import UserError
@@ -301,14 +351,21 @@ def _run_dask(todo, root, retrain_seeds, device, threads, workers, scheduler, re
         cluster = local_cluster(workers, threads)
         client = Client(cluster)
     else:
+        t0 = time.perf_counter()
         try:
-            client = Client(scheduler, timeout=f"{CONNECT_TIMEOUT}s")
+            client = Client(scheduler, security=security, timeout=f"{CONNECT_TIMEOUT}s")
         except (OSError, TimeoutError, ValueError) as exc:
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise UserError(f"cannot reach the Dask scheduler at {scheduler} within {CONNECT_TIMEOUT:g}s ({reason}); "
-                            "start it with `dask scheduler` and pass the address it prints") from None
+            waited = f" within {CONNECT_TIMEOUT:g}s" if time.perf_counter() - t0 > 0.9 * CONNECT_TIMEOUT else ""
+            tls = (" and that --tls-cert is signed by the CA the scheduler trusts and --tls-ca-file is the CA that "
+                   "signed the scheduler's certificate" if security is not None else "")
+            raise UserError(f"cannot reach the Dask scheduler at {scheduler}{waited} ({reason}); "
+                            f"check that it runs (`dask scheduler` prints its address){tls}") from None
     try:
         _check_workers(client)
+        if cluster is None and security is None:
+            print(f"warning: {scheduler} is not TLS: the cluster authenticates no one, and whoever reaches its "
+                  f"ports runs code as its workers' user; use tls:// ({RECIPE})", file=sys.stderr, flush=True)
         slots = max(_slots(client), 1)
 
         def submit(batch):

@@ -62,6 +62,14 @@ def get_parser():
     p.add_argument("--out", default="results", help="results tree (default results/)")
     p.add_argument("--device", default="cpu", help="device of every trial (default cpu)")
     p.add_argument("--dry-run", action="store_true", help="list the trials to run and exit")
+    # --- TLS for --scheduler tls://HOST:8786 (the flag names of `dask scheduler` and `dask worker`;
+    # docs/multi-machine.md). The embedded cluster needs none: it makes its own credentials per run.
+    p.add_argument("--tls-ca-file", default=None,
+                   help="with --scheduler tls://...: the CA certificate (PEM) that signed the cluster's certificates")
+    p.add_argument("--tls-cert", default=None,
+                   help="with --scheduler tls://...: this client's certificate (PEM), signed by that CA")
+    p.add_argument("--tls-key", default=None, help="with --scheduler tls://...: the private key of --tls-cert (PEM)")
+    # --- end of the TLS flags
     return p
 
 
@@ -116,7 +124,8 @@ def main(a) -> dict:
             print(s.folder(a.out))
         return {"trials": len(specs), "todo": len(todo)}
     r = run_sweep(specs, a.out, retrain_seeds=retrain_seeds, device=device, threads=a.threads, workers=a.workers,
-                  scheduler=a.scheduler, inline=a.inline, retry_wait=a.retry_wait, max_batch=a.max_batch)
+                  scheduler=a.scheduler, inline=a.inline, retry_wait=a.retry_wait, max_batch=a.max_batch,
+                  tls_ca_file=a.tls_ca_file, tls_cert=a.tls_cert, tls_key=a.tls_key)
     print(f"finished {r['ran'] - len(r['failed'])} trials ({r['diverged']} diverged), {len(r['failed'])} failed "
           f"in {r['seconds']:.0f}s; next: python analyze.py {a.out}", flush=True)
     for folder, msg in r["failed"]:

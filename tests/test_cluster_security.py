@@ -1,6 +1,6 @@
 """The embedded Dask cluster of a sweep refuses every process that lacks the run's credentials
 (hardening issue, item 1: another local user connected to the scheduler's port and ran
-`Client(address).run(os.system, ...)`)."""
+`Client(address).run(os.system, ...)`), and --scheduler tls:// takes its certificates from flags."""
 import json
 import os
 import subprocess
@@ -8,7 +8,9 @@ import sys
 import time
 
 import psutil
+import pytest
 
+from das.utils import UserError
 from tests.conftest import ROOT
 
 ENV = {**os.environ, "PYTHONPATH": ROOT, "OMP_NUM_THREADS": "1"}
@@ -164,3 +166,35 @@ def test_each_run_has_its_own_credentials():
     assert a.require_encryption and a.tls_ca_file == a.tls_client_cert == a.tls_worker_cert == a.tls_scheduler_cert
     assert "PRIVATE KEY-----" in a.tls_client_key and "\n" in a.tls_client_key  # in memory, not a path
     assert a.tls_client_key != b.tls_client_key and a.tls_ca_file != b.tls_ca_file
+
+
+# ---------------------------------------------------------------------------- --scheduler tls://
+def test_scheduler_tls_flags(tmp_path):
+    from das.runner import scheduler_security
+
+    assert scheduler_security(None) is None and scheduler_security("tcp://h:8786") is None
+    with pytest.raises(UserError, match="--tls-cert go with --scheduler tls://HOST:PORT"):
+        scheduler_security(None, tls_cert="x.pem")
+    with pytest.raises(UserError, match="--tls-ca-file need a tls:// --scheduler, not tcp://h:8786"):
+        scheduler_security("tcp://h:8786", tls_ca_file="ca.pem")
+    with pytest.raises(UserError, match="needs --tls-cert, --tls-key"):
+        scheduler_security("tls://h:8786", tls_ca_file="ca.pem")
+    with pytest.raises(UserError, match=f"--tls-ca-file {tmp_path}/ca.pem: no such file"):
+        scheduler_security("tls://h:8786", str(tmp_path / "ca.pem"), "c", "k")
+    for name in ("ca.pem", "c", "k"):
+        (tmp_path / name).write_text("not a certificate\n")
+    with pytest.raises(UserError, match="cannot load --tls-ca-file"):
+        scheduler_security("tls://h:8786", str(tmp_path / "ca.pem"), str(tmp_path / "c"), str(tmp_path / "k"))
+
+
+@pytest.mark.parametrize("extra,match", [
+    (["--tls-ca-file", "ca.pem"], "--tls-ca-file go with --scheduler tls://HOST:PORT"),
+    (["--scheduler", "tls://127.0.0.1:1"], "needs --tls-ca-file, --tls-cert, --tls-key"),
+    (["--scheduler", "tcp://127.0.0.1:1", "--tls-key", "k.pem"], "--tls-key need a tls:// --scheduler"),
+])
+def test_bad_tls_flags_are_one_line_before_any_trial(tmp_path, extra, match):
+    p = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "sweep.py"), "--study", "table1", "--out",
+                        "r", *extra], cwd=tmp_path, capture_output=True, text=True, timeout=120, env=ENV)
+    assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1, p.stderr
+    assert match in p.stderr and p.stderr.startswith("error: ")
+    assert not (tmp_path / "r").exists()
