@@ -213,6 +213,9 @@ def local_cluster(workers: int, threads: int, security=None):
                             memory_limit=0, silence_logs=40)
 
 
+# What a member of the cluster must import to run a task; evaluated there by the builtin `eval`, so the
+# probe itself is unpickled anywhere, with or without das (a function of das would not be).
+IMPORT_PROBE = "__import__('das.runner').__file__"
 RECIPE = "docs/multi-machine.md"
 
 
@@ -221,17 +224,31 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
-def _check_workers(client) -> None:
-    """Fail with one line, not a wall of tracebacks, when the workers cannot import this package."""
-    import importlib.util
-
+def _check_cluster(client, scheduler: str) -> None:
+    """Before any task is sent: the scheduler (it unpickles every task graph, so it imports das) and
+    every worker import das; one line, not a wall of tracebacks, when one cannot. Waits for the first
+    worker if none has connected yet; a worker that joins after this check and cannot import das
+    fails its tasks (FAILED, with the ModuleNotFoundError)."""
     from das.utils import UserError
 
-    found = client.run(importlib.util.find_spec, "das.runner")
-    missing = [w for w, s in found.items() if s is None]
+    repo = Path(__file__).resolve().parent.parent
+
+    def hint(who: str, whose: str) -> str:
+        return f"start {who} with PYTHONPATH={repo} or with das installed in {whose} environment ({RECIPE})"
+    try:
+        client.run_on_scheduler(eval, IMPORT_PROBE, {})
+    except Exception as exc:
+        raise UserError(f"the Dask scheduler at {scheduler} cannot import das ({_one_line(exc)}), and it unpickles "
+                        f"every task; {hint('it', 'its')}") from None
+    if not client.nthreads():
+        print(f"waiting for a Dask worker to connect to {scheduler}", file=sys.stderr, flush=True)
+        client.wait_for_workers(1)
+    found = client.run(eval, IMPORT_PROBE, {}, on_error="return")
+    missing = {w: r for w, r in found.items() if isinstance(r, BaseException)}
     if missing:
-        raise UserError(f"Dask workers {', '.join(missing)} cannot import das; start them from the repository "
-                        f"(cd {Path(__file__).resolve().parent.parent}) or with PYTHONPATH set to it")
+        first = _one_line(next(iter(missing.values())))
+        raise UserError(f"Dask worker{'s' if len(missing) > 1 else ''} {', '.join(sorted(missing))} cannot import das "
+                        f"({first}); {hint('them', 'their')}")
 
 
 def scheduler_security(scheduler: str | None, tls_ca_file=None, tls_cert=None, tls_key=None):
@@ -278,9 +295,10 @@ def run_sweep(specs: list[TrialSpec], root, *, retrain_seeds=None, device: str =
     """Run every specification not finished under root; returns counts and the failed trials.
 
     `scheduler` (tls://HOST:8786 with the `tls_*` files, or an unauthenticated tcp://HOST:8786) sends
-    the tasks to a running cluster whose workers see `root` at the same path; without it an embedded
-    LocalCluster of `workers` processes runs them (mutual TLS with credentials made for this run, see
-    `local_cluster`), or, with `inline`, this process runs them one after another (no Dask)."""
+    the tasks to a running cluster whose scheduler and workers import das and whose workers see `root`
+    at the same path; without it an embedded LocalCluster of `workers` processes runs them (mutual
+    TLS with credentials made for this run, see `local_cluster`), or, with `inline`, this process runs
+    them one after another (no Dask)."""
     security = scheduler_security(scheduler, tls_ca_file, tls_cert, tls_key)
     root = str(Path(root).absolute())
     todo = [s for s in specs if not trial_done(s, root, retrain_seeds)]
@@ -362,10 +380,11 @@ def _run_dask(todo, root, retrain_seeds, device, threads, workers, scheduler, se
             raise UserError(f"cannot reach the Dask scheduler at {scheduler}{waited} ({reason}); "
                             f"check that it runs (`dask scheduler` prints its address){tls}") from None
     try:
-        _check_workers(client)
-        if cluster is None and security is None:
-            print(f"warning: {scheduler} is not TLS: the cluster authenticates no one, and whoever reaches its "
-                  f"ports runs code as its workers' user; use tls:// ({RECIPE})", file=sys.stderr, flush=True)
+        if cluster is None:
+            _check_cluster(client, scheduler)
+            if security is None:
+                print(f"warning: {scheduler} is not TLS: the cluster authenticates no one, and whoever reaches its "
+                      f"ports runs code as its workers' user; use tls:// ({RECIPE})", file=sys.stderr, flush=True)
         slots = max(_slots(client), 1)
 
         def submit(batch):
