@@ -208,9 +208,10 @@ def local_cluster(workers: int, threads: int, security=None):
     # read by the scheduler as it starts and by each nanny as it is made (it hands its worker processes
     # a copy of the config), so the setting outlives this block for them and no one else
     with dask.config.set({"distributed.scheduler.http.routes": [], "distributed.worker.http.routes": []}):
+        # the scheduler's server on a free port, not 8787: a second sweep then has no "port in use" warning
         return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
                             protocol="tls://", security=security, dashboard_address=None, env=env,
-                            memory_limit=0, silence_logs=40)
+                            scheduler_kwargs={"dashboard_address": "127.0.0.1:0"}, memory_limit=0, silence_logs=40)
 
 
 # What a member of the cluster must import to run a task; evaluated there by the builtin `eval`, so the
