@@ -67,7 +67,7 @@ async def client(address, **args):
 
 def get(port, path):
     try:
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # straight there, whatever http_proxy says
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never through an http_proxy
         with opener.open(f"http://127.0.0.1:{port}{path}", timeout=T) as r:
             return f"ok {r.status}"
     except urllib.error.HTTPError as exc:
@@ -100,7 +100,8 @@ async def main():
         attempts.append(client(f"tls://{job['scheduler']}", security=mine))
     t0 = time.time()
     results = await asyncio.gather(*attempts)
-    print(json.dumps({"seconds": time.time() - t0, "results": [[str(p), how, r] for (p, how), r in zip(names, results)]}))
+    rows = [[str(p), how, r] for (p, how), r in zip(names, results)]
+    print(json.dumps({"seconds": time.time() - t0, "results": rows}))
 
 asyncio.run(main())
 '''

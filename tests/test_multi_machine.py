@@ -24,8 +24,8 @@ CERTS = ["mkdir -p ~/.das-tls && chmod 700 ~/.das-tls && cd ~/.das-tls",
          "openssl req -newkey rsa:2048 -nodes -subj /CN=das-node -keyout node.key -out node.csr",
          "openssl x509 -req -in node.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 365 -out node.pem"]
 ENTER = "cd ~/.das-tls && . /shared/das/.venv/bin/activate && export PYTHONPATH=/shared/das"
-SCHEDULER = [ENTER, "dask scheduler --host HEAD --port 8786 --tls-ca-file ca.pem --tls-cert node.pem --tls-key node.key "
-                    "--dashboard-address 127.0.0.1:8787"]
+SCHEDULER = [ENTER, "dask scheduler --host HEAD --port 8786 --tls-ca-file ca.pem --tls-cert node.pem "
+                    "--tls-key node.key --dashboard-address 127.0.0.1:8787"]
 WORKER = [ENTER, "export MALLOC_TRIM_THRESHOLD_=1073741824 MALLOC_MMAP_THRESHOLD_=33554432",
           "dask worker tls://HEAD:8786 --nworkers $(nproc) --nthreads 1 --memory-limit 0 --tls-ca-file ca.pem "
           "--tls-cert node.pem --tls-key node.key"]
@@ -198,6 +198,7 @@ def test_the_recipe_runs_a_study_from_another_folder(tmp_path):
                               timeout=60).returncode == 0
         p = r.sweep(tls_folder=str(other))
         assert p.returncode == 2 and p.stderr.count("\n") == 1, p.stderr
-        assert f"cannot reach the Dask scheduler at tls://127.0.0.1:{r.port} (TLS certificate does not match" in p.stderr
+        refused = f"cannot reach the Dask scheduler at tls://127.0.0.1:{r.port} (TLS certificate does not match"
+        assert refused in p.stderr, p.stderr
     finally:
         r.stop_all()
