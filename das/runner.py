@@ -3,7 +3,8 @@ done twice.
 
     from das.runner import run_sweep
     run_sweep(specs, "results", workers=2)                            # an embedded LocalCluster
-    run_sweep(specs, "/shared/results", scheduler="tcp://head:8786")  # a running Dask cluster
+    run_sweep(specs, "/shared/results", scheduler="tls://head:8786",  # a running Dask cluster
+              tls_ca_file="ca.pem", tls_cert="node.pem", tls_key="node.key")
     run_sweep(specs, "results", inline=True)                          # no Dask: in this process, in order
 
 One task is `das.stages.run_trials` for a batch of specifications of one kind (`das.spec.batch_key`:
@@ -16,6 +17,10 @@ it again on another worker; the rerun finds the dead owner's lock stale (see das
 from the trial's last epoch checkpoint. A trial locked by a live process (another sweep over the same
 tree, from this machine or another) is "running elsewhere": skipped for now and tried again after
 `retry_wait` seconds until it is finished there or here, never counted as failed.
+
+Who may connect: the embedded cluster speaks only mutual TLS with credentials made for the run
+(`run_security`); a running cluster is as safe as its own TLS setup (docs/multi-machine.md), and a
+tcp:// one authenticates no one (the sweep warns).
 """
 from __future__ import annotations
 
@@ -140,11 +145,59 @@ class Progress:
             self.bar.close()
 
 
-def local_cluster(workers: int, threads: int):
-    """An embedded cluster sized to this machine: `workers` processes of one Dask thread each."""
+def run_security():
+    """TLS credentials for one embedded cluster, made for this run and held in memory only.
+
+    One fresh self-signed certificate and its key serve as the cluster's CA and as the certificate of
+    every member (scheduler, nannies, workers, this sweep's client). Every listener requires it of the
+    other side (mutual TLS), so a process without this run's key, another user's included, cannot
+    complete a connection, let alone run code. Made by `Security.temporary()` where the `cryptography`
+    package is installed, else by the `openssl` command (its output read from a pipe, never a file).
+    The nannies hand the credentials to their worker processes over multiprocessing's pipe; Dask
+    itself writes the key for a moment into a private temporary folder (mode 700) as it loads it."""
+    import subprocess
+
+    from distributed.security import Security
+
+    from das.utils import UserError
+
+    try:
+        import cryptography  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        return Security.temporary()
+    cmd = ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+           "-keyout", "-", "-subj", "/CN=das-sweep", "-days", "7"]
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=True).stdout
+    except FileNotFoundError:
+        raise UserError("the embedded Dask cluster needs a TLS certificate for this run, made with the `cryptography` "
+                        "package or the `openssl` command; neither is installed (install one, or run inline)") from None
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
+        reason = (getattr(exc, "stderr", None) or str(exc)).strip().splitlines()
+        raise UserError(f"openssl could not make the embedded Dask cluster's TLS certificate "
+                        f"({reason[-1] if reason else type(exc).__name__})") from None
+    start = out.find("-----BEGIN CERTIFICATE-----")
+    if start < 0 or "PRIVATE KEY-----" not in out[:start]:
+        raise UserError("openssl printed no key and certificate for the embedded Dask cluster")
+    key, cert = out[:start], out[start:]
+    roles = {f"tls_{role}_{part}": value for role in ("client", "scheduler", "worker")
+             for part, value in (("cert", cert), ("key", key))}
+    return Security(require_encryption=True, tls_ca_file=cert, **roles)
+
+
+def local_cluster(workers: int, threads: int, security=None):
+    """An embedded cluster sized to this machine: `workers` processes of one Dask thread each.
+
+    Every listener of it (scheduler, nannies, workers) is on loopback and speaks only mutual TLS
+    with this run's credentials (`run_security`, or `security`); a `Client(cluster)` gets them
+    from the cluster. The HTTP servers Dask starts in the scheduler and in each worker whatever
+    the dashboard setting are given no routes, so they serve nothing (every path is 404)."""
     import dask
     from distributed import LocalCluster
 
+    security = security if security is not None else run_security()
     dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": MALLOC_TRIM_THRESHOLD})
     # the nanny lets this process's environment win over the config, and writes its value there itself
     for name, value in (("MALLOC_TRIM_THRESHOLD_", MALLOC_TRIM_THRESHOLD),
@@ -154,31 +207,102 @@ def local_cluster(workers: int, threads: int):
         else:
             os.environ[name] = str(value)
     env = {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-    return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                        env=env, memory_limit=0, silence_logs=40)
+    # read by the scheduler as it starts and by each nanny as it is made (it hands its worker processes
+    # a copy of the config), so the setting outlives this block for them and no one else
+    with dask.config.set({"distributed.scheduler.http.routes": [], "distributed.worker.http.routes": []}):
+        # the scheduler's server on a free port, not 8787: a second sweep then has no "port in use" warning
+        return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                            protocol="tls://", security=security, dashboard_address=None, env=env,
+                            scheduler_kwargs={"dashboard_address": "127.0.0.1:0"}, memory_limit=0, silence_logs=40)
 
 
-def _check_workers(client) -> None:
-    """Fail with one line, not a wall of tracebacks, when the workers cannot import this package."""
-    import importlib.util
+# What a member of the cluster must import to run a task; evaluated there by the builtin `eval`, so the
+# probe itself is unpickled anywhere, with or without das (a function of das would not be).
+IMPORT_PROBE = "__import__('das.runner').__file__"
+RECIPE = "docs/multi-machine.md"
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def _check_cluster(client, scheduler: str) -> None:
+    """Before any task is sent: the scheduler (it unpickles every task graph, so it imports das) and
+    every worker import das; one line, not a wall of tracebacks, when one cannot. Waits for the first
+    worker if none has connected yet; a worker that joins after this check and cannot import das
+    fails its tasks (FAILED, with the ModuleNotFoundError)."""
+    from das.utils import UserError
+
+    repo = Path(__file__).resolve().parent.parent
+
+    def hint(who: str, whose: str) -> str:
+        return f"start {who} with PYTHONPATH={repo} or with das installed in {whose} environment ({RECIPE})"
+    try:
+        client.run_on_scheduler(eval, IMPORT_PROBE, {})
+    except Exception as exc:
+        raise UserError(f"the Dask scheduler at {scheduler} cannot import das ({_one_line(exc)}), and it unpickles "
+                        f"every task; {hint('it', 'its')}") from None
+    if not client.nthreads():
+        print(f"waiting for a Dask worker to connect to {scheduler}", file=sys.stderr, flush=True)
+        client.wait_for_workers(1)
+    found = client.run(eval, IMPORT_PROBE, {}, on_error="return")
+    missing = {w: r for w, r in found.items() if isinstance(r, BaseException)}
+    if missing:
+        first = _one_line(next(iter(missing.values())))
+        raise UserError(f"Dask worker{'s' if len(missing) > 1 else ''} {', '.join(sorted(missing))} cannot import das "
+                        f"({first}); {hint('them', 'their')}")
+
+
+def scheduler_security(scheduler: str | None, tls_ca_file=None, tls_cert=None, tls_key=None):
+    """The client's credentials for `scheduler`: a Security for tls://HOST:PORT (all three files
+    required and loaded now), None for any other address; one line for a bad combination."""
+    import ssl
+
+    from distributed.security import Security
 
     from das.utils import UserError
 
-    found = client.run(importlib.util.find_spec, "das.runner")
-    missing = [w for w, s in found.items() if s is None]
+    flags = {"--tls-ca-file": tls_ca_file, "--tls-cert": tls_cert, "--tls-key": tls_key}
+    given = [f for f, v in flags.items() if v is not None]
+    if scheduler is None:
+        if given:
+            raise UserError(f"{', '.join(given)} go with --scheduler tls://HOST:PORT; the embedded cluster makes "
+                            "its own credentials for each run")
+        return None
+    if not scheduler.startswith("tls://"):
+        if given:
+            raise UserError(f"{', '.join(given)} need a tls:// --scheduler, not {scheduler}")
+        return None
+    missing = [f for f, v in flags.items() if v is None]
     if missing:
-        raise UserError(f"Dask workers {', '.join(missing)} cannot import das; start them from the repository "
-                        f"(cd {Path(__file__).resolve().parent.parent}) or with PYTHONPATH set to it")
+        raise UserError(f"--scheduler {scheduler} needs {', '.join(missing)} (the cluster's CA certificate, this "
+                        f"client's certificate signed by it, and its key; {RECIPE})")
+    for flag, path in flags.items():
+        if not os.path.isfile(path):
+            raise UserError(f"{flag} {path}: no such file")
+    security = Security(require_encryption=True, tls_ca_file=tls_ca_file, tls_client_cert=tls_cert,
+                        tls_client_key=tls_key)
+    try:
+        security.get_connection_args("client")  # reads and checks the three files
+    except (ssl.SSLError, OSError, ValueError) as exc:
+        raise UserError(f"cannot load --tls-ca-file {tls_ca_file}, --tls-cert {tls_cert}, --tls-key {tls_key} "
+                        f"({_one_line(exc)})") from None
+    return security
 
 
 def run_sweep(specs: list[TrialSpec], root, *, retrain_seeds=None, device: str = "cpu", threads: int = 1,
               workers: int = 1, scheduler: str | None = None, inline: bool = False,
-              retry_wait: float = RETRY_WAIT, progress: Progress | None = None, max_batch: int = 64) -> dict:
+              retry_wait: float = RETRY_WAIT, progress: Progress | None = None, max_batch: int = 64,
+              tls_ca_file: str | None = None, tls_cert: str | None = None, tls_key: str | None = None) -> dict:
     """Run every specification not finished under root; returns counts and the failed trials.
 
-    `scheduler` (tcp://HOST:8786) sends the tasks to a running cluster whose workers see `root` at the
-    same path; without it an embedded LocalCluster of `workers` processes runs them, or, with `inline`,
-    this process runs them one after another (no Dask)."""
+    `scheduler` (tls://HOST:8786 with the `tls_*` files, or an unauthenticated tcp://HOST:8786) sends
+    the tasks to a running cluster whose scheduler and workers import das and whose workers see `root`
+    at the same path; without it an embedded LocalCluster of `workers` processes runs them (mutual
+    TLS with credentials made for this run, see `local_cluster`), or, with `inline`, this process runs
+    them one after another (no Dask)."""
+    security = scheduler_security(scheduler, tls_ca_file, tls_cert, tls_key)
     root = str(Path(root).absolute())
     todo = [s for s in specs if not trial_done(s, root, retrain_seeds)]
     progress = progress or Progress(len(todo))
@@ -204,8 +328,8 @@ def run_sweep(specs: list[TrialSpec], root, *, retrain_seeds=None, device: str =
         if inline:
             _run_inline(todo, root, retrain_seeds, device, threads, retry_wait, record, progress, max_batch)
         else:
-            _run_dask(todo, root, retrain_seeds, device, threads, workers, scheduler, retry_wait, record, progress,
-                      max_batch)
+            _run_dask(todo, root, retrain_seeds, device, threads, workers, scheduler, security, retry_wait, record,
+                      progress, max_batch)
     finally:
         progress.close()
     failed = [(str(TrialSpec.from_dict(r["spec"]).folder(root)), r["message"]) for r in outcomes
@@ -237,8 +361,8 @@ def _run_inline(todo, root, retrain_seeds, device, threads, retry_wait, record, 
             queue.append((time.time() + retry_wait, again))
 
 
-def _run_dask(todo, root, retrain_seeds, device, threads, workers, scheduler, retry_wait, record, progress,
-              max_batch):
+def _run_dask(todo, root, retrain_seeds, device, threads, workers, scheduler, security, retry_wait, record,
+              progress, max_batch):
     from distributed import Client, wait
 
     from das.utils import UserError
@@ -248,14 +372,22 @@ def _run_dask(todo, root, retrain_seeds, device, threads, workers, scheduler, re
         cluster = local_cluster(workers, threads)
         client = Client(cluster)
     else:
+        t0 = time.perf_counter()
         try:
-            client = Client(scheduler, timeout=f"{CONNECT_TIMEOUT}s")
+            client = Client(scheduler, security=security, timeout=f"{CONNECT_TIMEOUT}s")
         except (OSError, TimeoutError, ValueError) as exc:
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise UserError(f"cannot reach the Dask scheduler at {scheduler} within {CONNECT_TIMEOUT:g}s ({reason}); "
-                            "start it with `dask scheduler` and pass the address it prints") from None
+            waited = f" within {CONNECT_TIMEOUT:g}s" if time.perf_counter() - t0 > 0.9 * CONNECT_TIMEOUT else ""
+            tls = (" and that --tls-cert is signed by the CA the scheduler trusts and --tls-ca-file is the CA that "
+                   "signed the scheduler's certificate" if security is not None else "")
+            raise UserError(f"cannot reach the Dask scheduler at {scheduler}{waited} ({reason}); "
+                            f"check that it runs (`dask scheduler` prints its address){tls}") from None
     try:
-        _check_workers(client)
+        if cluster is None:
+            _check_cluster(client, scheduler)
+            if security is None:
+                print(f"warning: {scheduler} is not TLS: the cluster authenticates no one, and whoever reaches its "
+                      f"ports runs code as its workers' user; use tls:// ({RECIPE})", file=sys.stderr, flush=True)
         slots = max(_slots(client), 1)
 
         def submit(batch):

@@ -5,8 +5,9 @@
     python scripts/sweep.py --study table1 --seed 0-1 --epochs 2 --out results/quick
     python scripts/sweep.py --study table3 --method das --preset H2 --dry-run
 
-    dask scheduler &  dask worker tcp://HEAD:8786 --nthreads 1 &          # a cluster (docs/multi-machine.md)
-    python scripts/sweep.py --study table1 --scheduler tcp://HEAD:8786 --out /shared/results
+    # a cluster with TLS (docs/multi-machine.md: certificates, PYTHONPATH, dask scheduler / dask worker)
+    python scripts/sweep.py --study table1 --scheduler tls://HEAD:8786 --tls-ca-file ca.pem \
+        --tls-cert node.pem --tls-key node.key --out /shared/results
 
 A trial is skipped when its result records the same full specification and is complete or
 diverged; an interrupted one continues from its last epoch checkpoint, so the same command
@@ -77,8 +78,8 @@ def get_parser():
     p.add_argument("--max-batch", type=int, default=64,
                    help="most trials of one kind run as one computation in a task (default 64)")
     p.add_argument("--scheduler", default=None,
-                   help="address of a running Dask scheduler (tcp://HOST:8786); its workers must see --out "
-                        "at the same path")
+                   help="address of a running Dask scheduler (tls://HOST:8786 with --tls-*, or an unauthenticated "
+                        "tcp://HOST:8786); its workers must see --out at the same path")
     p.add_argument("--inline", action="store_true", help="no Dask: run the trials one after another in this process")
     p.add_argument("--retry-wait", type=float, default=RETRY_WAIT,
                    help=f"seconds before a trial running elsewhere is looked at again (default {RETRY_WAIT:g})")
@@ -88,6 +89,14 @@ def get_parser():
     p.add_argument("--overwrite", action="store_true",
                    help="start the selected trials again from scratch (their folders are emptied first), finished "
                         "or not; select them with --seed, --method, ... (a trial failed by a bad checkpoint needs it)")
+    # --- TLS for --scheduler tls://HOST:8786 (the flag names of `dask scheduler` and `dask worker`;
+    # docs/multi-machine.md). The embedded cluster needs none: it makes its own credentials per run.
+    p.add_argument("--tls-ca-file", default=None,
+                   help="with --scheduler tls://...: the CA certificate (PEM) that signed the cluster's certificates")
+    p.add_argument("--tls-cert", default=None,
+                   help="with --scheduler tls://...: this client's certificate (PEM), signed by that CA")
+    p.add_argument("--tls-key", default=None, help="with --scheduler tls://...: the private key of --tls-cert (PEM)")
+    # --- end of the TLS flags
     return p
 
 
@@ -159,7 +168,8 @@ def main(a) -> dict:
             print(s.folder(a.out))
         return {"trials": len(specs), "todo": len(todo)}
     r = run_sweep(specs, a.out, retrain_seeds=retrain_seeds, device=device, threads=a.threads, workers=a.workers,
-                  scheduler=a.scheduler, inline=a.inline, retry_wait=a.retry_wait, max_batch=a.max_batch)
+                  scheduler=a.scheduler, inline=a.inline, retry_wait=a.retry_wait, max_batch=a.max_batch,
+                  tls_ca_file=a.tls_ca_file, tls_cert=a.tls_cert, tls_key=a.tls_key)
     print(f"finished {r['ran'] - len(r['failed'])} trials ({r['diverged']} diverged), {len(r['failed'])} failed "
           f"in {r['seconds']:.0f}s; next: python analyze.py {a.out}", flush=True)
     for folder, msg in r["failed"]:

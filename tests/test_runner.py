@@ -114,6 +114,7 @@ def test_sweep_on_a_cluster_survives_a_killed_worker(tmp_path):
         stop(procs)
     text = (tmp_path / "sweep.log").read_text()
     assert "0 failed" in text and "FAILED" not in text, text
+    assert f"warning: {address} is not TLS: the cluster authenticates no one" in text  # a plain tcp:// cluster
     assert "resuming from epoch" in (killed / "log.txt").read_text()
     assert not list(out.rglob(".lock*"))  # every lock released
     # the same sweep inline, in this process, with no Dask at all
