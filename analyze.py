@@ -9,7 +9,7 @@ one specification (space, data, op set, method, preset, training settings), and 
 <root>/analysis/ (or --out): trials.csv (one row per trial, every number unrounded), the paper's
 tables as CSV, Markdown and LaTeX (with the paper's numbers beside ours), statistics with
 bootstrap 95% intervals, correlations, the random draws needed to beat the DAS median, a verdict
-per claim (a)-(e) of SPEC 8, search diagnostics, and the figures (das/plot.py). Markdown goes to the
+per claim (a)-(e) (docs/readings.md), search diagnostics, and the figures (das/plot.py). Markdown goes to the
 terminal. Partial, diverged, corrupt or foreign files are reported in one line each and skipped;
 a trial without a finite architecture PSNR is counted (n_nonfinite) and left out of the numbers.
 The statistics live in das/stats.py, the tables in das/report.py, the figures in das/plot.py.
@@ -153,22 +153,30 @@ def _main(args) -> dict:
         "statistics": report.statistics_table(summary),
         "comparison": report.comparison_table(summary),
         "correlations": report.rows_table("correlations", "One-shot vs architecture PSNR per search group (Pearson "
-                                          "with Fisher-z 95% interval, Spearman, Kendall; p-values)", corr, 6),
+                                          "with Fisher-z 95% interval, Spearman, Kendall; p-values)", corr, 6,
+                                          columns=stats.CORRELATION_COLUMNS),
         "draws": report.rows_table("draws", "Random draws needed to beat the DAS median (closed form: expected 1/p, "
                                    "p = share of random architectures above it; paper: 49)", draws, 6,
-                                   {"pool": "{:.0f}", "budget": "{:.0f}", "median": "{:.0f}"}),
-        "verdicts": report.rows_table("verdicts", "Claims (a)-(e) of SPEC 8", [{k: v[k] for k in (
-            "claim", "what", "verdict", "text")} for v in claims], 4),
+                                   {"pool": "{:.0f}", "budget": "{:.0f}", "median": "{:.0f}"}, stats.DRAWS_COLUMNS),
+        "verdicts": report.rows_table("verdicts", "Claims (a)-(e) (docs/readings.md)", [{k: v[k] for k in (
+            "claim", "what", "verdict", "text")} for v in claims], 4, columns=stats.VERDICT_COLUMNS,
+            latex_widths={"what": "0.2\\linewidth", "verdict": "0.12\\linewidth", "text": "0.48\\linewidth"}),
         "alpha_diagnostics": report.rows_table(
             "alpha_diagnostics", "Search diagnostics per group (alphas_init vs alphas)",
             [{k: v for k, v in d.items() if k != "sentence"} for d in diagnostics], 6,
-            {"trials": "{:.0f}", "rows": "{:.0f}", "n_ops": "{:.0f}", "same_argmax_rows": "{:.0f}"}),
+            {"trials": "{:.0f}", "rows": "{:.0f}", "n_ops": "{:.0f}", "same_argmax_rows": "{:.0f}"},
+            stats.DIAGNOSTICS_COLUMNS),
         "ranking": report.rows_table("ranking", "One-shot ranking: one-hot supernet vs stand-alone PSNR of candidates",
-                                     ranking, 7, {"n": "{:.0f}", "seed": "{:.0f}"}),
+                                     ranking, 7, {"n": "{:.0f}", "seed": "{:.0f}"}, stats.RANKING_COLUMNS),
+        # (LaTeX: Kendall's tau only; Spearman's rho is in the CSV)
         "retrain_spread": report.rows_table("retrain_spread", "Architecture PSNR over retrain seeds of one searched "
                                             "genotype (within-search spread) against the spread between searches",
-                                            spread, 5, {"searches": "{:.0f}", "retrains": "{:.0f}"}),
+                                            spread, 5, {"searches": "{:.0f}", "retrains": "{:.0f}"},
+                                            stats.SPREAD_COLUMNS),
     }
+    if len(named["ranking"].frame.columns):
+        named["ranking"].latex_parts = [[c for c in named["ranking"].frame.columns
+                                         if c[1] not in ("group", "spearman_rho", "spearman_p")]]
     tables = paper + list(named.values())
     for t in tables:
         report.write_table(t, out, latex=args.latex)
@@ -188,7 +196,7 @@ def _main(args) -> dict:
         lines.append(report.to_markdown(named["correlations"]))
     if draws:
         lines += ["### Random draws to beat the DAS median", ""] + [draws_sentence(d) for d in draws] + [""]
-    lines += ["### Claims (SPEC 8)", ""] + [f"- {c['text']}" for c in claims] + [""]
+    lines += ["### Claims (a)-(e) (docs/readings.md)", ""] + [f"- {c['text']}" for c in claims] + [""]
     if diagnostics:
         lines += ["### Search diagnostics", ""] + [f"- {d['sentence']}" for d in diagnostics] + [""]
     if ranking:

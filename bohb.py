@@ -73,7 +73,8 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                    help="local worker processes (default: cores); 0: a master that only coordinates workers "
                         "started elsewhere")
-    p.add_argument("--threads", type=int, default=1, help="torch threads per worker (default 1)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads per process (default 1: one worker "
+                   "process per core)")
     p.add_argument("--worker-threads", action="store_true",
                    help="run the local workers as threads of this process (one GPU, or debugging)")
     p.add_argument("--seed", default="0", help="seed(s) of every evaluation: 0, 0-4 or 0,3,7; with several, one "
@@ -97,7 +98,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--worker", action="store_true", help="run as a worker that joins a running optimisation")
     p.add_argument("--nameserver", default=None, help="worker: HOST:PORT printed by the master")
     p.add_argument("--run-id", default=None, help="worker: the run id printed by the master")
-    p.add_argument("--device", default="cpu", help="device of the evaluations (default cpu)")
+    p.add_argument("--device", default=None, help=cli.DEVICE_HELP)
     return p
 
 
@@ -556,6 +557,8 @@ def _report(a, out: Path, res, seconds: float) -> dict:
 
 def main(a) -> dict:
     set_threads(a.threads)
+    if not a.worker:  # a worker takes the master's device from settings.json
+        cli.check_device(a)
     _validate(a)
     return run_worker(a) if a.worker else run_master(a)
 

@@ -4,6 +4,7 @@
     python retrain.py --genotype results/seq/blur/all/das/H1/seed3/genotype.json --seed 0-4  # five retrains
     python retrain.py --method grad-only --space seq --data blur --ops good --seed 3
     python retrain.py --method random-search --ops all --seed 0-74     # best of 5 random architectures
+    python retrain.py --genotype results/seq/blur/all/das/H1            # every searched genotype there, one batch
 
 A retrain of a searched genotype is a record of its own in <search folder>/retrain-seed<R>/ and
 takes the search's settings (preset values, width, data, ...), when the search lies in a results
@@ -23,7 +24,7 @@ from das import cli
 from das.folder import Status, check_resume_target, read_result
 from das.genotype import load_genotype
 from das.locks import unlock_all
-from das.spec import SETTINGS, TrialSpec, bare_genotype, defaults, retrain_spec
+from das.spec import SETTINGS, TrialSpec, bare_genotype, batch_key, defaults, retrain_spec
 from das.stages import run_trains
 from das.utils import UserError, set_threads
 from das.vocab import METHODS, training_methods
@@ -36,7 +37,8 @@ DEFAULT_OUT = "results"
 def get_parser():
     p = cli.parser(__doc__)
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--genotype", help="genotype.json to retrain (written by search.py, or your own)")
+    src.add_argument("--genotype", nargs="+", help="genotype.json file(s) to retrain (written by search.py, or your "
+                     "own), or folders: every searched genotype under them; those of one setting train as one batch")
     src.add_argument("--method", "--arch", dest="method", choices=training_methods(),
                      help="a baseline instead of a genotype (--arch is the old name)")
     cli.add_setting_args(p, seed_help="seed(s): a baseline's trial seed, or a genotype's retrain seed(s) "
@@ -60,13 +62,18 @@ def main(args) -> dict:
 def _main(args) -> dict:
     set_threads(args.threads)
     device = cli.check_device(args)
-    specs, root = _genotype_specs(args) if args.genotype else _baseline_specs(args)
-    if args.resume:
+    jobs = _genotype_jobs(args) if args.genotype else [_baseline_specs(args)]
+    # trials of one results tree and one batch key train as one computation (at most --max-batch networks)
+    groups: dict[tuple, list] = {}
+    for specs, root in jobs:
         for spec in specs:
-            check_resume_target(spec, root)
-    # every seed in one computation (batches of at most --max-batch networks)
-    results = run_trains(specs, root, device=device, resume=args.resume, overwrite=args.overwrite, quiet=args.quiet,
-                         args=vars(args), max_batch=args.max_batch)
+            if args.resume:
+                check_resume_target(spec, root)
+            groups.setdefault((str(root), batch_key(spec)), []).append(spec)
+    results = []
+    for (root, _), specs in groups.items():
+        results += run_trains(specs, root, device=device, resume=args.resume, overwrite=args.overwrite,
+                              quiet=args.quiet, args=vars(args), max_batch=args.max_batch)
     unlock_all()
     if not args.quiet:
         for r in results:
@@ -90,8 +97,34 @@ def _baseline_specs(args):
             for s in cli.seeds_of(args)], args.out
 
 
-def _genotype_specs(args):
-    path = Path(args.genotype)
+def genotype_files(items) -> list[Path]:
+    """The genotype files named: files as they are, and under a folder every searched genotype (a
+    search folder's genotype.json, not its retrains' copies); one line when there is none."""
+    files = []
+    for item in items:
+        path = Path(item)
+        if path.is_dir():
+            found = sorted(f for f in path.rglob("genotype.json")
+                           if not f.parent.name.startswith("retrain-seed") and "analysis" not in f.parts)
+            if not found:
+                raise UserError(f"{path}: no genotype.json under this folder; run search.py first or name the files")
+            files += found
+        else:
+            files.append(path)
+    if len(set(files)) != len(files):
+        raise UserError("--genotype names a genotype file twice")
+    return files
+
+
+def _genotype_jobs(args) -> list[tuple]:
+    """(specifications, results tree) per genotype file, each read with its own copy of the flags."""
+    import copy
+
+    return [_genotype_specs(copy.copy(args), path) for path in genotype_files(args.genotype)]
+
+
+def _genotype_specs(args, path):
+    path = Path(path)
     genotype = load_genotype(path)
     search = read_result(path.parent)
     spec = search.get("spec") if isinstance(search, dict) else None
@@ -128,6 +161,9 @@ def _search_retrain_specs(args, path: Path, genotype, search: dict, spec: dict):
     if recorded != bare_genotype(genotype):
         raise UserError(f"{path}: does not match the genotype recorded in {path.parent / 'result.json'}; "
                         "copy the genotype file elsewhere to retrain it as a genotype of its own")
+    if args.set:
+        raise UserError(f"{path}: a retrain of this search takes its hyperparameters; drop --set, or copy the "
+                        "genotype file elsewhere to retrain it with other values")
     given = {k: getattr(args, k) for k in FROM_SEARCH if getattr(args, k) is not None}
     if "preset" in given:
         from das.hparams import load_hparams

@@ -6,7 +6,7 @@
 
 Writes results/<space>/<data>/<ops>/<method>/<preset>/seed<N>[-<settings>]/{args.json, log.txt,
 result.json, genotype.json, supernet.pt}; the folder name carries every setting that differs
-from SPEC's defaults, so runs of different settings never share a folder. Retrain the genotype
+from the defaults (docs/spec.md), so runs of different settings never share a folder. Retrain the genotype
 with `python retrain.py --genotype <folder>/genotype.json`.
 """
 from __future__ import annotations

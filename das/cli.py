@@ -9,10 +9,13 @@ import argparse
 import sys
 
 import das
-from das.hparams import load_hparams
+from das.hparams import load_hparams, override
 from das.spec import SETTINGS, TrialSpec
 from das.utils import UserError, device_of, parse_seeds
 from das.vocab import FORMATIONS, OP_SETS, SPACES
+
+
+DEVICE_HELP = "cpu, cuda or cuda:N (default: cuda when available)"
 
 
 class Parser(argparse.ArgumentParser):
@@ -41,6 +44,8 @@ def add_setting_args(p, *, space=True, seed_help="trial seed(s): 3, 0-74 or 0,3,
     p.add_argument("--seed", default="0", help=seed_help)
     p.add_argument("--preset", "--hparams", dest="preset", default=None,
                    help="hyperparameter preset (configs/) or a JSON file (default H1); --hparams is the old name")
+    p.add_argument("--set", dest="set", action="append", default=None, metavar="KEY=VALUE",
+                   help="replace one hyperparameter of the preset, e.g. --set alpha_lr=0.01 (repeatable)")
     add_settings(p, exclude=exclude, defaults=defaults)
 
 
@@ -59,8 +64,8 @@ def add_settings(p, *, exclude=(), defaults=True, help_prefix="") -> None:
 def add_run_args(p, out_help: str = "results tree (default results/)") -> None:
     """Where and how to run, and what to do with an existing run."""
     p.add_argument("--out", default="results", help=out_help)
-    p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    p.add_argument("--device", default=None, help=DEVICE_HELP)
+    p.add_argument("--threads", type=int, default=None, help="torch threads per process (default: torch's choice)")
     p.add_argument("--resume", action="store_true",
                    help="continue a killed run from its last epoch; a finished one is kept as it is")
     p.add_argument("--overwrite", action="store_true", help="delete this trial's earlier files and run it again")
@@ -80,7 +85,7 @@ def settings_of(args) -> dict:
 
 def spec_from_args(args, *, method, seed, **kw) -> TrialSpec:
     """A trial specification from the shared flags (checked by TrialSpec itself)."""
-    hp = load_hparams(args.preset or "H1")
+    hp = override(load_hparams(args.preset or "H1"), getattr(args, "set", None))
     fields = dict(space=getattr(args, "space", "seq"), data=args.data, ops=getattr(args, "ops", "all"),
                   method=method, seed=seed, **settings_of(args))
     fields.update(kw)

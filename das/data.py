@@ -1,4 +1,4 @@
-"""Synthetic cosine signals and their measurements y = A x + n (SPEC 1), drawn on the fly.
+"""Synthetic cosine signals and their measurements y = A x + n (docs/spec.md §1), drawn on the fly.
 
 x_i = cos(f w_i + Ox) + Oy on 50 points of [-pi/2, pi/2], f ~ U[0, 2 pi], Ox, Oy ~ N(0, 1).
 Signals are formed in float64 with the reference operator, so the data do not depend on
@@ -13,7 +13,7 @@ import torch
 
 from das.operators import LENGTH, Operator, blur_ref
 
-# Measurement noise sigma_n. The paper's text says 0.01, its Table 5 "noise level 0.10"; SPEC 1 kept
+# Measurement noise sigma_n. The paper's text says 0.01, its Table 5 "noise level 0.10"; docs/spec.md §1 kept
 # 0.01 unless a calibration against the paper's numbers showed otherwise, and the calibration study
 # (scripts/calibration.py, README) did: 0.1 lands closer to the paper's medians in 11 of 12 cells.
 SIGMA_NOISE = 0.1

@@ -1,4 +1,4 @@
-"""Search diagnostics (SPEC 7, beyond the paper): how far alpha moved from its initialisation,
+"""Search diagnostics (docs/spec.md §7, beyond the paper): how far alpha moved from its initialisation,
 how decided each layer/edge is, and whether the derived choice is just the initial argmax.
 
 Pure functions of softmax(alpha) rows as stored in a trial's history ("alphas_init", "alphas").

@@ -252,6 +252,34 @@ def check_resume_target(spec: TrialSpec, root) -> None:
                         "a new trial")
 
 
+def check_folders(specs, root, *, resume: bool, overwrite: bool) -> list[bool]:
+    """Before a batch writes anything: whether each trial resumes. A folder holding a finished trial
+    of the same specification is kept as it is (a batch skips its done trials); any other earlier
+    run needs --resume or --overwrite, and then the first problem is one error, with nothing of the
+    batch written."""
+    flags = []
+    for spec in specs:
+        path = spec.folder(root)
+        if path.exists() and not path.is_dir():
+            raise UserError(f"{path}: exists and is not a folder; move it aside")
+        existing = [f for f in (RESULT, ARGS, CHECKPOINT) if (path / f).exists()]
+        if existing and overwrite:
+            _check_deletable(path, root)
+        elif existing and resume:
+            check_same_spec(spec, path)
+        elif existing:
+            previous = None
+            try:
+                previous = read_result(path)
+            except UserError:
+                pass
+            if not (previous and previous.get("status") in Status.FINISHED and spec.same_as(previous.get("spec"))):
+                raise UserError(f"{path}: run folder already holds {', '.join(existing)} of an unfinished or other "
+                                "run; pass --resume to continue it or --overwrite to start again")
+        flags.append(bool(existing) and (resume or not overwrite))
+    return flags
+
+
 def prepare_folder(spec: TrialSpec, root, *, resume: bool, overwrite: bool) -> tuple[Path, bool]:
     """Make (or take over) the trial's folder, locked. Returns (folder, resuming)."""
     path = spec.folder(root)

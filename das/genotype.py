@@ -1,4 +1,4 @@
-"""Genotypes: the derived architecture as data (SPEC 4), one JSON format for every script.
+"""Genotypes: the derived architecture as data (docs/spec.md §4), one JSON format for every script.
 
     {"space": "seq", "ops": "all", "data": "blur", "width": 16,
      "layers": ["grad", "net", ...],            # seq: the op of each of the 10 layers

@@ -1,4 +1,4 @@
-"""DAS hyperparameters (SPEC 5): one JSON dict, presets from the paper's Tables 6-8 in das/configs/
+"""DAS hyperparameters (docs/spec.md §5): one JSON dict, presets from the paper's Tables 6-8 in das/configs/
 (package data: found with importlib.resources in the source tree and in an installed package)."""
 from __future__ import annotations
 
@@ -60,19 +60,49 @@ class HParams:
         for k in ("param_warmup", "alpha_warmup"):
             if not isinstance(d[k], bool):
                 raise UserError(f"{source}: {k} must be true or false, got {short_repr(d[k])}")
-        sched = d["alpha_scheduler"]
-        if sched in ("None", "none"):
-            sched = None
+        sched = _named(d["alpha_scheduler"], ("None",) + tuple(x for x in ALPHA_SCHEDULERS if x))
+        sched = None if sched == "None" else sched
         if sched not in ALPHA_SCHEDULERS:
             raise UserError(f"{source}: alpha_scheduler must be null or \"Linear\", got {short_repr(sched)}")
-        if d["alpha_optimizer"] not in ALPHA_OPTIMIZERS:
+        optimizer = _named(d["alpha_optimizer"], ALPHA_OPTIMIZERS)
+        if optimizer not in ALPHA_OPTIMIZERS:
             raise UserError(f"{source}: alpha_optimizer must be one of {list(ALPHA_OPTIMIZERS)}, "
                             f"got {short_repr(d['alpha_optimizer'])}")
         vals = {k: d[k] for k in fields}
-        vals["alpha_scheduler"] = sched
+        vals["alpha_scheduler"], vals["alpha_optimizer"] = sched, optimizer
         for k in ("param_lr", "param_wd", "alpha_lr", "alpha_wd"):
             vals[k] = float(vals[k])
         return cls(name=name, **vals)
+
+
+def _named(value, names):
+    """A name matched case-insensitively (linear -> Linear, adam -> Adam); other values unchanged."""
+    if isinstance(value, str):
+        for n in names:
+            if value.lower() == n.lower():
+                return n
+    return value
+
+
+def override(hp: HParams, assignments) -> HParams:
+    """A preset with single values replaced (`--set alpha_lr=0.01 --set alpha_scheduler=linear`):
+    each KEY=VALUE is parsed as JSON where it can be (numbers, true/false, null), as text otherwise,
+    and the result is checked like any preset; its name stays the preset's, and a trial's folder
+    then names the changed values by their digest."""
+    values = hp.values()
+    for a in assignments or []:
+        key, sep, text = str(a).partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or key not in values:
+            raise UserError(f"--set {short_repr(a)}: expected KEY=VALUE with KEY one of {sorted(values)}")
+        try:
+            value = json.loads(text)
+        except ValueError:
+            value = text
+        if key.endswith("warmup") and isinstance(value, str):
+            value = {"true": True, "false": False}.get(value.lower(), value)
+        values[key] = value
+    return HParams.from_dict(values, hp.name, "--set")
 
 
 def _preset_files() -> dict:

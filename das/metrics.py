@@ -1,7 +1,7 @@
-"""PSNR (SPEC 2): 10 log10(peak^2 / MSE) per sample, averaged over the evaluation set; and the
+"""PSNR (docs/spec.md §2): 10 log10(peak^2 / MSE) per sample, averaged over the evaluation set; and the
 other averagings a reader of the paper may assume (das.spec's `psnr` setting):
 
-    sample   the mean over samples of each sample's PSNR (SPEC 2, the default)
+    sample   the mean over samples of each sample's PSNR (docs/spec.md §2, the default)
     pooled   the PSNR of the mean squared error over all samples
     batch    the mean over batches of BATCH samples of each batch's PSNR
 """

@@ -1,4 +1,4 @@
-"""Search spaces (SPEC 4): the sequential 10-layer space and the DARTS-like cell space.
+"""Search spaces (docs/spec.md §4): the sequential 10-layer space and the DARTS-like cell space.
 
 A network holds T trials at once (a leading trial dimension on every parameter, statistic and
 tensor; T = 1 is one trial alone). It is built either as a supernet (every layer/edge a MixedOp
@@ -129,7 +129,7 @@ class _Cell(nn.Module):
     five (cfg.cell_output), per trial.
 
     Every non-zero edge is computed, also from a state whose inputs were all `zero` (that state is
-    0, but grad and noise still read y: SPEC 4). The output convolution is written elementwise in
+    0, but grad and noise still read y: docs/spec.md §4). The output convolution is written elementwise in
     a fixed order, so each trial's arithmetic is the same in any batch and on any thread count.
     """
 

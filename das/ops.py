@@ -1,4 +1,4 @@
-"""The operation registry (paper 4.3, SPEC 3) and the CNN n(u; theta) that `grad` and `net` share.
+"""The operation registry (paper 4.3, docs/spec.md §3) and the CNN n(u; theta) that `grad` and `net` share.
 
 Everything carries a leading trial dimension T: T independent trials (seeds) run as one
 computation, and nothing here ever mixes trials. Every op maps u (T,B,1,L) to (T,B,1,L) and
@@ -129,7 +129,7 @@ def _net(layer, u, y, r, idx=None):
 
 def _roll(layer, u, y, r, idx=None):
     # harmful by design: each trial's (B,1,L) block shifted by one (the `roll` setting says along what)
-    if layer.roll == "all":      # every dimension, batch included (SPEC 3)
+    if layer.roll == "all":      # every dimension, batch included (docs/spec.md §3)
         return torch.roll(u, shifts=(1, 1, 1), dims=(1, 2, 3))
     if layer.roll == "flat":     # torch.roll(u, 1) without dims: the flattened (B,1,L) block
         return torch.roll(u.reshape(u.shape[0], -1), 1, dims=1).reshape(u.shape)
@@ -222,7 +222,7 @@ def chosen_forward(layer, choices: list[str], u: torch.Tensor, y: torch.Tensor, 
 
 
 class MixedOp(_Layer):
-    """sum_t softmax(alpha)_t o_t(u) over the candidate ops (SPEC 4), for T trials.
+    """sum_t softmax(alpha)_t o_t(u) over the candidate ops (docs/spec.md §4), for T trials.
 
     The CNN-carrying candidates share one bank (K = 2 CNNs per trial), run as one kernel. With
     `choices` set (one op name per trial, see model.one_hot) it computes trial t's chosen op alone,

@@ -36,6 +36,7 @@ STYLE = {"font.size": 8, "axes.titlesize": 8, "axes.labelsize": 8, "legend.fonts
          "grid.linewidth": 0.5, "lines.linewidth": 1.2, "lines.markersize": 3.5, "legend.frameon": False,
          "pdf.fonttype": 42, "ps.fonttype": 42, "axes.spines.top": False, "axes.spines.right": False}
 FORMATS = ("pdf", "png")
+MIN_ALPHA_SPAN = 0.05  # the smallest x range of alpha's distance from uniform (its scale is 0..1 - 1/K)
 
 
 def _name(kind, v) -> str:
@@ -326,12 +327,15 @@ def alpha_diagnostics_figures(diagnostics, out, formats=FORMATS) -> list[Path]:
         axes[0].scatter([d["final_deviation"] for d in ds], y, marker="o", c="k", label="final")
         axes[0].set_xlabel("max |softmax($\\alpha$) $-$ 1/K|")
         axes[0].set_title("distance from uniform", fontsize=7)
-        axes[0].xaxis.set_major_locator(plt.MaxNLocator(3))  # tiny H1 distances: few ticks stay readable
+        # from 0, at least to MIN_ALPHA_SPAN: a change of 1e-5 must look like what it is, not a slope
+        top = max([d["init_deviation"] for d in ds] + [d["final_deviation"] for d in ds] + [0.0])
+        axes[0].set_xlim(0, max(MIN_ALPHA_SPAN, 1.15 * top))
+        axes[0].xaxis.set_major_locator(plt.MaxNLocator(3))
         axes[1].scatter([d["final_entropy"] for d in ds], y, c="k")
         axes[1].set_xlabel("entropy / log K")
         axes[1].set_title("final entropy (1 = uniform)", fontsize=7)
         axes[1].set_xlim(0, 1.05)
-        axes[2].scatter([100 * d["same_argmax"] for d in ds], y, c="k", label="observed")
+        axes[2].scatter([100 * d["same_argmax"] for d in ds], y, c="k", marker="s", label="observed share")
         axes[2].scatter([100 * d["chance"] for d in ds], y, marker="|", c="tab:red", s=60, label="chance 1/K")
         axes[2].set_xlabel("layers/edges (%)")
         axes[2].set_title("final = initial argmax", fontsize=7)
@@ -340,9 +344,13 @@ def alpha_diagnostics_figures(diagnostics, out, formats=FORMATS) -> list[Path]:
         axes[0].invert_yaxis()
         fig.suptitle(f"Did the search or the initialisation decide? Preset {preset}, mean over layers/edges "
                      "and searches", fontsize=8)
-        handles = [h for ax in (axes[0], axes[2]) for h in ax.get_legend_handles_labels()[0]]
-        # one legend along the bottom edge, clear of the panel titles and axis labels
-        fig.legend(handles, ["initial", "final", "observed", "chance 1/K"], loc="lower center", ncol=4)
+        handles, names = [], []
+        for ax in (axes[0], axes[2]):  # one entry per marker, along the bottom edge
+            for h, n in zip(*ax.get_legend_handles_labels()):
+                if n not in names:
+                    handles.append(h)
+                    names.append(n)
+        fig.legend(handles, names, loc="lower center", ncol=len(names))
         fig.tight_layout(rect=(0, 0.3 / (1.35 + 0.25 * len(ds)), 1, 1))
         files += save(fig, out, f"alpha_diagnostics_{preset}", formats)
     return files
@@ -384,12 +392,8 @@ def training_curve_figures(records, out, formats=FORMATS) -> list[Path]:
                     q = np.nanpercentile(v, [25, 50, 75], axis=0)
                 ax.plot(ep, q[1], color=color, lw=1, label=label)
                 ax.fill_between(ep, q[0], q[2], color=color, alpha=0.2, lw=0)
-        from matplotlib.ticker import FuncFormatter
-
         a1.set_yscale("log")
-        plain = FuncFormatter(lambda v, _: f"{v:.3g}")  # 0.36, not 3.6 x 10^-1
-        a1.yaxis.set_major_formatter(plain)
-        a1.yaxis.set_minor_formatter(plain)
+        _plain_log_axis(a1.yaxis)
         a1.set_xlabel("epoch")
         a1.set_ylabel("training loss (MSE)")
         a2.set_xlabel("epoch")
@@ -405,6 +409,23 @@ def training_curve_figures(records, out, formats=FORMATS) -> list[Path]:
         fig.tight_layout()
         files += save(fig, out, f"training_{r0['space']}_{r0['data']}_{r0['ops']}_{r0['preset']}", formats)
     return files
+
+
+def _plain_log_axis(axis) -> None:
+    """A log axis with plain numbers (0.36, not 3.6 x 10^-1) that never overlap: labels at the
+    decades, and at 2 and 5 between them only when the axis spans at most about one decade."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    plain = FuncFormatter(lambda v, _: f"{v:.3g}")
+    axis.set_major_locator(LogLocator(base=10, numticks=8))
+    axis.set_major_formatter(plain)
+    lo, hi = axis.get_view_interval()
+    if lo > 0 and hi / lo <= 15:
+        axis.set_minor_locator(LogLocator(base=10, subs=(2.0, 5.0), numticks=8))
+        axis.set_minor_formatter(plain)
+    else:
+        axis.set_minor_locator(LogLocator(base=10, subs=tuple(range(2, 10)), numticks=8))
+        axis.set_minor_formatter(NullFormatter())
 
 
 # ----------------------------------------------------------------------------- one-shot ranking
@@ -544,3 +565,53 @@ def best_genotype_figures(records, out, formats=FORMATS) -> list[Path]:
                                       f"{best['architecture_psnr']:.2f} dB", formats=formats[1:])
         files += [path.with_suffix("." + f) for f in formats]
     return files
+
+
+# ----------------------------------------------------------------------------- claims under every reading
+VERDICT_COLOURS = {"holds": "tab:green", "does not hold": "tab:red", "undecided": "tab:gray",
+                   "not enough trials": "lightgrey"}
+
+
+def claims_by_reading_figure(rows, out, stem="fig_claims_by_reading", formats=FORMATS, highlight=None) -> list[Path]:
+    """A tornado-like chart per claim: for every comparison (row) the median difference of the claim
+    (claim (d): Pearson r) with its 95% interval under every reading, coloured by the verdict; the
+    reading `highlight` (the chosen one) drawn as a black ring."""
+    plt = pyplot()
+    claims = sorted({r["claim"] for r in rows})
+    if not claims:
+        return []
+    readings = list(dict.fromkeys(r["reading"] for r in rows))
+    heights = [len({(r["where"], r["comparison"]) for r in rows if r["claim"] == c}) for c in claims]
+    fig, axes = plt.subplots(len(claims), 1, figsize=(PAGE_WIDTH, 0.9 + 0.32 * sum(heights) + 0.35 * len(claims)),
+                             gridspec_kw={"height_ratios": [h + 1 for h in heights]}, squeeze=False)
+    offsets = np.linspace(-0.35, 0.35, len(readings)) if len(readings) > 1 else np.zeros(1)
+    for ax, claim in zip(axes[:, 0], claims):
+        cases = sorted({(r["where"], r["comparison"]) for r in rows if r["claim"] == claim})
+        for k, case in enumerate(cases):
+            for j, reading in enumerate(readings):
+                r = next((x for x in rows if x["claim"] == claim and (x["where"], x["comparison"]) == case
+                          and x["reading"] == reading), None)
+                if r is None or r["difference"] is None or not np.isfinite(r["difference"]):
+                    continue
+                y = k + offsets[j]
+                colour_ = VERDICT_COLOURS.get(r["verdict"].split(" (")[0], "tab:blue")
+                lo, hi = r["ci_low"], r["ci_high"]
+                if lo is not None and hi is not None and np.isfinite(lo) and np.isfinite(hi):
+                    ax.plot([lo, hi], [y, y], color=colour_, lw=0.8)
+                ax.plot(r["difference"], y, "o", color=colour_, ms=3,
+                        mec="black" if reading == highlight else colour_, mew=0.9 if reading == highlight else 0)
+        ax.set_yticks(range(len(cases)))
+        ax.set_yticklabels([w for w, _ in cases], fontsize=6)
+        ax.set_ylim(-0.6, len(cases) - 0.4)
+        ax.axvline(0.5 if claim == "d" else 0.0, color="grey", lw=0.6, ls=":")
+        comparison = cases[0][1] if cases else ""
+        ax.set_title(f"({claim}) {comparison}", fontsize=7, loc="left", pad=2)
+        ax.set_xlabel("Pearson r (weak: below 0.5)" if claim == "d" else "median difference (dB), 95% interval",
+                      fontsize=6.5)
+    handles = [plt.Line2D([], [], marker="o", ls="", color=c, label=v) for v, c in VERDICT_COLOURS.items()]
+    if highlight:
+        handles.append(plt.Line2D([], [], marker="o", ls="", color="white", mec="black", label=f"chosen: {highlight}"))
+    fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=6, bbox_to_anchor=(0.5, 0.0))
+    fig.suptitle(f"The paper's claims under {len(readings)} readings (one dot per reading and comparison)", fontsize=8)
+    fig.tight_layout(rect=(0, 0.04, 1, 0.98))
+    return save(fig, out, stem, formats)

@@ -32,8 +32,8 @@ from collections import defaultdict
 import numpy as np
 from scipy import stats as st
 
-from das.collect import reread, spec_of_record
-from das.spec import TrialSpec, defaults, setting
+from das.collect import reread
+from das.spec import SETTINGS, TrialSpec, setting
 from das.study import PAPER, Cell, Study
 
 SCREEN_SEEDS = range(1000, 1010)
@@ -54,6 +54,12 @@ READINGS: list[dict] = [
 MIN_GAIN_DB = 0.25
 MAX_TAU_LOSS = 0.10
 MAX_COMBINED = 3
+RULE = (f"score: the mean absolute deviation (MAD) of our medians from the paper's over the 28 cells, and "
+        f"Kendall's tau between the two sets of medians; helps: MAD at least {MIN_GAIN_DB} dB below the "
+        f"defaults' with tau no more than {MAX_TAU_LOSS} below theirs; stage 2: per setting its helping value "
+        f"of lowest MAD, the settings ranked by it, the cumulative combinations of the best 2..{MAX_COMBINED}; "
+        f"choice: the lowest MAD among the defaults, every single reading and every combination whose tau is "
+        f"no more than {MAX_TAU_LOSS} below the defaults', ties to fewer changed settings")
 
 
 def cells() -> list[tuple]:
@@ -103,22 +109,31 @@ def screen_study() -> Study:
 # ---------------------------------------------------------------------------- views and scores
 def view(records, reading: dict) -> list[dict]:
     """The records that are trials under `reading` (every other setting at its default): a record
-    belongs when its specification equals its all-defaults specification with the reading applied
-    (so a cell the reading cannot change contributes its baseline trials). Evaluation-only settings
-    reread the records (das.collect.reread)."""
+    belongs when each setting holds the reading's value where that setting can change the record's
+    trial (das.spec `applies`) and its default elsewhere, so a cell the reading cannot change
+    contributes its baseline trials. Evaluation-only settings reread the records (das.collect.reread)."""
     trained = _trained(reading)
-    base = defaults()
     out = []
     for r in records:
-        try:
-            spec = spec_of_record(r)
-        except Exception:
-            continue
-        plain = spec.replace(**{k: v for k, v in base.items() if not setting(k).evaluation_only})
-        if spec == plain.replace(**trained) and spec.psnr == base["psnr"]:
+        keep = True
+        for s in SETTINGS:
+            want = s.default if s.evaluation_only else trained.get(s.name, s.default)
+            if s.applies is not None and not _applies(s, r):
+                want = s.default
+            if r.get(s.name, s.default) != want:
+                keep = False
+                break
+        if keep:
             out.append(r)
     evaluation = {k: v for k, v in reading.items() if setting(k).evaluation_only}
     return reread(out, **evaluation) if evaluation else out
+
+
+def _applies(s, r) -> bool:
+    try:
+        return bool(s.applies(r))
+    except (KeyError, TypeError):
+        return True
 
 
 def medians(records) -> dict[tuple, tuple[float, int]]:
@@ -174,6 +189,44 @@ def choose(records) -> dict:
     complete = [s for s in candidates if s["cells"] == len(cells())]
     eligible = [s for s in complete if s["tau"] >= base["tau"] - MAX_TAU_LOSS]
     chosen = min(eligible, key=lambda s: (s["mad"], len(s["settings"]))) if eligible else base
-    return {"rule": __doc__.split("SCORE")[1].split("An evaluation-only")[0].strip(), "baseline": base,
+    return {"rule": RULE, "baseline": base,
             "candidates": candidates, "chosen": chosen,
             "incomplete": [s["reading"] for s in candidates if s["cells"] != len(cells())]}
+
+
+# ---------------------------------------------------------------------------- the claims under every reading
+def claims_by_reading(records, readings: list[dict], seed=0, resamples=2000) -> list[dict]:
+    """Every claim's verdict, median difference and its interval under each reading (das.stats.
+    verdicts on the reading's view), one row per reading and comparison."""
+    from das import stats
+
+    rows = []
+    for reading in readings:
+        primary = [r for r in view(records, reading) if r.get("primary") is not False and r.get("preset") == "H1"]
+        for v in stats.verdicts(primary, seed, resamples):
+            what = v["what"].split(": ", 1)
+            rows.append({"reading": name(reading), "claim": v["claim"], "where": what[0],
+                         "comparison": what[1] if len(what) > 1 else what[0], "verdict": v["verdict"],
+                         "difference": v.get("difference", v.get("pearson_r")),
+                         "ci_low": v.get("ci_low", v.get("pearson_ci_low")),
+                         "ci_high": v.get("ci_high", v.get("pearson_ci_high")),
+                         "p": v.get("p_greater", v.get("pearson_p")), "n_x": v.get("n_x", v.get("n")),
+                         "n_y": v.get("n_y")})
+    return rows
+
+
+def robustness_summary(rows) -> list[dict]:
+    """Per claim and comparison: under how many readings it holds, does not hold, or is undecided,
+    and whether the verdict is the same under every reading."""
+    by = defaultdict(list)
+    for r in rows:
+        by[(r["claim"], r["where"], r["comparison"])].append(r)
+    out = []
+    for (claim, where, comparison), rs in sorted(by.items()):
+        verdicts = [r["verdict"].split(" (")[0] for r in rs]
+        out.append({"claim": claim, "where": where, "comparison": comparison, "readings": len(rs),
+                    "holds": sum(v == "holds" for v in verdicts), "does not hold": sum(v == "does not hold" for v in verdicts),
+                    "undecided": sum(v == "undecided" for v in verdicts),
+                    "not enough trials": sum(v == "not enough trials" for v in verdicts),
+                    "same under every reading": len(set(verdicts)) == 1})
+    return out

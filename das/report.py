@@ -33,6 +33,7 @@ class Table:
     formats: dict = field(default_factory=dict)
     latex_parts: list = field(default_factory=list)
     notes: list = field(default_factory=list)
+    latex_widths: dict = field(default_factory=dict)   # column -> a paragraph width (long text wraps)
 
 
 def _summary_index(summary) -> dict:
@@ -186,12 +187,14 @@ def comparison_table(summary) -> Table:
                       "median lies inside our interval", rows, 5, {"n": "{:.0f}"})
 
 
-def rows_table(name, title, rows, label_columns, formats=None) -> Table:
-    """A flat table from a list of dicts (correlations, draws, diagnostics, verdicts)."""
-    frame = pd.DataFrame(rows)
-    if len(frame):
+def rows_table(name, title, rows, label_columns, formats=None, columns=None, latex_widths=None) -> Table:
+    """A flat table from a list of dicts (correlations, draws, diagnostics, verdicts); `columns`
+    names the columns of a table that has no rows."""
+    frame = pd.DataFrame(rows) if rows else pd.DataFrame(columns=list(columns or []))
+    if len(frame.columns):
         frame.columns = pd.MultiIndex.from_tuples([("", c) for c in frame.columns])
-    return Table(name=name, title=title, frame=frame, label_columns=label_columns, formats=formats or {})
+    return Table(name=name, title=title, frame=frame, label_columns=label_columns, formats=formats or {},
+                 latex_widths=latex_widths or {})
 
 
 # ----------------------------------------------------------------------------- writers
@@ -216,7 +219,7 @@ def flat_columns(frame: pd.DataFrame) -> list[str]:
 def to_csv(t: Table, path) -> Path:
     """The table with numeric columns unrounded and flat column names, written atomically."""
     frame = t.frame.copy()
-    if len(frame):
+    if len(frame.columns):
         frame.columns = flat_columns(frame)
     write_text_atomic(path, frame.to_csv(index=False))
     return Path(path)
@@ -244,19 +247,26 @@ def _tex(s) -> str:
             .replace("#", r"\#").replace("±", r"$\pm$"))
 
 
+LONG_TABLE_ROWS = 40  # more rows than fit a page: a longtable, which breaks across pages
+
+
 def to_latex(t: Table) -> str:
-    """booktabs LaTeX with the paper's grouped headers (one \\cmidrule per column group); a table
-    wider than a page is written in the parts listed in t.latex_parts, each its own table."""
-    parts = t.latex_parts or [list(t.frame.columns)]
-    out = ["% needs \\usepackage{booktabs} in the preamble"]
+    """booktabs LaTeX with the paper's grouped headers (one \\cmidrule per column group). A table
+    wider than a page is written in the parts listed in t.latex_parts, each its own table, and
+    shrunk to the line width if still too wide; a long text column wraps (t.latex_widths); a table
+    of more than LONG_TABLE_ROWS rows is a longtable; a table with no rows says so. The group key
+    (a long JSON string) is in the CSV only."""
+    columns = [c for c in t.frame.columns if c[1] != "group"]
+    parts = [[c for c in part if c[1] != "group"] for part in t.latex_parts] or [columns]
+    out = ["% needs \\usepackage{booktabs,graphicx,longtable} in the preamble"]
     for k, cols in enumerate(parts):
         frame = t.frame[cols] if len(t.frame) else t.frame
         label = f"tab:{t.name}" + (f"-{k + 1}" if len(parts) > 1 else "")
         caption = t.title + (f" (part {k + 1} of {len(parts)})" if len(parts) > 1 else "")
         nlab = sum(1 for c in cols if c[0] == "")
-        spec = "l" * nlab + "r" * (len(cols) - nlab)
-        out += [r"\begin{table}[t]", r"\centering", r"\small", r"\setlength{\tabcolsep}{3pt}",
-                f"\\caption{{{_tex(caption)}}}", f"\\label{{{label}}}", f"\\begin{{tabular}}{{{spec}}}", r"\toprule"]
+        spec = "".join(f"p{{{t.latex_widths[c[1]]}}}" if c[1] in t.latex_widths else "l" if i < nlab else "r"
+                       for i, c in enumerate(cols)) or "l"
+        head = []
         groups, start = [], 0
         for i in range(1, len(cols) + 1):
             if i == len(cols) or cols[i][0] != cols[start][0]:
@@ -265,13 +275,29 @@ def to_latex(t: Table) -> str:
         if any(g for g, _, _ in groups if g and g != "statistics"):
             cells = [(f"\\multicolumn{{{b - a}}}{{c}}{{{_tex(g)}}}" if g and g != "statistics" else
                       " & ".join([""] * (b - a))) for g, a, b in groups]
-            out.append(" & ".join(cells) + r" \\")
-            out.append(" ".join(f"\\cmidrule(lr){{{a + 1}-{b}}}" for g, a, b in groups if g and g != "statistics"))
-        out.append(" & ".join(_tex(c[1].replace("_", " ")) for c in cols) + r" \\")
-        out.append(r"\midrule")
-        for _, row in frame.iterrows():
-            out.append(" & ".join(_tex(_cell(t, c, row[c])) for c in cols) + r" \\")
-        out += [r"\bottomrule", r"\end{tabular}", r"\end{table}", ""]
+            head.append(" & ".join(cells) + r" \\")
+            head.append(" ".join(f"\\cmidrule(lr){{{a + 1}-{b}}}" for g, a, b in groups if g and g != "statistics"))
+        head.append(" & ".join(_tex(c[1].replace("_", " ")) for c in cols) + r" \\" if cols else r"\\")
+        def cell(c, v):  # a wrapped column may break after a slash (seq/blur/all/H1 is one word to TeX)
+            text = _tex(_cell(t, c, v))
+            return text.replace("/", r"/\allowbreak{}") if c[1] in t.latex_widths else text
+
+        body = [" & ".join(cell(c, row[c]) for c in cols) + r" \\" for _, row in frame.iterrows()]
+        if not body:
+            body = [f"\\multicolumn{{{max(len(cols), 1)}}}{{l}}{{(no rows)}}" + r" \\"]
+        if len(body) > LONG_TABLE_ROWS:
+            out += [r"{\small\setlength{\tabcolsep}{3pt}", f"\\begin{{longtable}}{{{spec}}}",
+                    f"\\caption{{{_tex(caption)}}}\\label{{{label}}}" + r" \\", r"\toprule", *head, r"\midrule",
+                    r"\endfirsthead", r"\toprule", *head, r"\midrule", r"\endhead", *body, r"\bottomrule",
+                    r"\end{longtable}}", ""]
+            continue
+        fit = not t.latex_widths  # wrapped columns fit by their widths; the rest shrinks to the line if wider
+        out += [r"\begin{table}[t]", r"\centering", r"\small", r"\setlength{\tabcolsep}{3pt}",
+                f"\\caption{{{_tex(caption)}}}", f"\\label{{{label}}}"]
+        if fit:
+            out.append(r"\resizebox{\ifdim\width>\linewidth\linewidth\else\width\fi}{!}{%")
+        out += [f"\\begin{{tabular}}{{{spec}}}", r"\toprule", *head, r"\midrule", *body, r"\bottomrule",
+                r"\end{tabular}" + ("}" if fit else ""), r"\end{table}", ""]
     return "\n".join(out)
 
 

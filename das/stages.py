@@ -16,8 +16,8 @@ import torch
 
 from das import model as model_lib
 from das.diagnostics import alpha_diagnostics
-from das.folder import (ARGS, CHECKPOINT, RESULT, Status, finish, finite, load_state, new_result, prepare_folder,
-                        provenance, read_result)
+from das.folder import (ARGS, CHECKPOINT, RESULT, Status, check_folders, finish, finite, load_state, new_result,
+                        prepare_folder, provenance, read_result)
 from das.genotype import Genotype
 from das.locks import unlock_trial
 from das.ops import CNN_OPS, OPS
@@ -177,8 +177,9 @@ def run_searches(specs: list[TrialSpec], root, *, device="cpu", resume=False, ov
         pretrained = [pretrained] * len(specs)
     results: list[dict | None] = [None] * len(specs)
     jobs = []
+    resumes = check_folders(specs, root, resume=resume, overwrite=overwrite)
     for n, spec in enumerate(specs):
-        folder, resuming, previous, result = _open(spec, root, resume, overwrite, device, args, role)
+        folder, resuming, previous, result = _open(spec, root, resumes[n], overwrite, device, args, role)
         if result is None:
             results[n] = {**previous, "dir": str(folder)}
             continue
@@ -277,8 +278,9 @@ def run_trains(specs: list[TrialSpec], root, *, device="cpu", resume=False, over
         raise ValueError("run_trains takes training specifications of one batch key")
     results: list[dict | None] = [None] * len(specs)
     pending, jobs = {}, []
+    resumes = check_folders(specs, root, resume=resume, overwrite=overwrite)
     for n, spec in enumerate(specs):
-        folder, resuming, previous, result = _open(spec, root, resume, overwrite, device, args, role)
+        folder, resuming, previous, result = _open(spec, root, resumes[n], overwrite, device, args, role)
         if result is None:
             results[n] = {**previous, "dir": str(folder)}
             continue

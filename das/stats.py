@@ -1,4 +1,4 @@
-"""Statistics over trials (SPEC 7-8): per-group summaries with bootstrap intervals, correlations of
+"""Statistics over trials (docs/spec.md §7-8): per-group summaries with bootstrap intervals, correlations of
 one-shot and architecture PSNR, random draws needed to beat DAS, verdicts for the paper's claims,
 search diagnostics from alpha, and the one-shot ranking of candidate architectures.
 
@@ -34,6 +34,15 @@ RESAMPLES = 2000      # bootstrap resamples
 MATCH_MARGIN_DB = 0.5  # claim (b): medians "match" when the difference interval lies within +-0.5 dB
 WEAK_R = 0.5          # claim (d): a correlation is weak when the upper Fisher-z bound of r is below 0.5
 SPEC = ("space", "data", "ops", "method", "preset")
+# the columns of each table of rows, so a table with no rows is still a table (a CSV header)
+CORRELATION_COLUMNS = ["group", *SPEC, "n", "pearson_r", "pearson_ci_low", "pearson_ci_high", "pearson_p",
+                       "spearman_rho", "spearman_p", "kendall_tau", "kendall_p"]
+DRAWS_COLUMNS = ["group", *SPEC, "das_median", "pool", "p", "expected", "median", "p_budget", "budget", "target"]
+VERDICT_COLUMNS = ["claim", "what", "verdict", "text"]
+DIAGNOSTICS_COLUMNS = ["group", *SPEC, "trials", "rows", "n_ops", "init_deviation", "final_deviation",
+                       "final_entropy", "same_argmax", "chance", "same_argmax_rows", "p_same_argmax"]
+RANKING_COLUMNS = ["scope", "group", *SPEC, "seed", "n", "kendall_tau", "kendall_p", "spearman_rho", "spearman_p"]
+SPREAD_COLUMNS = ["group", *SPEC, "searches", "retrains", "within_sd_median", "between_sd", "within_share"]
 
 
 # ----------------------------------------------------------------------------- basics

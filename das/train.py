@@ -2,7 +2,7 @@
 trials at once.
 
 One loop serves both: a search alternates a theta step on a fresh training batch with an alpha
-step on a fresh validation batch (SPEC 5); a retrain makes theta steps only. The bilevel alpha
+step on a fresh validation batch (docs/spec.md §5); a retrain makes theta steps only. The bilevel alpha
 step lives in `Architect`, as in DARTS.
 
 The trial dimension: every parameter, BatchNorm statistic, alpha, optimiser state and data batch

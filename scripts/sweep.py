@@ -74,7 +74,8 @@ def get_parser():
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                    help="processes of the embedded Dask cluster (default: cores); ignored with --scheduler")
     p.add_argument("--jobs", type=int, default=None, help="renamed: use --workers")
-    p.add_argument("--threads", type=int, default=1, help="torch threads per worker (default 1)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads per process (default 1: one worker "
+                   "process per core)")
     p.add_argument("--max-batch", type=int, default=64,
                    help="most trials of one kind run as one computation in a task (default 64)")
     p.add_argument("--scheduler", default=None,
@@ -84,7 +85,7 @@ def get_parser():
     p.add_argument("--retry-wait", type=float, default=RETRY_WAIT,
                    help=f"seconds before a trial running elsewhere is looked at again (default {RETRY_WAIT:g})")
     p.add_argument("--out", default="results", help="results tree (default results/)")
-    p.add_argument("--device", default="cpu", help="device of every trial (default cpu)")
+    p.add_argument("--device", default=None, help=cli.DEVICE_HELP)
     p.add_argument("--dry-run", action="store_true", help="list the trials to run and exit")
     p.add_argument("--overwrite", action="store_true",
                    help="start the selected trials again from scratch (their folders are emptied first), finished "
@@ -142,8 +143,6 @@ def check_out(out: str) -> None:
 def main(a) -> dict:
     a.out = os.path.abspath(a.out)  # against the caller's folder; workers elsewhere get the same path
     specs = plan(a)
-    if not a.dry_run:
-        check_out(a.out)
     retrain_seeds = parse_seeds(a.retrain_seeds) if a.retrain_seeds else None
     device = cli.check_device(a)
     set_threads(a.threads)
@@ -151,6 +150,10 @@ def main(a) -> dict:
         raise UserError("--scheduler and --inline exclude each other")
     if not 0 <= a.retry_wait <= 86400:
         raise UserError(f"--retry-wait must be in 0..86400 seconds, got {a.retry_wait:g}")
+    if not 1 <= a.max_batch <= 4096:
+        raise UserError(f"--max-batch must be in 1..4096, got {a.max_batch}")
+    if not a.dry_run:  # every flag checked above: now the results tree may be created
+        check_out(a.out)
     if a.overwrite and not a.dry_run:
         from das.folder import reset_trial
 
@@ -159,8 +162,6 @@ def main(a) -> dict:
     todo = [s for s in specs if not trial_done(s, a.out, retrain_seeds)]
     where = ("in this process" if a.inline else f"on the Dask cluster at {a.scheduler}" if a.scheduler
              else f"with {a.workers} processes")
-    if not 1 <= a.max_batch <= 4096:
-        raise UserError(f"--max-batch must be in 1..4096, got {a.max_batch}")
     print(f"{len(specs)} trials, {len(specs) - len(todo)} already done, {len(todo)} to run {where} x "
           f"{a.threads} threads, at most {a.max_batch} trials per batch", flush=True)
     if a.dry_run:

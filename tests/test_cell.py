@@ -47,7 +47,7 @@ def test_zero_op_semantics():
 
 def test_state_without_input_is_zero():
     # s3 has no non-zero input, so s3 = 0; but 3->5 is grad, which reads y: grad(0) = tau A^T y - tau n(0)
-    # is not zero and is added to s5 (SPEC 4)
+    # is not zero and is added to s5 (docs/spec.md §4)
     edges = [(i, j, "zero") for i, j in M.cell_edges()]
     edges = [(i, j, {(0, 1): "net", (1, 4): "net", (3, 5): "grad", (4, 5): "net"}.get((i, j), op)) for i, j, op in edges]
     g = Genotype(space="cell", ops="good", edges=edges)

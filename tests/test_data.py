@@ -1,4 +1,4 @@
-"""Data formation (SPEC 1) and PSNR (SPEC 2)."""
+"""Data formation (docs/spec.md §1) and PSNR (docs/spec.md §2)."""
 import math
 import subprocess
 import sys

@@ -1,4 +1,4 @@
-"""Scientific fidelity: derived network == one-hot supernet (SPEC 4), the second-order alpha step
+"""Scientific fidelity: derived network == one-hot supernet (docs/spec.md §4), the second-order alpha step
 against the exact hypergradient, the BatchNorm rule of the alpha step, thread-count invariance,
 initial alphas and their diagnostics, one-shot ranking by one-hot PSNR.
 

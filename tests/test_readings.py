@@ -170,7 +170,7 @@ def test_cell_output_and_state_sum_equal_conv1d(cell_output, cell_sum):
                                       dict(cell_output="all", kernel_size=5), dict(roll="signal"),
                                       dict(roll="flat")])
 def test_derived_network_equals_one_hot_supernet_under_every_reading(settings):
-    """SPEC 4's reference holds under the readings too: the derived network of a genotype computes
+    """docs/spec.md §4's reference holds under the readings too: the derived network of a genotype computes
     what the supernet computes with one-hot alpha, for the supernet's weights."""
     space = "seq" if "roll" in settings else "cell"
     y = _y()

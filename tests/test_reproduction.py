@@ -42,7 +42,7 @@ def _rows(frame, cell):
 
 @pytest.mark.parametrize("study", sorted(RUN))
 def test_every_trial_of_the_study_is_committed(trials, study):
-    """Each cell of the study holds exactly its seeds 0..N-1 once, at SPEC's default settings,
+    """Each cell of the study holds exactly its seeds 0..N-1 once, at the default settings (docs/spec.md),
     each complete or diverged (a recorded reason), none running or failed."""
     n = STUDIES[study].seeds
     for cell in _cells(study):

@@ -263,13 +263,26 @@ def test_missing_genotype_exits_2(tmp_path):
     assert p.returncode == 2 and "genotype file not found" in p.stderr and "nope.json" in p.stderr
 
 
-def test_existing_run_folder_needs_resume_or_overwrite(tmp_path):
-    run_search(tmp_path, "--seed", "1")
+def test_finished_trials_are_kept_and_an_unfinished_one_needs_resume_or_overwrite(tmp_path):
+    """The README's order (one seed, then a range holding it) runs the rest of the range; a folder of
+    an unfinished run refuses the whole batch before anything of it is written."""
+    import json
+
+    first = run_search(tmp_path, "--seed", "1")
+    again = run_search(tmp_path, "--seed", "1")  # finished, same specification: kept as it is
+    assert again["status"] == "searched" and again["one_shot_psnr"] == first["one_shot_psnr"]
+    batch = run_search(tmp_path, "--seed", "0-2")
+    assert [r["status"] for r in batch["results"]] == ["searched"] * 3
+    assert batch["results"][1]["one_shot_psnr"] == first["one_shot_psnr"]
+    f = Path(batch["results"][2]["dir"]) / "result.json"
+    killed = json.loads(f.read_text())
+    killed["status"] = "running"
+    f.write_text(json.dumps(killed))
     with pytest.raises(UserError, match="already holds result.json.*; pass --resume .* or --overwrite"):
-        run_search(tmp_path, "--seed", "1")
-    again = run_search(tmp_path, "--seed", "1", "--resume")  # a finished run is kept as it is
-    assert again["status"] == "searched"
-    assert run_search(tmp_path, "--seed", "1", "--overwrite")["one_shot_psnr"] == again["one_shot_psnr"]
+        run_search(tmp_path, "--seed", "0-3")
+    assert not any(p.name.startswith("seed3") for p in Path(batch["results"][0]["dir"]).parent.iterdir())
+    assert run_search(tmp_path, "--seed", "2", "--resume")["status"] == "searched"
+    assert run_search(tmp_path, "--seed", "1", "--overwrite")["one_shot_psnr"] == first["one_shot_psnr"]
 
 
 def test_mismatched_genotype_rejected(tmp_path):

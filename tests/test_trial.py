@@ -29,7 +29,7 @@ def spec(**kw):
 
 
 def test_folder_is_readable_and_unique_per_specification(tmp_path):
-    assert spec().folder("r") == Path("r/seq/blur/all/das/H1/seed3")  # SPEC's defaults: no suffix
+    assert spec().folder("r") == Path("r/seq/blur/all/das/H1/seed3")  # the defaults: no suffix
     assert spec(epochs=10, order=2).folder("r").name == "seed3-e10-o2"
     assert spec(sigma_n=0.01, width=32).folder("r").name == "seed3-w32-sn0.01"
     other = load_hparams("H1")
@@ -171,7 +171,7 @@ def test_studies_as_data():
     assert len(t1.cells) == 16 and len(t1.specs()) == 16 * 75
     assert {c.method for c in t1.cells} == {"das", "grad-only", "net-only", "random", "random-search"}
     assert {c.preset for c in STUDIES["table4"].cells} >= {"BOHB-Non-Seq-Blur", "BOHB-Non-Seq-one-shot-Blur"}
-    assert paper_value("seq", "blur", "all", "das", "H1") == (22.86, 15.64, 18.57)  # SPEC 8's median 18.57
+    assert paper_value("seq", "blur", "all", "das", "H1") == (22.86, 15.64, 18.57)  # docs/spec.md §8's median 18.57
     assert paper_value("seq", "downsample", "good", "random-search", "H1")[2] == 17.56
 
 

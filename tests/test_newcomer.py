@@ -1,0 +1,90 @@
+"""What a newcomer reaches for: the README's Python block runs as written, one hyperparameter of a
+preset replaced from the command line, scheduler and optimizer names in any case, many genotypes
+retrained in one call, and the flags that mean one thing everywhere."""
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import retrain
+from das.hparams import HParams, load_hparams, override
+from das.utils import UserError
+from tests.conftest import ROOT
+from tests.helpers import run_retrain, run_search
+
+
+def test_readme_python_block_runs_as_written(tmp_path):
+    text = (Path(ROOT) / "README.md").read_text()
+    code = text.split("### From Python (a notebook)", 1)[1].split("```python", 1)[1].split("```", 1)[0]
+    p = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=600,
+                       env={"PYTHONPATH": ROOT, "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"})
+    assert p.returncode == 0, p.stderr[-2000:]
+    rows = eval(p.stdout.strip().splitlines()[-1])  # the printed (seed, one-shot, architecture) triples
+    assert sorted(r[0] for r in rows) == [0, 1, 2] and all(isinstance(r[2], float) for r in rows)
+    folders = list((tmp_path / "results").rglob("result.json"))
+    assert any("-thetasgd-h" in str(f) for f in folders)  # the reading and the changed preset name the folder
+
+
+def test_set_replaces_one_value_and_names_the_folder(tmp_path):
+    h1 = load_hparams("H1")
+    h = override(h1, ["alpha_lr=0.01", "alpha_scheduler=none", "param_warmup=True"])
+    assert (h.alpha_lr, h.alpha_scheduler, h.param_warmup) == (0.01, None, True)
+    assert {k: v for k, v in h.values().items() if v != h1.values()[k]} == {
+        "alpha_lr": 0.01, "alpha_scheduler": None, "param_warmup": True}
+    with pytest.raises(UserError, match="expected KEY=VALUE with KEY one of"):
+        override(h1, ["lr=0.1"])
+    with pytest.raises(UserError, match="alpha_lr must be a finite number >= 0"):
+        override(h1, ["alpha_lr=-1"])
+    r = run_search(tmp_path, "--seed", "0", "--set", "alpha_lr=0.01", "--no-plot")
+    assert Path(r["dir"]).name.startswith("seed0-e2-b2-h") and r["spec"]["hparams"]["alpha_lr"] == 0.01
+
+
+@pytest.mark.parametrize("value,want", [("linear", "Linear"), ("LINEAR", "Linear"), ("none", None), ("None", None)])
+def test_scheduler_and_optimizer_names_in_any_case(value, want):
+    d = {**HParams().values(), "alpha_scheduler": value, "alpha_optimizer": "adam"}
+    h = HParams.from_dict(d, "x")
+    assert h.alpha_scheduler == want and h.alpha_optimizer == "Adam"
+
+
+def test_many_genotypes_retrain_in_one_call(tmp_path):
+    """A folder of searches: every searched genotype under it, retrained as one batch."""
+    searched = run_search(tmp_path, "--seed", "0-2", "--no-plot")
+    tree = Path(searched["dir"]).parent
+    r = run_retrain(tmp_path, "--genotype", str(tree))
+    assert len(r["results"]) == 3 and {x["status"] for x in r["results"]} == {"complete"}
+    assert all((tree / f"seed{s}-e2-b2" / f"retrain-seed{s}" / "result.json").is_file() for s in range(3))
+    logs = {(Path(x["dir"]) / "log.txt").read_text() for x in r["results"]}
+    assert all("3 networks" in log for log in logs)  # one batch of three
+    # the files of two of them, named one by one: the finished ones are kept, nothing runs twice
+    files = [str(tree / f"seed{s}-e2-b2" / "genotype.json") for s in (0, 1)]
+    again = run_retrain(tmp_path, "--genotype", *files)
+    assert [x["architecture_psnr"] for x in again["results"]] == [x["architecture_psnr"] for x in r["results"][:2]]
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match="no genotype.json under this folder"):
+        run_retrain(tmp_path, "--genotype", str(tmp_path / "empty"))
+
+
+@pytest.mark.parametrize("script", ["search.py", "retrain.py", "bohb.py", "analyze.py", "scripts/sweep.py",
+                                    "scripts/readings.py"])
+def test_every_script_has_version_and_one_line_usage_errors(script):
+    p = subprocess.run([sys.executable, script, "--version"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0 and p.stdout.startswith("das "), p.stderr
+    p = subprocess.run([sys.executable, script, "--no-such-flag"], cwd=ROOT, capture_output=True, text=True,
+                       timeout=60)
+    assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1, p.stderr
+
+
+def test_device_and_threads_mean_one_thing_everywhere():
+    """--device defaults to cuda when available in every script; --threads is torch threads per process."""
+    import analyze  # noqa: F401
+    import bohb
+    import search
+    sys.path.insert(0, str(Path(ROOT) / "scripts"))
+    import sweep
+
+    for parser in (search.get_parser(), retrain.get_parser(), bohb.get_parser(), sweep.get_parser()):
+        actions = {a.dest: a for a in parser._actions}
+        assert actions["device"].default is None, parser.prog
+        assert "cuda when available" in actions["device"].help
+        assert "torch threads per process" in actions["threads"].help
