@@ -46,9 +46,12 @@ def references(data: str, sigma_n: float) -> dict[str, dict]:
     """{name: {"psnr": {averaging: dB}, "detail": str}} for adjoint, tikhonov and wiener."""
     A = matrix(data)
     x_tr, y_tr = _training_stream(data, sigma_n)
-    # Tikhonov: lam by the training stream's mean squared error
+    # Tikhonov: lam by the training stream's mean squared error, in A^T A's eigenbasis (V orthogonal,
+    # so the error of (A^T A + lam)^-1 A^T y is that of its coordinates Z / (s + lam) against x V)
     AtA, Aty = A.T @ A, y_tr @ A
-    errors = [np.mean((np.linalg.solve(AtA + lam * np.eye(LENGTH), Aty.T).T - x_tr) ** 2) for lam in LAMBDAS]
+    s, V = np.linalg.eigh(AtA)
+    Z, P = Aty @ V, x_tr @ V
+    errors = [np.mean((Z / (s + lam) - P) ** 2) for lam in LAMBDAS]
     lam = float(LAMBDAS[int(np.argmin(errors))])
     # Wiener: the affine LMMSE estimator from the training stream's moments
     mx, my = x_tr.mean(0), y_tr.mean(0)

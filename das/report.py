@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from das import classical
+from das.spec import setting
 from das.study import PAPER_RUNTIME as PAPER_RUNTIME_S
 from das.study import paper_value
 from das.utils import write_text_atomic
@@ -34,6 +36,14 @@ class Table:
     latex_parts: list = field(default_factory=list)
     notes: list = field(default_factory=list)
     latex_widths: dict = field(default_factory=dict)   # column -> a paragraph width (long text wraps)
+
+
+def _reference(data: str, reading: dict, name: str) -> float:
+    """A classical reference's PSNR at the table's measurement noise and PSNR averaging."""
+    sigma_n = reading.get("sigma_n")
+    sigma_n = setting("sigma_n").default if sigma_n is None or sigma_n != sigma_n else float(sigma_n)
+    averaging = reading.get("psnr") or setting("psnr").default
+    return classical.references(data, sigma_n)[name]["psnr"][averaging]
 
 
 def _summary_index(summary) -> dict:
@@ -88,6 +98,16 @@ def paper_tables(summary) -> list[Table]:
                 rows.append(row)
         if not rows:
             continue
+        reading = next(s for k, s in idx.items() if k[0] == space and k[4] == preset)
+        for name, label in classical.NAMES.items():  # what the networks buy: the classical references
+            row = {("", "Ops"): "-", ("", "Method"): label}
+            for d in datas:
+                value = _reference(d, reading, name)
+                row.update({(display("data", d), "Max"): np.nan, (display("data", d), "Mean"): value,
+                            (display("data", d), "Median"): value, (display("data", d), "n"): np.nan})
+                row.update({(display("data", d), k): np.nan for k in ("Paper Max", "Paper Mean", "Paper Median")})
+            row.update({("Runtime", "s"): np.nan, ("Runtime", "Paper s"): np.nan})
+            rows.append(row)
         frame = pd.DataFrame(rows)
         frame.columns = pd.MultiIndex.from_tuples(frame.columns)
         number = "1" if space == "seq" else "2"
@@ -97,7 +117,8 @@ def paper_tables(summary) -> list[Table]:
             name=f"table{number}_{space}_{preset}",
             title=(f"Architecture validation PSNR (dB), {display('space', space)} space, preset {preset}: "
                    f"max, mean and median over n trials; runtime: mean wall time per trial, all stages "
-                   f"(search and retrain), m:ss; 'Paper' is the paper's Table {number}" +
+                   f"(search and retrain), m:ss; 'Paper' is the paper's Table {number}; the last rows: classical "
+                f"reconstructions (das/classical.py) on the same evaluation set" +
                    ("" if preset == "H1" else " (the paper reports H1 only)")),
             frame=frame, formats={"n": "{:.0f}", "s": mmss, "Paper s": mmss},
             latex_parts=[shown]))
@@ -119,6 +140,16 @@ def paper_tables(summary) -> list[Table]:
                         row[(top, "n")] = s["n"] if s else 0
                         row[(top, "Paper Median")] = paper[2] if paper else np.nan
                     rows.append(row)
+                if presets:  # the classical references at the measurement noise of the first preset's trials
+                    reading = next(s for k, s in idx.items() if k[0] == space and k[1] == d and k[4] == presets[0])
+                    for name, label in classical.NAMES.items():
+                        value = _reference(d, reading, name)
+                        row = {("", "Data"): display("data", d), ("", "Hyperparameters"): label}
+                        for ops in all_ops:
+                            row.update({(heading(ops), "Max"): np.nan, (heading(ops), "Mean"): value,
+                                        (heading(ops), "Median"): value, (heading(ops), "n"): np.nan,
+                                        (heading(ops), "Paper Median"): np.nan})
+                        rows.append(row)
             if not rows:
                 continue
             frame = pd.DataFrame(rows)
@@ -127,7 +158,8 @@ def paper_tables(summary) -> list[Table]:
             tables.append(Table(
                 name=f"table{number}_{space}_{method}_presets",
                 title=(f"{display('method', method)} per hyperparameter preset, {display('space', space)} space: "
-                       f"architecture validation PSNR (dB); 'Paper' is the paper's Table {number}"),
+                       f"architecture validation PSNR (dB); 'Paper' is the paper's Table {number}; after each data "
+                       "formation's presets the classical reconstructions (das/classical.py)"),
                 frame=frame, formats={"n": "{:.0f}"}))
     return tables
 

@@ -104,3 +104,32 @@ def test_table1_regenerated_by_one_command_from_a_slice(trials, tmp_path):
     md = (tmp_path / "table1_seq_H1.md").read_text()
     assert "Learnable Grad. only" in md and "Random Search" in md
     assert "\\toprule" in (tmp_path / "table1_seq_H1.tex").read_text()
+
+
+def test_reports_name_only_commits_in_the_history():
+    """Every commit a report of reproduction/ names (7 to 40 hex digits) is in this repository's history."""
+    import re
+
+    names = set()
+    for report in [REPRO / "README.md", *REPRO.glob("*/README.md")]:
+        names |= set(re.findall(r"\b[0-9a-f]{7,40}\b", report.read_text()))
+    names = {n for n in names if re.search(r"[a-f]", n) and re.search(r"[0-9]", n)}
+    assert names
+    missing = [n for n in sorted(names)
+               if subprocess.run(["git", "cat-file", "-e", f"{n}^{{commit}}"], cwd=ROOT).returncode != 0]
+    assert missing == []
+
+
+def test_new_rows_carry_their_commit_and_package(tmp_path):
+    """A trial's row of trials.csv names the commit and package version its process ran."""
+    from das.collect import read_trials_csv
+    from das.folder import git_commit
+    from tests.helpers import run_retrain
+
+    run_retrain(tmp_path, "--method", "random", "--seed", "0")
+    out = subprocess.run([sys.executable, str(Path(ROOT) / "analyze.py"), str(tmp_path / "results"), "--no-plots",
+                          "--resamples", "100"], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    [row] = read_trials_csv(tmp_path / "results" / "analysis" / "trials.csv")
+    import das
+    assert row["git_commit"] == git_commit() and row["package"] == das.__version__
