@@ -25,7 +25,8 @@ from das.utils import UserError, write_json, write_text_atomic  # noqa: E402
 
 def get_parser():
     p = cli.parser(__doc__)
-    p.add_argument("root", help="the screen's results tree, or a trials.csv written by analyze.py")
+    p.add_argument("root", nargs="+", help="the screen's results trees or trials.csv files written by analyze.py "
+                   "(pooled: a screen run in parts)")
     p.add_argument("--out", default=None, help="output folder (default <root>/analysis/readings, or beside trials.csv)")
     p.add_argument("--no-claims", action="store_true", help="scores and choice only (the claims take a minute)")
     p.add_argument("--format", default="pdf,png", help="figure formats (default pdf,png)")
@@ -38,15 +39,24 @@ def main(args) -> dict:
 
     from das import collect, plot, readings, report
 
-    root = Path(args.root)
-    if root.is_file():
-        records = collect.read_trials_csv(root)
-        out = Path(args.out) if args.out else root.parent
-    elif root.is_dir():
-        records, _ = collect.load_trials(root)
-        out = Path(args.out) if args.out else root / "analysis" / "readings"
-    else:
-        raise UserError(f"{root}: no such results tree or trials.csv; run scripts/sweep.py --study readings first")
+    records = []
+    for item in args.root:
+        root = Path(item)
+        if root.is_file():
+            records += collect.read_trials_csv(root)
+        elif root.is_dir():
+            records += collect.load_trials(root)[0]
+        else:
+            raise UserError(f"{root}: no such results tree or trials.csv; run scripts/sweep.py --study readings first")
+    root = Path(args.root[0])
+    out = Path(args.out) if args.out else (root.parent if root.is_file() else root / "analysis" / "readings")
+    seen = set()
+    for r in records:  # one trial in two sources would count twice
+        key = (r["group"], r["seed"], r.get("retrain_seed"))
+        if key in seen:
+            raise UserError(f"the trial {r['space']}/{r['data']}/{r['ops']}/{r['method']}/{r.get('label')} seed "
+                            f"{r['seed']} is in more than one of {', '.join(args.root)}; pass each part once")
+        seen.add(key)
     if not records:
         raise UserError(f"{root}: no finished trials; run scripts/sweep.py --study readings --out {root} first")
     out.mkdir(parents=True, exist_ok=True)

@@ -87,6 +87,9 @@ def get_parser():
     p.add_argument("--out", default="results", help="results tree (default results/)")
     p.add_argument("--device", default=None, help=cli.DEVICE_HELP)
     p.add_argument("--dry-run", action="store_true", help="list the trials to run and exit")
+    p.add_argument("--done-in", action="append", default=[], metavar="TRIALS_CSV",
+                   help="a trials.csv (analyze.py's) whose trials count as done: a study continued in another "
+                        "results tree, such as one whose finished part is committed as data (repeatable)")
     p.add_argument("--overwrite", action="store_true",
                    help="start the selected trials again from scratch (their folders are emptied first), finished "
                         "or not; select them with --seed, --method, ... (a trial failed by a bad checkpoint needs it)")
@@ -140,9 +143,26 @@ def check_out(out: str) -> None:
                         "writable folder") from None
 
 
+def done_elsewhere(files) -> set:
+    """(group, seed) of every trial finished in these trials.csv files (a search counts as done through
+    its own retrain, whose group is the search's)."""
+    from das.collect import read_trials_csv
+
+    keys = set()
+    for f in files:
+        keys |= {(r["group"], r["seed"]) for r in read_trials_csv(f)
+                 if r.get("primary") is not False and r.get("status") in ("complete", "diverged")}
+    return keys
+
+
 def main(a) -> dict:
     a.out = os.path.abspath(a.out)  # against the caller's folder; workers elsewhere get the same path
     specs = plan(a)
+    if a.done_in:
+        elsewhere = done_elsewhere(a.done_in)
+        kept = [s for s in specs if (s.group(), s.seed) not in elsewhere]
+        print(f"{len(specs) - len(kept)} trials done in {', '.join(a.done_in)}", flush=True)
+        specs = kept
     retrain_seeds = parse_seeds(a.retrain_seeds) if a.retrain_seeds else None
     device = cli.check_device(a)
     set_threads(a.threads)

@@ -329,3 +329,25 @@ def test_embedded_workers_reuse_freed_memory():
     frozen = int(subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env_trim, capture_output=True, text=True,
                                 timeout=120).stdout.split()[-1])
     assert frozen > 100 * 256 / 2, frozen
+
+
+def test_a_study_continues_in_another_tree_from_committed_trials(tmp_path):
+    """--done-in: the trials finished in a trials.csv (a study's part committed as data) are not run
+    again; the rest run into the new tree, and the two parts pool in one analysis."""
+    sweep = [sys.executable, "scripts/sweep.py", "--study", "table1", "--data", "blur", "--ops", "good",
+             "--method", "grad-only", "--epochs", "1", "--batches-per-epoch", "1", "--batch-size", "8", "--inline"]
+    a, b = tmp_path / "a", tmp_path / "b"
+    p = subprocess.run(sweep + ["--seed", "0-1", "--out", str(a)], capture_output=True, text=True, cwd=ROOT,
+                       timeout=300)
+    assert p.returncode == 0, p.stderr
+    p = subprocess.run([sys.executable, "analyze.py", str(a), "--no-plots", "--resamples", "100"], cwd=ROOT,
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    csv = a / "analysis" / "trials.csv"
+    p = subprocess.run(sweep + ["--seed", "0-2", "--out", str(b), "--done-in", str(csv)], capture_output=True,
+                       text=True, cwd=ROOT, timeout=300)
+    assert p.returncode == 0 and "2 trials done in" in p.stdout and "1 to run" in p.stdout, p.stdout + p.stderr
+    assert sorted(x.name for x in (b / "seq/blur/good/grad-only/H1").iterdir()) == ["seed2-e1-b1-bs8"]
+    p = subprocess.run([sys.executable, "analyze.py", str(csv), str(b), "--no-plots", "--resamples", "100",
+                        "--out", str(tmp_path / "both")], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0 and "3 trials read" in p.stdout, p.stdout + p.stderr
