@@ -381,22 +381,6 @@ at::Tensor blur_adjoint_cpu(const at::Tensor& v_, const at::Tensor& kernel_, int
 }
 
 namespace {
-void check_grad_step(const at::Tensor& u, const at::Tensor& y, const at::Tensor& tau, const at::Tensor& r,
-                     const at::Tensor& kernel, int64_t stride) {
-  check_signal(u, "u");
-  check_signal(y, "y");
-  check_signal(r, "r");
-  check_kernel(kernel, u, stride);
-  check_same(u, y, "u", "y");
-  check_same(u, r, "u", "r");
-  check_same(u, tau, "u", "tau");
-  TORCH_CHECK(tau.numel() == 1, "das: tau must hold one number (the step size), got shape ", tau.sizes());
-  TORCH_CHECK(r.sizes() == u.sizes(), "das: r must have the shape of u ", u.sizes(), ", got ", r.sizes());
-  TORCH_CHECK(y.size(0) == u.size(0) && y.size(2) == blurred_length(u.size(2), stride),
-              "das: y must have shape (", u.size(0), ", 1, ", blurred_length(u.size(2), stride),
-              ") = A u's shape for stride ", stride, ", got ", y.sizes());
-}
-
 // Batched signals carry the trial first: (T, B, 1, L).
 void check_batched_signal(const at::Tensor& t, const char* name) {
   check_float(t, name);
@@ -434,11 +418,14 @@ void residual_adjoint(const Rows<scalar_t>& R, const scalar_t* upad, const scala
 }
 
 // One trial of Eq. 6 on its batch: out = u - tau (A^T (A u - y) + r); u, r, out (B, L), y (B, Lo).
-// work holds 4 aligned rows of R.ns values. The unbatched and the batched op both call this, so a
-// trial's numbers are the same bits either way.
+// work holds 4 aligned rows of R.ns values. The batched op calls this once per trial, so a trial's
+// numbers are the same bits whatever T and whatever the other trials. It and its backward are kept out
+// of line: inlined into their one caller, GCC vectorises the general (not 3- or 7-tap) convolutions
+// differently and the bits of a 5-tap kernel's gradient change.
 template <typename scalar_t>
-void grad_step_trial(const Rows<scalar_t>& R, const scalar_t* u, const scalar_t* y, scalar_t tau, const scalar_t* r,
-                     const scalar_t* k, int64_t K, int64_t stride, int64_t Lo, scalar_t* work, scalar_t* out) {
+__attribute__((noinline)) void grad_step_trial(const Rows<scalar_t>& R, const scalar_t* u, const scalar_t* y,
+                                               scalar_t tau, const scalar_t* r, const scalar_t* k, int64_t K,
+                                               int64_t stride, int64_t Lo, scalar_t* work, scalar_t* out) {
   scalar_t *upad = work, *full = work + R.ns, *z = work + 2 * R.ns, *g = work + 3 * R.ns;
   R.pad(u, upad);
   residual_adjoint(R, upad, y, k, K, stride, Lo, full, z, g);
@@ -451,9 +438,11 @@ void grad_step_trial(const Rows<scalar_t>& R, const scalar_t* u, const scalar_t*
 
 // One trial's gradients of grad_step for (u, y, r); returns tau's. work holds 6 aligned rows.
 template <typename scalar_t>
-scalar_t grad_step_backward_trial(const Rows<scalar_t>& R, const scalar_t* go, const scalar_t* u, const scalar_t* y,
-                                  scalar_t tau, const scalar_t* r, const scalar_t* kp, int64_t K, int64_t stride,
-                                  int64_t Lo, scalar_t* work, scalar_t* gu, scalar_t* gy, scalar_t* gr) {
+__attribute__((noinline)) scalar_t grad_step_backward_trial(const Rows<scalar_t>& R, const scalar_t* go,
+                                                            const scalar_t* u, const scalar_t* y, scalar_t tau,
+                                                            const scalar_t* r, const scalar_t* kp, int64_t K,
+                                                            int64_t stride, int64_t Lo, scalar_t* work,
+                                                            scalar_t* gu, scalar_t* gy, scalar_t* gr) {
   using acc_t = at::acc_type<scalar_t, false>;
   scalar_t *gpad = work, *full = work + R.ns, *z = work + 2 * R.ns, *atag = work + 3 * R.ns;
   scalar_t *upad = work + 4 * R.ns, *g = work + 5 * R.ns;
@@ -491,49 +480,6 @@ scalar_t grad_step_backward_trial(const Rows<scalar_t>& R, const scalar_t* go, c
 // Trials per task of the batched grad step: one trial of B=128 is a few microseconds of work.
 constexpr int64_t kStepGrain = 4;
 }  // namespace
-
-// u - tau * (A^T (A u - y) + r): Eq. 6 with r = n(u; theta). The batch is small (B x 50), so
-// one thread works through it as flat padded rows rather than waking a thread pool.
-at::Tensor grad_step_cpu(const at::Tensor& u_, const at::Tensor& y_, const at::Tensor& tau_, const at::Tensor& r_,
-                         const at::Tensor& kernel_, int64_t stride) {
-  check_grad_step(u_, y_, tau_, r_, kernel_, stride);
-  check_cpu(u_, "u");
-  auto u = u_.contiguous(), y = y_.contiguous(), r = r_.contiguous(), kernel = kernel_.contiguous();
-  const int64_t B = u.size(0), L = u.size(2), Lo = y.size(2), K = kernel.size(0);
-  auto out = at::empty_like(u);
-  AT_DISPATCH_FLOATING_TYPES(u.scalar_type(), "das_grad_step", [&] {
-    const Rows<scalar_t> R(B, L, K / 2);
-    Scratch<scalar_t> work(4 * R.ns);
-    grad_step_trial(R, u.data_ptr<scalar_t>(), y.data_ptr<scalar_t>(), tau_.item<scalar_t>(), r.data_ptr<scalar_t>(),
-                    kernel.data_ptr<scalar_t>(), K, stride, Lo, work.data(), out.data_ptr<scalar_t>());
-  });
-  return out;
-}
-
-// Gradients of grad_step for (u, y, tau, r); tau's gradient has tau's shape.
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> grad_step_backward_cpu(
-    const at::Tensor& go_, const at::Tensor& u_, const at::Tensor& y_, const at::Tensor& tau_, const at::Tensor& r_,
-    const at::Tensor& kernel_, int64_t stride) {
-  check_grad_step(u_, y_, tau_, r_, kernel_, stride);
-  check_cpu(u_, "u");
-  TORCH_CHECK(go_.sizes() == u_.sizes(), "das: grad_out must have the shape of u");
-  auto go = go_.contiguous(), u = u_.contiguous(), y = y_.contiguous(), r = r_.contiguous();
-  auto kernel = kernel_.contiguous();
-  const int64_t B = u.size(0), L = u.size(2), Lo = y.size(2), K = kernel.size(0);
-  auto gu = at::empty_like(u), gy = at::empty_like(y), gr = at::empty_like(r);
-  auto gtau = at::empty_like(tau_);
-  AT_DISPATCH_FLOATING_TYPES(u.scalar_type(), "das_grad_step_backward", [&] {
-    const Rows<scalar_t> R(B, L, K / 2);
-    Scratch<scalar_t> work(6 * R.ns);
-    const scalar_t g = grad_step_backward_trial(R, go.data_ptr<scalar_t>(), u.data_ptr<scalar_t>(),
-                                                y.data_ptr<scalar_t>(), tau_.item<scalar_t>(), r.data_ptr<scalar_t>(),
-                                                kernel.data_ptr<scalar_t>(), K, stride, Lo, work.data(),
-                                                gu.data_ptr<scalar_t>(), gy.data_ptr<scalar_t>(),
-                                                gr.data_ptr<scalar_t>());
-    gtau.fill_(g);
-  });
-  return {gu, gy, gtau, gr};
-}
 
 // T independent trials of Eq. 6 in one call: u, r (T,B,1,L), y (T,B,1,Lo), tau (T,) one step size
 // per trial. Trials are spread over threads; each trial runs grad_step_trial on its own, so its
@@ -592,13 +538,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> grad_step_batched_bac
 }
 
 // ---------------------------------------------------------------------------------------
-// A bank of K CNNs on one input: out[k] = conv2_k(relu(bn_k(conv1_k(u)))).
-// u (B,1,L); w1 (K,C,k1); b1, gamma, beta (K,C); w2 (K,C,k2); b2 (K,);
-// running_mean, running_var (K,C) are read in eval mode only (the wrapper updates them).
-// Returns out (K,B,1,L), mean (K,C), var (K,C) (batch statistics in training, biased var; the
-// running ones in eval) and rstd (K,C).
-// The batched op runs T such banks, each on its own input and weights: u (T,B,1,L), every
-// parameter and statistic with a leading T, out (T,K,B,1,L).
+// A bank of K CNNs on one input: out[k] = conv2_k(relu(bn_k(conv1_k(u)))), for T trials at once,
+// each on its own input and weights.
+// u (T,B,1,L); w1 (T,K,C,k1); b1, gamma, beta (T,K,C); w2 (T,K,C,k2); b2 (T,K);
+// running_mean, running_var (T,K,C) are read in eval mode only (the wrapper updates them).
+// Returns out (T,K,B,1,L), mean (T,K,C), var (T,K,C) (batch statistics in training, biased var; the
+// running ones in eval) and rstd (T,K,C).
 //
 // 3-tap kernels (k1 = k2 = 3, the paper's CNN) take the SIMD fast path further below (cnn3_forward,
 // cnn3_backward: one unit per bank, closed-form BatchNorm statistics); other kernel sizes this one.
@@ -613,24 +558,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> grad_step_batched_bac
 // u's gradient); the partial rows are then added in block order, per bank (output) or per trial
 // (u's gradient). So no sum ever crosses trials, every sum has a fixed order, and the results depend
 // neither on the number of threads nor on T, nor on which of the two schedules (see the kernels)
-// ran: the unbatched op is the batched kernel with T = 1, and trial t of a batched call gives the
-// same bits as the unbatched op on trial t alone.
+// ran: trial t of a batched call gives the same bits as a call with T = 1 on trial t alone.
 namespace {
-void check_cnn(const at::Tensor& u, const at::Tensor& w1, const at::Tensor& b1, const at::Tensor& gamma,
-               const at::Tensor& beta, const at::Tensor& w2, const at::Tensor* b2) {
-  check_signal(u, "u");
-  TORCH_CHECK(w1.dim() == 3 && w1.size(2) % 2 == 1, "das: cnn w1 must be (K, C, k) with k odd, got ", w1.sizes());
-  const int64_t K = w1.size(0), C = w1.size(1);
-  TORCH_CHECK(w2.dim() == 3 && w2.size(0) == K && w2.size(1) == C && w2.size(2) % 2 == 1,
-              "das: cnn w2 must be (", K, ", ", C, ", k) with k odd, got ", w2.sizes());
-  for (auto* t : {&b1, &gamma, &beta})
-    TORCH_CHECK(t->dim() == 2 && t->size(0) == K && t->size(1) == C, "das: cnn b1, gamma and beta must be (", K,
-                ", ", C, "), got ", t->sizes());
-  if (b2) TORCH_CHECK(b2->dim() == 1 && b2->size(0) == K, "das: cnn b2 must be (", K, ",), got ", b2->sizes());
-  for (auto* t : {&w1, &b1, &gamma, &beta, &w2}) check_same(u, *t, "u", "a cnn parameter");
-  check_cpu(u, "u");
-}
-
 void check_cnn_batched(const at::Tensor& u, const at::Tensor& w1, const at::Tensor& b1, const at::Tensor& gamma,
                        const at::Tensor& beta, const at::Tensor& w2, const at::Tensor* b2) {
   check_batched_signal(u, "u");
@@ -1311,20 +1240,23 @@ void cnn_backward_kernel(int64_t T, int64_t B, int64_t L, int64_t K, int64_t C, 
   });
 }
 
-// The shared body of cnn_forward (T = 1, no leading dimension) and cnn_forward_batched.
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> cnn_forward_any(
+}  // namespace
+
+// T banks, one per trial: u (T,B,1,L), parameters and statistics with a leading T; out (T,K,B,1,L).
+// BatchNorm's statistics of trial t are over trial t's batch only.
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> cnn_forward_batched_cpu(
     const at::Tensor& u_, const at::Tensor& w1_, const at::Tensor& b1_, const at::Tensor& gamma_,
     const at::Tensor& beta_, const at::Tensor& w2_, const at::Tensor& b2_, const at::Tensor& running_mean,
-    const at::Tensor& running_var, bool training, double eps, bool batched) {
+    const at::Tensor& running_var, bool training, double eps) {
+  check_cnn_batched(u_, w1_, b1_, gamma_, beta_, w2_, &b2_);
   auto u = u_.contiguous(), w1 = w1_.contiguous(), b1 = b1_.contiguous(), gamma = gamma_.contiguous();
   auto beta = beta_.contiguous(), w2 = w2_.contiguous(), b2 = b2_.contiguous();
-  const int64_t T = batched ? u.size(0) : 1, B = u.size(-3), L = u.size(-1);
-  const int64_t K = w1.size(-3), C = w1.size(-2), k1 = w1.size(-1), k2 = w2.size(-1);
+  const int64_t T = u.size(0), B = u.size(1), L = u.size(3);
+  const int64_t K = w1.size(1), C = w1.size(2), k1 = w1.size(3), k2 = w2.size(3);
   TORCH_CHECK(training || (running_mean.sizes() == gamma.sizes() && running_var.sizes() == gamma.sizes()),
-              "das: cnn in eval mode needs running_mean and running_var of shape ",
-              batched ? "(T, K, C) = " : "(K, C) = ", gamma.sizes(), ", got ", running_mean.sizes(), " and ",
-              running_var.sizes());
-  auto out = batched ? at::empty({T, K, B, 1, L}, u.options()) : at::empty({K, B, 1, L}, u.options());
+              "das: cnn in eval mode needs running_mean and running_var of shape (T, K, C) = ", gamma.sizes(),
+              ", got ", running_mean.sizes(), " and ", running_var.sizes());
+  auto out = at::empty({T, K, B, 1, L}, u.options());
   at::Tensor mean, var;
   if (training) {
     mean = at::empty(gamma.sizes(), u.options());
@@ -1344,29 +1276,33 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> cnn_forward_any(
   return {out, mean, var, rstd};
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> cnn_backward_any(
-    const at::Tensor& go_, const at::Tensor& u_, const at::Tensor& mean_, const at::Tensor& rstd_,
-    const at::Tensor& w1_, const at::Tensor& b1_, const at::Tensor& gamma_, const at::Tensor& beta_,
-    const at::Tensor& w2_, bool training, bool weight_grads, bool batched) {
-  const int64_t T = batched ? u_.size(0) : 1, B = u_.size(-3), L = u_.size(-1);
-  const int64_t K = w1_.size(-3), C = w1_.size(-2);
-  auto go_shape = batched ? std::vector<int64_t>{T, K, B, 1, L} : std::vector<int64_t>{K, B, 1, L};
-  TORCH_CHECK(go_.sizes() == at::IntArrayRef(go_shape), "das: cnn_backward grad_out must be ",
-              batched ? "(T, K, B, 1, L) = " : "(K, B, 1, L) = ", at::IntArrayRef(go_shape), ", got ", go_.sizes());
+// Returns the gradients for (u, w1, b1, gamma, beta, w2, b2); with weight_grads false only u's is computed
+// and the six parameter gradients are zeros (what autograd needs when no parameter's gradient is wanted).
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>
+cnn_backward_batched_cpu(const at::Tensor& go_, const at::Tensor& u_, const at::Tensor& mean_,
+                         const at::Tensor& rstd_, const at::Tensor& w1_, const at::Tensor& b1_,
+                         const at::Tensor& gamma_, const at::Tensor& beta_, const at::Tensor& w2_, bool training,
+                         bool weight_grads) {
+  check_cnn_batched(u_, w1_, b1_, gamma_, beta_, w2_, nullptr);
+  const int64_t T = u_.size(0), B = u_.size(1), L = u_.size(3);
+  const int64_t K = w1_.size(1), C = w1_.size(2);
+  const std::vector<int64_t> go_shape{T, K, B, 1, L};
+  TORCH_CHECK(go_.sizes() == at::IntArrayRef(go_shape), "das: cnn_backward grad_out must be (T, K, B, 1, L) = ",
+              at::IntArrayRef(go_shape), ", got ", go_.sizes());
   check_same(u_, go_, "u", "grad_out");
   TORCH_CHECK(mean_.sizes() == gamma_.sizes() && rstd_.sizes() == gamma_.sizes(),
-              "das: cnn_backward mean and rstd must be ", batched ? "(T, K, C) = " : "(K, C) = ", gamma_.sizes());
+              "das: cnn_backward mean and rstd must be (T, K, C) = ", gamma_.sizes());
   check_same(u_, mean_, "u", "mean");
   check_same(u_, rstd_, "u", "rstd");
   auto go = go_.contiguous(), u = u_.contiguous(), mean = mean_.contiguous(), rstd = rstd_.contiguous();
   auto w1 = w1_.contiguous(), b1 = b1_.contiguous(), gamma = gamma_.contiguous(), beta = beta_.contiguous();
   auto w2 = w2_.contiguous();
-  const int64_t k1 = w1.size(-1), k2 = w2.size(-1);
+  const int64_t k1 = w1.size(3), k2 = w2.size(3);
   auto du = at::empty_like(u);
   auto dw1 = at::empty_like(w1), db1 = at::empty(gamma.sizes(), u.options());
   auto dgamma = at::empty(gamma.sizes(), u.options()), dbeta = at::empty(gamma.sizes(), u.options());
   auto dw2 = at::empty_like(w2);
-  auto db2 = batched ? at::empty({T, K}, u.options()) : at::empty({K}, u.options());
+  auto db2 = at::empty({T, K}, u.options());
   AT_DISPATCH_FLOATING_TYPES(u.scalar_type(), "das_cnn_backward", [&] {
     cnn_backward_kernel<scalar_t>(T, B, L, K, C, k1, k2, go.data_ptr<scalar_t>(), u.data_ptr<scalar_t>(),
                                   mean.data_ptr<scalar_t>(), rstd.data_ptr<scalar_t>(), w1.data_ptr<scalar_t>(),
@@ -1380,60 +1316,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
   return {du, dw1, db1, dgamma, dbeta, dw2, db2};
 }
 
-}  // namespace
-
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> cnn_forward_cpu(
-    const at::Tensor& u, const at::Tensor& w1, const at::Tensor& b1, const at::Tensor& gamma, const at::Tensor& beta,
-    const at::Tensor& w2, const at::Tensor& b2, const at::Tensor& running_mean, const at::Tensor& running_var,
-    bool training, double eps) {
-  check_cnn(u, w1, b1, gamma, beta, w2, &b2);
-  return cnn_forward_any(u, w1, b1, gamma, beta, w2, b2, running_mean, running_var, training, eps, false);
-}
-
-// Returns the gradients for (u, w1, b1, gamma, beta, w2, b2); with weight_grads false only u's is computed
-// and the six parameter gradients are zeros (what autograd needs when no parameter's gradient is wanted).
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> cnn_backward_cpu(
-    const at::Tensor& go, const at::Tensor& u, const at::Tensor& mean, const at::Tensor& rstd, const at::Tensor& w1,
-    const at::Tensor& b1, const at::Tensor& gamma, const at::Tensor& beta, const at::Tensor& w2, bool training,
-    bool weight_grads) {
-  check_cnn(u, w1, b1, gamma, beta, w2, nullptr);
-  return cnn_backward_any(go, u, mean, rstd, w1, b1, gamma, beta, w2, training, weight_grads, false);
-}
-
-// T banks, one per trial: u (T,B,1,L), parameters and statistics with a leading T; out (T,K,B,1,L).
-// BatchNorm's statistics of trial t are over trial t's batch only.
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> cnn_forward_batched_cpu(
-    const at::Tensor& u, const at::Tensor& w1, const at::Tensor& b1, const at::Tensor& gamma, const at::Tensor& beta,
-    const at::Tensor& w2, const at::Tensor& b2, const at::Tensor& running_mean, const at::Tensor& running_var,
-    bool training, double eps) {
-  check_cnn_batched(u, w1, b1, gamma, beta, w2, &b2);
-  return cnn_forward_any(u, w1, b1, gamma, beta, w2, b2, running_mean, running_var, training, eps, true);
-}
-
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>
-cnn_backward_batched_cpu(const at::Tensor& go, const at::Tensor& u, const at::Tensor& mean, const at::Tensor& rstd,
-                         const at::Tensor& w1, const at::Tensor& b1, const at::Tensor& gamma, const at::Tensor& beta,
-                         const at::Tensor& w2, bool training, bool weight_grads) {
-  check_cnn_batched(u, w1, b1, gamma, beta, w2, nullptr);
-  return cnn_backward_any(go, u, mean, rstd, w1, b1, gamma, beta, w2, training, weight_grads, true);
-}
-
 TORCH_LIBRARY(das, m) {
   m.def("blur(Tensor x, Tensor kernel, int stride) -> Tensor");
   m.def("blur_adjoint(Tensor v, Tensor kernel, int stride, int length) -> Tensor");
-  m.def("grad_step(Tensor u, Tensor y, Tensor tau, Tensor r, Tensor kernel, int stride) -> Tensor");
-  m.def(
-      "grad_step_backward(Tensor grad_out, Tensor u, Tensor y, Tensor tau, Tensor r, Tensor kernel, int stride) "
-      "-> (Tensor, Tensor, Tensor, Tensor)");
-  m.def(
-      "cnn_forward(Tensor u, Tensor w1, Tensor b1, Tensor gamma, Tensor beta, Tensor w2, Tensor b2, "
-      "Tensor running_mean, Tensor running_var, bool training, float eps) "
-      "-> (Tensor, Tensor, Tensor, Tensor)");
-  m.def(
-      "cnn_backward(Tensor grad_out, Tensor u, Tensor mean, Tensor rstd, Tensor w1, Tensor b1, Tensor gamma, "
-      "Tensor beta, Tensor w2, bool training, bool weight_grads=True) "
-      "-> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
-  // The same ops over T independent trials, trials first (see the kernels above for the shapes).
+  // The gradient step and the CNN bank over T independent trials, trials first (see the kernels for the shapes).
   m.def("grad_step_batched(Tensor u, Tensor y, Tensor tau, Tensor r, Tensor kernel, int stride) -> Tensor");
   m.def(
       "grad_step_batched_backward(Tensor grad_out, Tensor u, Tensor y, Tensor tau, Tensor r, Tensor kernel, "
@@ -1451,10 +1337,6 @@ TORCH_LIBRARY(das, m) {
 TORCH_LIBRARY_IMPL(das, CPU, m) {
   m.impl("blur", &blur_cpu);
   m.impl("blur_adjoint", &blur_adjoint_cpu);
-  m.impl("grad_step", &grad_step_cpu);
-  m.impl("grad_step_backward", &grad_step_backward_cpu);
-  m.impl("cnn_forward", &cnn_forward_cpu);
-  m.impl("cnn_backward", &cnn_backward_cpu);
   m.impl("grad_step_batched", &grad_step_batched_cpu);
   m.impl("grad_step_batched_backward", &grad_step_batched_backward_cpu);
   m.impl("cnn_forward_batched", &cnn_forward_batched_cpu);

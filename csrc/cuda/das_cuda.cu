@@ -1,7 +1,7 @@
-// CUDA kernels of the das blur operator, its adjoint and the fused gradient step (Eq. 6).
-// One thread per output sample; launched on the current stream. The CNN bank has no CUDA
+// CUDA kernels of the das blur operator, its adjoint and the fused gradient step (Eq. 6) over T
+// trials. One thread per output sample; launched on the current stream. The CNN bank has no CUDA
 // kernel: on the GPU the Python wrapper runs cuDNN's convolutions (das/operators.py).
-// The batched grad step (trials first, (T, B, 1, L), one tau per trial) runs the same per-sample
+// The batched grad step (trials first, (T, B, 1, L), one tau per trial) runs the per-sample blur
 // code over the T*B rows; a row's trial only picks its tau.
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
@@ -74,38 +74,6 @@ __global__ void residual_kernel(const scalar_t* u, const scalar_t* y, const scal
   if (idx >= B * Lo) return;
   const int64_t b = idx / Lo, i = idx % Lo;
   res[idx] = blur_at(u + b * L, k, K, L, s, i) - y[idx];
-}
-
-// out = u - tau * (A^T res + r)
-template <typename scalar_t>
-__global__ void grad_step_kernel(const scalar_t* u, const scalar_t* res, const scalar_t* tau, const scalar_t* r,
-                                 const scalar_t* k, int64_t K, int64_t B, int64_t L, int64_t s, int64_t Lo,
-                                 scalar_t* out) {
-  const int64_t idx = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
-  if (idx >= B * L) return;
-  const int64_t b = idx / L, j = idx % L;
-  out[idx] = u[idx] - tau[0] * (adjoint_at(res + b * Lo, k, K, s, Lo, j) + r[idx]);
-}
-
-// gu = g - tau A^T A g, gr = -tau g, prod = -g * (A^T res + r) (summed for tau's gradient)
-template <typename scalar_t>
-__global__ void grad_step_backward_kernel(const scalar_t* g, const scalar_t* ag, const scalar_t* res,
-                                          const scalar_t* tau, const scalar_t* r, const scalar_t* k, int64_t K,
-                                          int64_t B, int64_t L, int64_t s, int64_t Lo, scalar_t* gu, scalar_t* gr,
-                                          scalar_t* prod) {
-  const int64_t idx = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
-  if (idx >= B * L) return;
-  const int64_t b = idx / L, j = idx % L;
-  const scalar_t t = tau[0];
-  gu[idx] = g[idx] - t * adjoint_at(ag + b * Lo, k, K, s, Lo, j);
-  gr[idx] = -t * g[idx];
-  prod[idx] = -g[idx] * (adjoint_at(res + b * Lo, k, K, s, Lo, j) + r[idx]);
-}
-
-template <typename scalar_t>
-__global__ void scale_kernel(const scalar_t* x, const scalar_t* tau, int64_t n, scalar_t* out) {
-  const int64_t idx = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
-  if (idx < n) out[idx] = tau[0] * x[idx];
 }
 
 // Batched: rows b of trial b / rows_per_trial, each trial with its own tau.
@@ -209,65 +177,6 @@ at::Tensor blur_adjoint_cuda(const at::Tensor& v_, const at::Tensor& kernel_, in
   return out;
 }
 
-at::Tensor grad_step_cuda(const at::Tensor& u_, const at::Tensor& y_, const at::Tensor& tau_, const at::Tensor& r_,
-                          const at::Tensor& kernel_, int64_t stride) {
-  check_inputs(u_, kernel_, stride);
-  TORCH_CHECK(tau_.numel() == 1 && tau_.is_cuda(), "das: tau must be one number on the GPU");
-  TORCH_CHECK(r_.sizes() == u_.sizes(), "das: r must have the shape of u");
-  const c10::cuda::CUDAGuard guard(u_.device());
-  auto u = u_.contiguous(), y = y_.contiguous(), r = r_.contiguous(), kernel = kernel_.contiguous();
-  auto tau = tau_.contiguous();
-  const int64_t B = u.size(0), L = u.size(2), K = kernel.size(0), Lo = blurred_length(L, stride);
-  TORCH_CHECK(y.size(0) == B && y.size(2) == Lo, "das: y must have A u's shape");
-  auto res = at::empty({B, 1, Lo}, u.options());
-  auto out = at::empty_like(u);
-  if (B == 0) return out;
-  auto stream = c10::cuda::getCurrentCUDAStream();
-  AT_DISPATCH_FLOATING_TYPES(u.scalar_type(), "das_grad_step_cuda", [&] {
-    const scalar_t* kp = kernel.data_ptr<scalar_t>();
-    residual_kernel<scalar_t><<<blocks_for(B * Lo), kThreads, 0, stream>>>(
-        u.data_ptr<scalar_t>(), y.data_ptr<scalar_t>(), kp, K, B, L, stride, Lo, res.data_ptr<scalar_t>());
-    grad_step_kernel<scalar_t><<<blocks_for(B * L), kThreads, 0, stream>>>(
-        u.data_ptr<scalar_t>(), res.data_ptr<scalar_t>(), tau.data_ptr<scalar_t>(), r.data_ptr<scalar_t>(), kp, K,
-        B, L, stride, Lo, out.data_ptr<scalar_t>());
-  });
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
-  return out;
-}
-
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> grad_step_backward_cuda(
-    const at::Tensor& go_, const at::Tensor& u_, const at::Tensor& y_, const at::Tensor& tau_, const at::Tensor& r_,
-    const at::Tensor& kernel_, int64_t stride) {
-  check_inputs(u_, kernel_, stride);
-  TORCH_CHECK(go_.sizes() == u_.sizes() && r_.sizes() == u_.sizes(), "das: grad_out and r must have u's shape");
-  const c10::cuda::CUDAGuard guard(u_.device());
-  auto go = go_.contiguous(), u = u_.contiguous(), y = y_.contiguous(), r = r_.contiguous();
-  auto kernel = kernel_.contiguous(), tau = tau_.contiguous();
-  const int64_t B = u.size(0), L = u.size(2), K = kernel.size(0), Lo = blurred_length(L, stride);
-  auto ag = at::empty({B, 1, Lo}, u.options()), res = at::empty({B, 1, Lo}, u.options());
-  auto gu = at::empty_like(u), gr = at::empty_like(u), prod = at::empty_like(u), gy = at::empty_like(y);
-  if (B == 0) return {gu, gy, at::zeros_like(tau), gr};
-  auto stream = c10::cuda::getCurrentCUDAStream();
-  AT_DISPATCH_FLOATING_TYPES(u.scalar_type(), "das_grad_step_backward_cuda", [&] {
-    const scalar_t* kp = kernel.data_ptr<scalar_t>();
-    blur_kernel<scalar_t><<<blocks_for(B * Lo), kThreads, 0, stream>>>(go.data_ptr<scalar_t>(), kp, K, B, L,
-                                                                        stride, Lo, ag.data_ptr<scalar_t>());
-    residual_kernel<scalar_t><<<blocks_for(B * Lo), kThreads, 0, stream>>>(
-        u.data_ptr<scalar_t>(), y.data_ptr<scalar_t>(), kp, K, B, L, stride, Lo, res.data_ptr<scalar_t>());
-    grad_step_backward_kernel<scalar_t><<<blocks_for(B * L), kThreads, 0, stream>>>(
-        go.data_ptr<scalar_t>(), ag.data_ptr<scalar_t>(), res.data_ptr<scalar_t>(), tau.data_ptr<scalar_t>(),
-        r.data_ptr<scalar_t>(), kp, K, B, L, stride, Lo, gu.data_ptr<scalar_t>(), gr.data_ptr<scalar_t>(),
-        prod.data_ptr<scalar_t>());
-    scale_kernel<scalar_t><<<blocks_for(B * Lo), kThreads, 0, stream>>>(ag.data_ptr<scalar_t>(),
-                                                                         tau.data_ptr<scalar_t>(), B * Lo,
-                                                                         gy.data_ptr<scalar_t>());
-  });
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
-  // a plain sum (no atomics) keeps tau's gradient deterministic
-  auto gtau = prod.sum().reshape(tau_.sizes());
-  return {gu, gy, gtau, gr};
-}
-
 at::Tensor grad_step_batched_cuda(const at::Tensor& u_, const at::Tensor& y_, const at::Tensor& tau_,
                                   const at::Tensor& r_, const at::Tensor& kernel_, int64_t stride) {
   check_batched(u_, y_, tau_, r_, kernel_, stride);
@@ -329,8 +238,6 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> grad_step_batched_bac
 TORCH_LIBRARY_IMPL(das, CUDA, m) {
   m.impl("blur", &blur_cuda);
   m.impl("blur_adjoint", &blur_adjoint_cuda);
-  m.impl("grad_step", &grad_step_cuda);
-  m.impl("grad_step_backward", &grad_step_backward_cuda);
   m.impl("grad_step_batched", &grad_step_batched_cuda);
   m.impl("grad_step_batched_backward", &grad_step_batched_backward_cuda);
 }
