@@ -1,70 +1,20 @@
-// CUDA kernels of the das blur operator, its adjoint and the fused gradient step (Eq. 6) over T
-// trials. One thread per output sample; launched on the current stream. The CNN bank has no CUDA
-// kernel: on the GPU the Python wrapper runs cuDNN's convolutions (das/operators.py).
-// The batched grad step (trials first, (T, B, 1, L), one tau per trial) runs the per-sample blur
-// code over the T*B rows; a row's trial only picks its tau.
+// The fused gradient step of the paper's Eq. 6 on the GPU, for T trials at once
+// (torch.ops.das.grad_step_batched and grad_step_batched_backward): u, r (T, B, 1, L), y (T, B, 1, Lo),
+// tau (T,). The kernels run the per-sample blur code of common.cuh over the T*B rows, one thread per
+// sample; a row's trial only picks its tau. Registered in bindings.cu.
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAStream.h>
 #include <c10/cuda/CUDAGuard.h>
-#include <torch/library.h>
 
 #include <tuple>
+
+#include "common.cuh"
 
 namespace das {
 
 namespace {
-
-constexpr int kThreads = 256;
-
-inline int64_t blurred_length(int64_t length, int64_t stride) { return (length - 1) / stride + 1; }
-
-inline int blocks_for(int64_t n) { return static_cast<int>((n + kThreads - 1) / kThreads); }
-
-// (A x)[i] for sample row x.
-template <typename scalar_t>
-__device__ inline scalar_t blur_at(const scalar_t* x, const scalar_t* k, int64_t K, int64_t L, int64_t s,
-                                   int64_t i) {
-  const int64_t p = K / 2, c = i * s - p;
-  scalar_t acc = 0;
-  for (int64_t t = 0; t < K; ++t) {
-    const int64_t j = c + t;
-    if (j >= 0 && j < L) acc += k[t] * x[j];
-  }
-  return acc;
-}
-
-// (A^T v)[j] for sample row v of length Lo.
-template <typename scalar_t>
-__device__ inline scalar_t adjoint_at(const scalar_t* v, const scalar_t* k, int64_t K, int64_t s, int64_t Lo,
-                                      int64_t j) {
-  const int64_t p = K / 2;
-  scalar_t acc = 0;
-  for (int64_t t = 0; t < K; ++t) {
-    const int64_t q = j + p - t;
-    if (q >= 0 && q % s == 0 && q / s < Lo) acc += k[t] * v[q / s];
-  }
-  return acc;
-}
-
-template <typename scalar_t>
-__global__ void blur_kernel(const scalar_t* x, const scalar_t* k, int64_t K, int64_t B, int64_t L, int64_t s,
-                            int64_t Lo, scalar_t* out) {
-  const int64_t idx = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
-  if (idx >= B * Lo) return;
-  const int64_t b = idx / Lo, i = idx % Lo;
-  out[idx] = blur_at(x + b * L, k, K, L, s, i);
-}
-
-template <typename scalar_t>
-__global__ void adjoint_kernel(const scalar_t* v, const scalar_t* k, int64_t K, int64_t B, int64_t L, int64_t s,
-                               int64_t Lo, scalar_t* out) {
-  const int64_t idx = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
-  if (idx >= B * L) return;
-  const int64_t b = idx / L, j = idx % L;
-  out[idx] = adjoint_at(v + b * Lo, k, K, s, Lo, j);
-}
 
 // residual[b, i] = (A u)[i] - y[b, i]
 template <typename scalar_t>
@@ -112,14 +62,6 @@ __global__ void scale_batched_kernel(const scalar_t* x, const scalar_t* tau, int
   if (idx < n) out[idx] = tau[idx / per_trial] * x[idx];
 }
 
-void check_inputs(const at::Tensor& x, const at::Tensor& kernel, int64_t stride) {
-  TORCH_CHECK(x.is_cuda() && kernel.is_cuda(), "das: CUDA kernel called with a tensor that is not on the GPU");
-  TORCH_CHECK(x.dim() == 3 && x.size(1) == 1, "das: signal must have shape (B, 1, L), got ", x.sizes());
-  TORCH_CHECK(kernel.dim() == 1 && kernel.size(0) % 2 == 1, "das: kernel must be 1-D of odd length");
-  TORCH_CHECK(x.scalar_type() == kernel.scalar_type(), "das: signal and kernel must share one dtype");
-  TORCH_CHECK(stride >= 1, "das: stride (the subsampling factor) must be >= 1, got ", stride);
-}
-
 // u, r (T, B, 1, L), y (T, B, 1, Lo), tau (T,): trials first, one step size per trial.
 void check_batched(const at::Tensor& u, const at::Tensor& y, const at::Tensor& tau, const at::Tensor& r,
                    const at::Tensor& kernel, int64_t stride) {
@@ -142,40 +84,6 @@ void check_batched(const at::Tensor& u, const at::Tensor& y, const at::Tensor& t
 }
 
 }  // namespace
-
-at::Tensor blur_cuda(const at::Tensor& x_, const at::Tensor& kernel_, int64_t stride) {
-  check_inputs(x_, kernel_, stride);
-  const c10::cuda::CUDAGuard guard(x_.device());
-  auto x = x_.contiguous(), kernel = kernel_.contiguous();
-  const int64_t B = x.size(0), L = x.size(2), K = kernel.size(0), Lo = blurred_length(L, stride);
-  auto out = at::empty({B, 1, Lo}, x.options());
-  if (B == 0) return out;
-  auto stream = c10::cuda::getCurrentCUDAStream();
-  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "das_blur_cuda", [&] {
-    blur_kernel<scalar_t><<<blocks_for(B * Lo), kThreads, 0, stream>>>(
-        x.data_ptr<scalar_t>(), kernel.data_ptr<scalar_t>(), K, B, L, stride, Lo, out.data_ptr<scalar_t>());
-  });
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
-  return out;
-}
-
-at::Tensor blur_adjoint_cuda(const at::Tensor& v_, const at::Tensor& kernel_, int64_t stride, int64_t length) {
-  check_inputs(v_, kernel_, stride);
-  TORCH_CHECK(length >= 1 && blurred_length(length, stride) == v_.size(2),
-              "das: blur_adjoint length does not match the signal's length and stride");
-  const c10::cuda::CUDAGuard guard(v_.device());
-  auto v = v_.contiguous(), kernel = kernel_.contiguous();
-  const int64_t B = v.size(0), Lo = v.size(2), K = kernel.size(0);
-  auto out = at::empty({B, 1, length}, v.options());
-  if (B == 0) return out;
-  auto stream = c10::cuda::getCurrentCUDAStream();
-  AT_DISPATCH_FLOATING_TYPES(v.scalar_type(), "das_blur_adjoint_cuda", [&] {
-    adjoint_kernel<scalar_t><<<blocks_for(B * length), kThreads, 0, stream>>>(
-        v.data_ptr<scalar_t>(), kernel.data_ptr<scalar_t>(), K, B, length, stride, Lo, out.data_ptr<scalar_t>());
-  });
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
-  return out;
-}
 
 at::Tensor grad_step_batched_cuda(const at::Tensor& u_, const at::Tensor& y_, const at::Tensor& tau_,
                                   const at::Tensor& r_, const at::Tensor& kernel_, int64_t stride) {
@@ -233,13 +141,6 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> grad_step_batched_bac
   // one plain sum per trial (no atomics): deterministic, and no sum crosses trials
   auto gtau = prod.reshape({T, B * L}).sum(1);
   return {gu, gy, gtau, gr};
-}
-
-TORCH_LIBRARY_IMPL(das, CUDA, m) {
-  m.impl("blur", &blur_cuda);
-  m.impl("blur_adjoint", &blur_adjoint_cuda);
-  m.impl("grad_step_batched", &grad_step_batched_cuda);
-  m.impl("grad_step_batched_backward", &grad_step_batched_backward_cuda);
 }
 
 }  // namespace das
