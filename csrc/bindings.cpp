@@ -3,7 +3,7 @@
 // `import das._C` load this library. The CUDA kernels register themselves in cuda/bindings.cu; the
 // autograd formulas and fake (meta) kernels are registered from Python, in das/operators.py.
 #include <Python.h>
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
 #include <torch/library.h>
 
 #include <tuple>

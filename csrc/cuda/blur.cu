@@ -1,8 +1,9 @@
 // The blur operator A and its adjoint A^T on the GPU (torch.ops.das.blur and blur_adjoint): signals
 // (B, 1, L), one thread per output sample, launched on the current stream. The per-sample code is in
 // common.cuh; the ops are registered in bindings.cu.
-#include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAStream.h>
 #include <c10/cuda/CUDAGuard.h>

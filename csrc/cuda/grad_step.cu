@@ -2,8 +2,11 @@
 // (torch.ops.das.grad_step_batched and grad_step_batched_backward): u, r (T, B, 1, L), y (T, B, 1, Lo),
 // tau (T,). The kernels run the per-sample blur code of common.cuh over the T*B rows, one thread per
 // sample; a row's trial only picks its tau. Registered in bindings.cu.
-#include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/empty_like.h>
+#include <ATen/ops/zeros_like.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAStream.h>
 #include <c10/cuda/CUDAGuard.h>
