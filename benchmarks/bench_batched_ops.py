@@ -1,4 +1,4 @@
-"""Time the trial-batched ops against T separate calls of the unbatched ops and against the _ref twins.
+"""Time the trial-batched ops on T trials against T separate calls with T = 1 and against the _ref twins.
 
     python benchmarks/bench_batched_ops.py [--threads 1] [--trials 1 8 32 75] [--banks 2 4] [--clock cpu]
 
@@ -69,12 +69,11 @@ def bench_cnn(T, K, repeat):
     def batched(bank):
         return lambda: torch.autograd.grad(bank(*xs, *stats, True), xs, go)
 
-    # the unbatched op, one call per trial on that trial's slices (slicing is part of the cost a
-    # per-trial loop pays)
+    # one call per trial (T = 1) on that trial's slices (slicing is part of the cost a per-trial loop pays)
     def separate():
         for t in range(T):
-            ts = [x[t] for x in xs]
-            torch.autograd.grad(O.cnn_bank(*ts, stats[0][t], stats[1][t], True), ts, go[t])
+            ts = [x[t:t + 1] for x in xs]
+            torch.autograd.grad(O.cnn_bank_batched(*ts, stats[0][t:t + 1], stats[1][t:t + 1], True), ts, go[t:t + 1])
 
     return {"batched": timed(batched(O.cnn_bank_batched), repeat) / T,
             "separate": timed(separate, repeat) / T,
@@ -89,8 +88,8 @@ def bench_step(T, repeat):
 
     def separate():
         for t in range(T):
-            ts = [x[t] for x in xs]
-            torch.autograd.grad(O.grad_step(*ts, A.kernel, A.stride), ts, go[t])
+            ts = [x[t:t + 1] for x in xs]
+            torch.autograd.grad(O.grad_step_batched(*ts, A.kernel, A.stride), ts, go[t:t + 1])
 
     return {"batched": timed(batched(O.grad_step_batched), repeat) / T,
             "separate": timed(separate, repeat) / T,

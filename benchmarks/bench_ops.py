@@ -1,4 +1,5 @@
-"""Time each extension op against its _ref twin, forward and forward+backward, batch 128, length 50.
+"""Time each extension op against its _ref twin, forward and forward+backward, batch 128, length 50
+(the gradient step and the CNN bank for one trial, T = 1).
 
     python benchmarks/bench_ops.py [--threads 2] [--device cpu] [--out bench_out/ops.json]
 
@@ -23,15 +24,16 @@ def cases(device):
     for data in ("blur", "downsample"):
         A = O.Operator(data, device=device)
         u, y, r = rnd(128, 1, 50), rnd(128, 1, A.measured_length), rnd(128, 1, 50)
-        tau = torch.tensor(0.9, device=device)
+        tau = torch.tensor([0.9], device=device)
         out.append((f"blur ({data})", lambda A=A: (lambda x: O.blur(x, A.kernel, A.stride)), [u]))
         out.append((f"blur_adjoint ({data})", lambda A=A: (lambda v: O.blur_adjoint(v, A.kernel, A.stride, 50)), [y]))
-        out.append((f"grad_step ({data})", lambda A=A: (lambda *a: O.grad_step(*a, A.kernel, A.stride)), [u, y, tau, r]))
+        out.append((f"grad_step_batched T=1 ({data})", lambda A=A: (lambda *a: O.grad_step_batched(*a, A.kernel, A.stride)),
+                    [u[None], y[None], tau, r[None]]))
     K, C = 2, 16
-    params = [rnd(K, C, 3), rnd(K, C), rnd(K, C).abs() + 0.5, rnd(K, C), rnd(K, C, 3), rnd(K)]
-    stats = [torch.zeros(K, C, device=device), torch.ones(K, C, device=device)]
-    u = rnd(128, 1, 50)
-    out.append(("cnn_bank K=2 C=16", lambda: (lambda *a: O.cnn_bank(*a, *stats, True)), [u] + params))
+    params = [rnd(1, K, C, 3), rnd(1, K, C), rnd(1, K, C).abs() + 0.5, rnd(1, K, C), rnd(1, K, C, 3), rnd(1, K)]
+    stats = [torch.zeros(1, K, C, device=device), torch.ones(1, K, C, device=device)]
+    u = rnd(1, 128, 1, 50)
+    out.append(("cnn_bank_batched T=1 K=2 C=16", lambda: (lambda *a: O.cnn_bank_batched(*a, *stats, True)), [u] + params))
     return out
 
 

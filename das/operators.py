@@ -1,5 +1,6 @@
-"""The measurement operator A (blur, blur + subsampling), its adjoint, the fused gradient step
-of the paper's Eq. 6 and the CNN bank n(u; theta), each with a pure-PyTorch ``*_ref`` twin.
+"""The measurement operator A (blur, blur + subsampling), its adjoint, and for T trials at once the
+fused gradient step of the paper's Eq. 6 and the CNN bank n(u; theta), each with a pure-PyTorch
+``*_ref`` twin.
 
 The fast path runs the C++/CUDA kernels of ``das._C`` (registered as ``torch.ops.das.*``);
 without the extension a one-time warning names the fix and every call takes the ``_ref`` path.
@@ -79,27 +80,6 @@ def blur_adjoint_ref(v: torch.Tensor, kernel: torch.Tensor, stride: int, length:
     return F.conv_transpose1d(v, kernel.view(1, 1, -1), stride=stride, padding=pad, output_padding=extra)
 
 
-def grad_step_ref(u, y, tau, r, kernel, stride):
-    """u - tau (A^T (A u - y) + r): u, r (B,1,L), y (B,1,Lo), tau a 1-element tensor."""
-    residual = blur_ref(u, kernel, stride) - y
-    return u - tau.reshape(()) * (blur_adjoint_ref(residual, kernel, stride, u.shape[-1]) + r)
-
-
-def cnn_bank_ref(u, w1, b1, gamma, beta, w2, b2, running_mean, running_var, training, momentum=0.1, eps=1e-5):
-    """K CNNs conv(k1) -> BatchNorm -> ReLU -> conv(k2) on one input u (B,1,L) -> (K,B,1,L).
-
-    w1 (K,C,k1); b1, gamma, beta, running_* (K,C); w2 (K,C,k2); b2 (K,). In training the
-    running statistics are updated in place, as nn.BatchNorm1d does.
-    """
-    K, C, k1 = w1.shape
-    k2 = w2.shape[-1]
-    h = F.conv1d(u, w1.reshape(K * C, 1, k1), b1.reshape(K * C), padding=k1 // 2)
-    h = F.batch_norm(h, running_mean.view(-1), running_var.view(-1), gamma.reshape(-1), beta.reshape(-1),
-                     training, momentum, eps)
-    out = F.conv1d(F.relu(h), w2.reshape(K, C, k2), b2, padding=k2 // 2, groups=K)
-    return out.transpose(0, 1).unsqueeze(2)
-
-
 # Batched twins: T independent trials, trials first. Nothing in them mixes trials.
 def blur_batched_ref(x: torch.Tensor, kernel: torch.Tensor, stride: int) -> torch.Tensor:
     """A x per trial: x (T,B,1,L) -> (T,B,1,(L-1)//stride+1)."""
@@ -154,30 +134,6 @@ def blur_adjoint(v: torch.Tensor, kernel: torch.Tensor, stride: int, length: int
     return blur_adjoint_ref(v, kernel, stride, length)
 
 
-def grad_step(u, y, tau, r, kernel, stride):
-    """The fused learnable gradient step u - tau (A^T (A u - y) + r) (paper Eq. 6): (B,1,L)."""
-    if _use_extension:
-        return torch.ops.das.grad_step(u, y, tau, r, kernel, stride)
-    return grad_step_ref(u, y, tau, r, kernel, stride)
-
-
-def cnn_bank(u, w1, b1, gamma, beta, w2, b2, running_mean, running_var, training, momentum=0.1, eps=1e-5):
-    """K CNNs n(u; theta_k) on one input u (B,1,L) -> (K,B,1,L); see ``cnn_bank_ref``.
-
-    On the GPU this runs the ``_ref`` composition (cuDNN), which has no custom kernel.
-    """
-    if not _use_extension or u.is_cuda:
-        return cnn_bank_ref(u, w1, b1, gamma, beta, w2, b2, running_mean, running_var, training, momentum, eps)
-    out, mean, var, _ = torch.ops.das.cnn_forward(u, w1, b1, gamma, beta, w2, b2, running_mean, running_var,
-                                                  training, eps)
-    if training:
-        with torch.no_grad():
-            n = u.shape[0] * u.shape[-1]
-            running_mean.lerp_(mean, momentum)
-            running_var.lerp_(var * (n / max(n - 1, 1)), momentum)
-    return out
-
-
 def blur_batched(x: torch.Tensor, kernel: torch.Tensor, stride: int) -> torch.Tensor:
     """A x per trial: x (T,B,1,L) -> (T,B,1,Lo); the rows of all trials go through one blur call."""
     T, B = x.shape[:2]
@@ -202,7 +158,7 @@ def cnn_bank_batched(u, w1, b1, gamma, beta, w2, b2, running_mean, running_var, 
                      eps=1e-5):
     """T banks of K CNNs, one per trial: u (T,B,1,L) -> (T,K,B,1,L); see ``cnn_bank_batched_ref``.
 
-    Trial t's numbers are the same bits as ``cnn_bank`` on trial t alone (CPU extension).
+    Trial t's numbers are the same bits as a call on trial t alone, T = 1 (CPU extension).
     On the GPU this runs the ``_ref`` composition (cuDNN), which has no custom kernel.
     """
     if not _use_extension or u.is_cuda:
@@ -211,7 +167,7 @@ def cnn_bank_batched(u, w1, b1, gamma, beta, w2, b2, running_mean, running_var, 
     out, mean, var, _ = torch.ops.das.cnn_forward_batched(u, w1, b1, gamma, beta, w2, b2, running_mean,
                                                           running_var, training, eps)
     if training:
-        # elementwise, as in cnn_bank, so each trial's running statistics match the unbatched update
+        # elementwise, so each trial's running statistics are updated as they would be for it alone
         with torch.no_grad():
             n = u.shape[1] * u.shape[-1]
             running_mean.lerp_(mean, momentum)
@@ -229,27 +185,6 @@ if HAS_EXTENSION:
     @torch.library.register_fake("das::blur_adjoint")
     def _blur_adjoint_fake(v, kernel, stride, length):
         return v.new_empty(v.shape[0], 1, length)
-
-    @torch.library.register_fake("das::grad_step")
-    def _grad_step_fake(u, y, tau, r, kernel, stride):
-        return torch.empty_like(u)
-
-    @torch.library.register_fake("das::grad_step_backward")
-    def _grad_step_backward_fake(grad_out, u, y, tau, r, kernel, stride):
-        return torch.empty_like(u), torch.empty_like(y), torch.empty_like(tau), torch.empty_like(r)
-
-    @torch.library.register_fake("das::cnn_forward")
-    def _cnn_forward_fake(u, w1, b1, gamma, beta, w2, b2, running_mean, running_var, training, eps):
-        K, C, _ = w1.shape
-        B, _, L = u.shape
-        stat = u.new_empty(K, C)
-        return u.new_empty(K, B, 1, L), stat, torch.empty_like(stat), torch.empty_like(stat)
-
-    @torch.library.register_fake("das::cnn_backward")
-    def _cnn_backward_fake(grad_out, u, mean, rstd, w1, b1, gamma, beta, w2, training, weight_grads=True):
-        K, C, _ = w1.shape
-        return (torch.empty_like(u), torch.empty_like(w1), u.new_empty(K, C), u.new_empty(K, C),
-                u.new_empty(K, C), torch.empty_like(w2), u.new_empty(K))
 
     # The blur's backward is its adjoint and vice versa.
     def _blur_setup(ctx, inputs, output):
@@ -274,17 +209,11 @@ if HAS_EXTENSION:
 
     torch.library.register_autograd("das::blur_adjoint", _adjoint_backward, setup_context=_adjoint_setup)
 
+    # The gradient step and the CNN bank: every tensor with a leading trial dimension T.
     def _grad_step_setup(ctx, inputs, output):
         u, y, tau, r, kernel, stride = inputs
         ctx.save_for_backward(u, y, tau, r, kernel)
         ctx.stride = stride
-
-    def _grad_step_backward(ctx, grad):
-        u, y, tau, r, kernel = ctx.saved_tensors
-        gu, gy, gtau, gr = torch.ops.das.grad_step_backward(grad, u, y, tau, r, kernel, ctx.stride)
-        return gu, gy, gtau, gr, None, None
-
-    torch.library.register_autograd("das::grad_step", _grad_step_backward, setup_context=_grad_step_setup)
 
     def _cnn_setup(ctx, inputs, output):
         u, w1, b1, gamma, beta, w2, b2, _, _, training, _ = inputs
@@ -313,18 +242,6 @@ if HAS_EXTENSION:
                 return True
         return False
 
-    def _cnn_backward(ctx, grad_out, *unused_grads):
-        u, mean, rstd, w1, b1, gamma, beta, w2 = ctx.saved_tensors
-        if grad_out is None:
-            return (None,) * 11
-        wanted = _params_wanted(ctx)
-        grads = torch.ops.das.cnn_backward(grad_out.contiguous(), u, mean, rstd, w1, b1, gamma, beta, w2,
-                                           ctx.training, wanted)
-        return (*(grads if wanted else grads[:1] + (None,) * 6), None, None, None, None)
-
-    torch.library.register_autograd("das::cnn_forward", _cnn_backward, setup_context=_cnn_setup)
-
-    # The batched ops: the same autograd structure, every tensor with a leading trial dimension T.
     @torch.library.register_fake("das::grad_step_batched")
     def _grad_step_batched_fake(u, y, tau, r, kernel, stride):
         return torch.empty_like(u)
@@ -393,7 +310,3 @@ class Operator:
     def adjoint(self, v: torch.Tensor) -> torch.Tensor:
         """A^T v: (B,1,Lo) -> (B,1,L)."""
         return blur_adjoint(v, self.kernel, self.stride, self.length)
-
-    def grad_step(self, u, y, tau, r):
-        """u - tau (A^T(A u - y) + r): (B,1,L)."""
-        return grad_step(u, y, tau, r, self.kernel, self.stride)
