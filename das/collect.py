@@ -500,7 +500,8 @@ def reread(records, **values) -> list[dict]:
         value = values.get("psnr", r.get("psnr"))
         one_shot = (averagings.get("one_shot") or {}).get(value)
         arch = (averagings.get("architecture") or {}).get(value)
-        cands = [c for c in r.get("candidates") or [] if c.get("psnr_averagings")]
+        listed = r.get("candidates") if isinstance(r.get("candidates"), list) else []
+        cands = [c for c in listed if isinstance(c, dict) and c.get("psnr_averagings")]
         if len(cands) > 1:
             scored = [c["psnr_averagings"][value] for c in cands if c.get("status") == Status.COMPLETE]
             arch = max(scored) if scored else None

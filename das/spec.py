@@ -165,11 +165,6 @@ def defaults() -> dict:
     return {s.name: s.default for s in SETTINGS}
 
 
-def comparable_fields() -> tuple:
-    """The fields two groups of different methods must share to be compared (see stats.comparable)."""
-    return ("space", "data", "ops", "preset") + tuple(s.name for s in SETTINGS if s.comparable)
-
-
 # ---------------------------------------------------------------------------- names
 def check_choice(value, choices, what):
     if not isinstance(value, str) or value not in choices:
@@ -353,7 +348,7 @@ class TrialSpec:
             d.pop(k)
         if d["retrain_epochs"] == self.epochs:
             d["retrain_epochs"] = None
-        if METHODS[self.method].architectures is not None or self.method in _searches():
+        if METHODS[self.method].architectures is not None or is_search(self.method):
             d.pop("genotype")
         return json.dumps(d, sort_keys=True)
 
@@ -407,7 +402,7 @@ class TrialSpec:
 
     def folder(self, root) -> Path:
         base = Path(root) / self.space / self.data / self.ops / self.method / self.preset
-        if self.stage == "train" and self.method in _searches():
+        if self.stage == "train" and is_search(self.method):
             return self.search_spec().folder(root) / self._retrain_name()
         if self.genotype is not None:
             return base / f"g{digest(bare_genotype(self.genotype), 8)}{self._suffix()}" / self._retrain_name()
@@ -430,10 +425,6 @@ class TrialSpec:
 
 def _from_plain(d: dict) -> TrialSpec:
     return TrialSpec(**d)
-
-
-def _searches() -> tuple:
-    return tuple(m for m, v in METHODS.items() if v.kind == "search")
 
 
 def retrain_spec(search: TrialSpec, genotype, retrain_seed: int | None = None,

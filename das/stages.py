@@ -156,6 +156,19 @@ def _open(spec: TrialSpec, root, resume, overwrite, device, args, role):
     return folder, resuming, previous, new_result(spec, device, role)
 
 
+def _open_batch(specs, root, results, resume, overwrite, device, args, role):
+    """Take every trial folder of a batch, all checked before any is written (das.folder.check_folders):
+    a finished trial's result goes into `results`; the others are yielded as (n, spec, folder,
+    resuming, previous result, new result)."""
+    resumes = check_folders(specs, root, resume=resume, overwrite=overwrite)
+    for n, spec in enumerate(specs):
+        folder, resuming, previous, result = _open(spec, root, resumes[n], overwrite, device, args, role)
+        if result is None:
+            results[n] = {**previous, "dir": str(folder)}
+        else:
+            yield n, spec, folder, resuming, previous, result
+
+
 def run_search(spec: TrialSpec, root, **kw) -> dict:
     """Search, derive, write genotype.json / supernet.pt / result.json; return the result."""
     return run_searches([spec], root, **kw)[0]
@@ -177,12 +190,8 @@ def run_searches(specs: list[TrialSpec], root, *, device="cpu", resume=False, ov
         pretrained = [pretrained] * len(specs)
     results: list[dict | None] = [None] * len(specs)
     jobs = []
-    resumes = check_folders(specs, root, resume=resume, overwrite=overwrite)
-    for n, spec in enumerate(specs):
-        folder, resuming, previous, result = _open(spec, root, resumes[n], overwrite, device, args, role)
-        if result is None:
-            results[n] = {**previous, "dir": str(folder)}
-            continue
+    for n, spec, folder, resuming, previous, result in _open_batch(specs, root, results, resume, overwrite, device,
+                                                                   args, role):
         write_json(folder / RESULT, result)
         jobs.append({"n": n, "spec": spec, "folder": folder, "result": result, "seed": spec.seed,
                      "ckpt": folder / CHECKPOINT, "state": None, "resuming": resuming,
@@ -278,12 +287,8 @@ def run_trains(specs: list[TrialSpec], root, *, device="cpu", resume=False, over
         raise ValueError("run_trains takes training specifications of one batch key")
     results: list[dict | None] = [None] * len(specs)
     pending, jobs = {}, []
-    resumes = check_folders(specs, root, resume=resume, overwrite=overwrite)
-    for n, spec in enumerate(specs):
-        folder, resuming, previous, result = _open(spec, root, resumes[n], overwrite, device, args, role)
-        if result is None:
-            results[n] = {**previous, "dir": str(folder)}
-            continue
+    for n, spec, folder, resuming, previous, result in _open_batch(specs, root, results, resume, overwrite, device,
+                                                                   args, role):
         result["candidates"] = previous["candidates"] if previous and isinstance(previous.get("candidates"), list) else []
         if METHODS[spec.method].kind == "search":
             search = read_result(folder.parent) or {}

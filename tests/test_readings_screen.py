@@ -1,0 +1,111 @@
+"""The readings screen's pre-registered rule (das/readings.py) on synthetic trials with known
+medians: views, scores against numpy, stage 2 and the choice, the study's cells, and the script."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from scipy import stats as st
+
+from das import readings
+from das.hparams import load_hparams
+from das.model import uniform_genotype
+from das.spec import TrialSpec, retrain_spec
+from das.study import PAPER
+from tests.conftest import ROOT
+
+OFFSETS = {readings.name({}): 2.0, "theta_optimizer=sgd": 0.5, "residual=off": 1.0, "width=8": 2.1}
+
+
+def _records(reading: dict, offset: float, seeds=range(1000, 1005)):
+    """Trials of `reading` in the cells it changes, median paper + offset (each cell's values spread
+    symmetrically around it)."""
+    out = []
+    for cell in readings.cells():
+        if reading and not readings._affects(reading, cell):
+            continue
+        space, data, ops, method = cell
+        for k, seed in enumerate(seeds):
+            spec = TrialSpec.make(hp=load_hparams("H1"), space=space, data=data, ops=ops, method=method, seed=seed,
+                                  **reading)
+            if method == "das":  # a DAS record is its search's retrain
+                spec = retrain_spec(spec, uniform_genotype(space, data, ops, "grad", spec.width))
+            v = PAPER[(*cell, "H1")][2] + offset + (k - 2) * 0.1
+            out.append({**spec.to_dict(), **spec.settings(), "group": spec.group(), "label": spec.label(),
+                        "primary": True, "retrain_seed": seed if method == "das" else None, "status": "complete",
+                        "candidates": [],
+                        "architecture_psnr": v, "one_shot_psnr": v - 1,
+                        "psnr_averagings": {"architecture": {"sample": v, "pooled": v - 0.2, "batch": v - 0.15},
+                                            "one_shot": {"sample": v - 1, "pooled": v - 1.2, "batch": v - 1.15}}})
+    return out
+
+
+@pytest.fixture(scope="module")
+def screen():
+    recs = _records({}, OFFSETS["defaults"])
+    recs += _records({"theta_optimizer": "sgd"}, OFFSETS["theta_optimizer=sgd"])
+    recs += _records({"residual": "off"}, OFFSETS["residual=off"])
+    recs += _records({"width": 8}, OFFSETS["width=8"])
+    return recs
+
+
+def test_views_take_the_baseline_where_a_reading_cannot_change_a_cell(screen):
+    assert len(readings.cells()) == 28
+    base = readings.view(screen, {})
+    assert len(base) == 28 * 5 and {r["theta_optimizer"] for r in base} == {"adam"}
+    loud = readings.view(screen, {"noise_sigma": 1.0})  # no trials of it: only the cells it cannot change
+    assert {(r["ops"]) for r in loud} == {"good"} and all(r["theta_optimizer"] == "adam" for r in loud)
+    pooled = readings.view(screen, {"psnr": "pooled"})
+    assert len(pooled) == len(base) and all(r["psnr"] == "pooled" for r in pooled)
+    assert pooled[0]["architecture_psnr"] == base[0]["architecture_psnr"] - 0.2
+
+
+def test_scores_equal_numpy(screen):
+    for reading, offset in (({}, 2.0), ({"theta_optimizer": "sgd"}, 0.5), ({"residual": "off"}, 1.0)):
+        s = readings.score(screen, reading)
+        ours = np.array([s["medians"]["/".join(c)] for c in readings.cells()])
+        paper = np.array([PAPER[(*c, "H1")][2] for c in readings.cells()])
+        np.testing.assert_allclose(ours - paper, offset, atol=1e-9)
+        assert s["mad"] == pytest.approx(abs(offset)) and s["cells"] == 28 and s["trials"] == 140
+        assert s["tau"] == pytest.approx(st.kendalltau(ours, paper).statistic)
+
+
+def test_stage2_and_the_choice_follow_the_rule(screen):
+    """sgd (0.5 dB) and residual off (1.0 dB) help; width 8 (2.1 dB) does not: stage 2 combines the
+    two helping settings in the order of their MAD; the choice is the lowest MAD."""
+    assert readings.stage2(screen) == [{"theta_optimizer": "sgd", "residual": "off"}]
+    study = readings.combined_study(screen)
+    assert {dict(c.settings).get("theta_optimizer") for c in study.cells} == {"sgd"} and len(study.cells) == 28
+    choice = readings.choose(screen)
+    assert choice["chosen"]["reading"] == "theta_optimizer=sgd"  # the combination has no trials: not eligible
+    assert "residual=off+theta_optimizer=sgd" in choice["incomplete"]
+
+
+def test_screen_study_runs_each_reading_only_where_it_can_change_a_trial():
+    study = readings.screen_study()
+    assert list(study.seed_list()) == list(readings.SCREEN_SEEDS)
+    assert not set(study.seed_list()) & set(readings.CONFIRMATION_SEEDS)
+    by = {}
+    for c in study.cells:
+        by.setdefault(json.dumps(dict(c.settings), sort_keys=True), []).append(c)
+    assert len(by['{}']) == 28 and len(by['{"theta_optimizer": "sgd"}']) == 28
+    assert len(by['{"noise_sigma": 1.0}']) == 10 and all(c.ops == "all" for c in by['{"noise_sigma": 1.0}'])
+    assert len(by['{"cell_sum": "mean"}']) == 12 and all(c.space == "cell" for c in by['{"cell_sum": "mean"}'])
+    assert '{"psnr": "pooled"}' not in by  # evaluation only: read from the baseline's trials
+
+
+def test_readings_script_writes_scores_choice_and_claims(screen, tmp_path):
+    from das.collect import write_trials_csv
+
+    write_trials_csv(screen, tmp_path / "trials.csv")
+    p = subprocess.run([sys.executable, "scripts/readings.py", str(tmp_path / "trials.csv"), "--out",
+                        str(tmp_path / "out"), "--resamples", "100", "--format", "png"], cwd=ROOT,
+                       capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-2000:]
+    choice = json.loads((tmp_path / "out" / "choice.json").read_text())
+    assert choice["chosen"]["reading"] == "theta_optimizer=sgd"
+    for f in ("screen.csv", "screen.md", "medians.csv", "claims_by_reading.csv", "claims_robustness.csv",
+              "fig_claims_by_reading.png"):
+        assert (tmp_path / "out" / f).is_file(), f
+    assert "Chosen: **theta_optimizer=sgd**" in p.stdout
