@@ -568,50 +568,72 @@ def best_genotype_figures(records, out, formats=FORMATS) -> list[Path]:
 
 
 # ----------------------------------------------------------------------------- claims under every reading
-VERDICT_COLOURS = {"holds": "tab:green", "does not hold": "tab:red", "undecided": "tab:gray",
-                   "not enough trials": "lightgrey"}
+CLAIM_TITLES = {"a": "DAS beats random and random search with harmful ops",
+                "b": "random search matches or beats DAS with good ops",
+                "c": "DAS loses median PSNR when harmful ops are added",
+                "d": "one-shot and architecture PSNR correlate weakly (Pearson r)",
+                "e": "the cell space scores lower than the sequential one"}
+VERDICT_MARKERS = {"holds": dict(marker="o"), "does not hold": dict(marker="X"),
+                   "undecided": dict(marker="o", facecolor="white"), "not enough trials": dict(marker=".")}
+
+
+def _case_label(where: str, comparison: str, comparisons: set) -> str:
+    """A comparison's row label: where, and against what when a claim compares more than one thing."""
+    if len(comparisons) == 1:
+        return where
+    against = comparison.split(" with ")[0].replace("DAS beats ", "vs ")
+    return f"{where} {against}"
 
 
 def claims_by_reading_figure(rows, out, stem="fig_claims_by_reading", formats=FORMATS, highlight=None) -> list[Path]:
-    """A tornado-like chart per claim: for every comparison (row) the median difference of the claim
-    (claim (d): Pearson r) with its 95% interval under every reading, coloured by the verdict; the
-    reading `highlight` (the chosen one) drawn as a black ring."""
+    """Per claim, one row per comparison (data, space, op set, against what): the claim's median
+    difference (claim (d): Pearson r) with its 95% interval under every reading, one colour per
+    reading, the marker the verdict (filled: holds, open: undecided, X: does not hold); the reading
+    `highlight` (the chosen one) larger, with a black edge."""
     plt = pyplot()
     claims = sorted({r["claim"] for r in rows})
     if not claims:
         return []
     readings = list(dict.fromkeys(r["reading"] for r in rows))
-    heights = [len({(r["where"], r["comparison"]) for r in rows if r["claim"] == c}) for c in claims]
-    fig, axes = plt.subplots(len(claims), 1, figsize=(PAGE_WIDTH, 0.9 + 0.32 * sum(heights) + 0.35 * len(claims)),
-                             gridspec_kw={"height_ratios": [h + 1 for h in heights]}, squeeze=False)
-    offsets = np.linspace(-0.35, 0.35, len(readings)) if len(readings) > 1 else np.zeros(1)
+    cmap = plt.get_cmap("tab20")
+    colours = {name: cmap(k % 20) for k, name in enumerate(readings)}
+    cases = {c: sorted({(r["where"], r["comparison"]) for r in rows if r["claim"] == c}) for c in claims}
+    heights = [len(cases[c]) for c in claims]
+    fig, axes = plt.subplots(len(claims), 1, figsize=(PAGE_WIDTH, 1.6 + 0.42 * sum(heights) + 0.45 * len(claims)),
+                             gridspec_kw={"height_ratios": [h + 0.8 for h in heights]}, squeeze=False)
+    offsets = np.linspace(-0.3, 0.3, len(readings)) if len(readings) > 1 else np.zeros(1)
     for ax, claim in zip(axes[:, 0], claims):
-        cases = sorted({(r["where"], r["comparison"]) for r in rows if r["claim"] == claim})
-        for k, case in enumerate(cases):
+        comparisons = {comp for _, comp in cases[claim]}
+        for k, case in enumerate(cases[claim]):
             for j, reading in enumerate(readings):
                 r = next((x for x in rows if x["claim"] == claim and (x["where"], x["comparison"]) == case
                           and x["reading"] == reading), None)
                 if r is None or r["difference"] is None or not np.isfinite(r["difference"]):
                     continue
-                y = k + offsets[j]
-                colour_ = VERDICT_COLOURS.get(r["verdict"].split(" (")[0], "tab:blue")
+                y, c = k + offsets[j], colours[reading]
                 lo, hi = r["ci_low"], r["ci_high"]
                 if lo is not None and hi is not None and np.isfinite(lo) and np.isfinite(hi):
-                    ax.plot([lo, hi], [y, y], color=colour_, lw=0.8)
-                ax.plot(r["difference"], y, "o", color=colour_, ms=3,
-                        mec="black" if reading == highlight else colour_, mew=0.9 if reading == highlight else 0)
-        ax.set_yticks(range(len(cases)))
-        ax.set_yticklabels([w for w, _ in cases], fontsize=6)
-        ax.set_ylim(-0.6, len(cases) - 0.4)
+                    ax.plot([lo, hi], [y, y], color=c, lw=0.7)
+                style = VERDICT_MARKERS.get(r["verdict"].split(" (")[0], VERDICT_MARKERS["undecided"])
+                chosen = reading == highlight
+                ax.scatter([r["difference"]], [y], s=28 if chosen else 12, marker=style["marker"],
+                           facecolor=style.get("facecolor", c), edgecolor="black" if chosen else c,
+                           linewidths=1.0 if chosen else 0.8, zorder=3)
+        ax.set_yticks(range(len(cases[claim])))
+        ax.set_yticklabels([_case_label(w, comp, comparisons) for w, comp in cases[claim]], fontsize=6)
+        ax.set_ylim(-0.6, len(cases[claim]) - 0.4)
+        ax.invert_yaxis()
         ax.axvline(0.5 if claim == "d" else 0.0, color="grey", lw=0.6, ls=":")
-        comparison = cases[0][1] if cases else ""
-        ax.set_title(f"({claim}) {comparison}", fontsize=7, loc="left", pad=2)
-        ax.set_xlabel("Pearson r (weak: below 0.5)" if claim == "d" else "median difference (dB), 95% interval",
-                      fontsize=6.5)
-    handles = [plt.Line2D([], [], marker="o", ls="", color=c, label=v) for v, c in VERDICT_COLOURS.items()]
-    if highlight:
-        handles.append(plt.Line2D([], [], marker="o", ls="", color="white", mec="black", label=f"chosen: {highlight}"))
-    fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=6, bbox_to_anchor=(0.5, 0.0))
-    fig.suptitle(f"The paper's claims under {len(readings)} readings (one dot per reading and comparison)", fontsize=8)
-    fig.tight_layout(rect=(0, 0.04, 1, 0.98))
+        ax.set_title(f"({claim}) {CLAIM_TITLES.get(claim, '')}", fontsize=7, loc="left", pad=2)
+        ax.set_xlabel("Pearson r (weak: upper bound below 0.5)" if claim == "d"
+                      else "median difference (dB) with its 95% interval", fontsize=6.5)
+    handles = [plt.Line2D([], [], marker="o", ls="", color=colours[name], label=name + (" (chosen)" if name == highlight
+                                                                                         else ""), markersize=4)
+               for name in readings]
+    handles += [plt.Line2D([], [], marker=m["marker"], ls="", color="grey", markerfacecolor=m.get("facecolor", "grey"),
+                           label=v, markersize=4) for v, m in VERDICT_MARKERS.items()]
+    fig.legend(handles=handles, loc="lower center", ncol=4, fontsize=5.5, frameon=False)
+    fig.suptitle(f"The paper's claims under {len(readings)} readings", fontsize=8)
+    rows_legend = -(-len(handles) // 4)
+    fig.tight_layout(rect=(0, 0.018 * rows_legend * 10 / max(sum(heights), 10), 1, 0.98))
     return save(fig, out, stem, formats)
