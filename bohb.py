@@ -43,7 +43,7 @@ from das.hparams import HParams
 from das.locks import unlock_all, unlock_under
 from das.spec import MAX_EPOCHS, SETTINGS, TrialSpec, check_choice, retrain_spec
 from das.stages import pretrained_ops, run_searches, run_train, run_trains
-from das.utils import UserError, parse_seeds, set_threads, write_json
+from das.utils import UserError, device_of, parse_seeds, set_threads, write_json
 from das.vocab import FORMATIONS, OP_SETS, SPACES, uniform_method
 
 ROLE = "bohb-evaluation"  # analyze.py never reads these as trials of a study
@@ -163,6 +163,7 @@ def evaluate_config(a, config: dict, budget: float, name: str) -> dict:
     """One BOHB evaluation: loss = -PSNR of the objective (the mean over the seeds, run as one
     computation); inf for a diverged or crashed run."""
     root = default_out(a) / "evals" / name
+    device = device_of(a.device)  # the master's choice (settings.json), or cuda when available
     hp = config_to_hparams(config, name)
     epochs = max(1, int(round(float(budget))))
     specs = eval_specs(a, hp, epochs)
@@ -172,7 +173,7 @@ def evaluate_config(a, config: dict, budget: float, name: str) -> dict:
         pretrained = tuple(str(pre / f"{uniform_method(op)}.pt") for op in pretrained_ops(a.ops))
     t0 = time.perf_counter()
     try:
-        rs = run_searches(specs, root, device=a.device, overwrite=True, pretrained=pretrained, quiet=True, role=ROLE)
+        rs = run_searches(specs, root, device=device, overwrite=True, pretrained=pretrained, quiet=True, role=ROLE)
         info = {"status": rs[0]["status"] if len(rs) == 1 else [r["status"] for r in rs],
                 "one_shot_psnr": _mean([r.get("one_shot_psnr") for r in rs]),
                 "genotype": [(r.get("genotype") or {}).get("layers") or (r.get("genotype") or {}).get("edges")
@@ -181,7 +182,7 @@ def evaluate_config(a, config: dict, budget: float, name: str) -> dict:
         score = _mean([r.get("one_shot_psnr") if r["status"] == Status.SEARCHED else None for r in rs])
         if a.objective == "final" and score is not None:
             ts = run_trains([retrain_spec(s, Genotype.from_dict(r["genotype"])) for s, r in zip(specs, rs)], root,
-                            device=a.device, overwrite=True, quiet=True, role=ROLE)
+                            device=device, overwrite=True, quiet=True, role=ROLE)
             score = _mean([t["architecture_psnr"] if t["status"] == Status.COMPLETE else None for t in ts])
             info["architecture_psnr"] = score
     except Exception as exc:  # a crashed evaluation is a failed one; the optimisation goes on

@@ -12,6 +12,9 @@ for (`formats=("pdf", "png")`). Scatter plots are named after the paper figure t
 
 Rules: a legend names n; r and p are shown when n >= MIN_CORR_N; a least-squares line is drawn
 only when n >= MIN_FIT_N (fewer points make a line that means nothing).
+
+This one module owns every figure (so every figure shares one style); it is a little above 600
+lines since the claims-by-reading chart of the readings screen joined it.
 """
 from __future__ import annotations
 

@@ -275,8 +275,13 @@ def to_markdown(t: Table) -> str:
 
 
 def _tex(s) -> str:
-    return (str(s).replace("\\", r"\textbackslash{}").replace("_", r"\_").replace("%", r"\%").replace("&", r"\&")
-            .replace("#", r"\#").replace("±", r"$\pm$"))
+    """Text as LaTeX: every character that means something to TeX escaped."""
+    out = []
+    for ch in str(s):
+        out.append({"\\": r"\textbackslash{}", "_": r"\_", "%": r"\%", "&": r"\&", "#": r"\#", "$": r"\$",
+                    "{": r"\{", "}": r"\}", "^": r"\textasciicircum{}", "~": r"\textasciitilde{}",
+                    "±": r"$\pm$"}.get(ch, ch))
+    return "".join(out)
 
 
 LONG_TABLE_ROWS = 40  # more rows than fit a page: a longtable, which breaks across pages

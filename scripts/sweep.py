@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from das import cli  # noqa: E402
 from das.folder import trial_done  # noqa: E402
-from das.runner import RETRY_WAIT, run_sweep  # noqa: E402
+from das.runner import RETRY_WAIT, run_sweep, scheduler_security  # noqa: E402
 from das.spec import TrialSpec  # noqa: E402
 from das.study import STUDIES  # noqa: E402
 
@@ -36,16 +36,19 @@ def study_names() -> list[str]:
     return list(STUDIES) + ["readings", "readings-combined"]
 
 
-def get_study(name: str, out: str):
-    """A study by name; the readings screen's stage 2 is planned from the stage-1 trials under out."""
+def get_study(name: str, out: str, done_in=()):
+    """A study by name; the readings screen's stage 2 is planned from the stage-1 trials under out
+    and in the --done-in trials.csv files."""
     from das import readings
 
     if name == "readings":
         return readings.screen_study()
     if name == "readings-combined":
-        from das.collect import load_trials
+        from das.collect import load_trials, read_trials_csv
 
         records, _ = load_trials(out) if os.path.isdir(out) else ([], [])
+        for f in done_in:
+            records += read_trials_csv(f)
         study = readings.combined_study(records)
         if not study.cells:
             raise UserError(f"{out}: no stage-1 reading helps by the pre-registered rule (or stage 1 is not "
@@ -120,7 +123,7 @@ def plan(a) -> list[TrialSpec]:
         raise UserError("--jobs was renamed --workers; pass --workers N")
     if not 1 <= a.workers <= 256:
         raise UserError(f"--workers must be in 1..256, got {a.workers}")
-    study = get_study(a.study, a.out)
+    study = get_study(a.study, a.out, a.done_in)
     cells = list(study.cells)
     for what in ("space", "data", "ops", "method", "preset"):
         cells = _keep(cells, getattr(a, what), what)
@@ -172,6 +175,8 @@ def main(a) -> dict:
         raise UserError(f"--retry-wait must be in 0..86400 seconds, got {a.retry_wait:g}")
     if not 1 <= a.max_batch <= 4096:
         raise UserError(f"--max-batch must be in 1..4096, got {a.max_batch}")
+    if not a.inline:  # the TLS flags, checked (and their files loaded) before anything is written
+        scheduler_security(a.scheduler, a.tls_ca_file, a.tls_cert, a.tls_key)
     if not a.dry_run:  # every flag checked above: now the results tree may be created
         check_out(a.out)
     if a.overwrite and not a.dry_run:
