@@ -153,8 +153,8 @@ def load_trials(root) -> tuple[list[dict], list[tuple[str, str]]]:
         seen_real.add(real)
         kind, why, r, spec = read_record(path)
         if kind is not None:
-            skipped.append(Skip(kind, f"{path} ({why})" if kind in ("invalid", "unreadable", "too large") else str(path),
-                                path))
+            text = f"{path} ({why})" if kind in ("invalid", "unreadable", "too large") else str(path)
+            skipped.append(Skip(kind, text, path))
             continue
         if r.get("role") == "bohb-evaluation":
             skipped.append(Skip("bohb", str(path), path))
@@ -209,7 +209,8 @@ def _record(spec: TrialSpec, r: dict, folder: Path, search: dict | None) -> dict
     hist = search.get("history") if isinstance(search.get("history"), dict) else {}
     searched = is_search(spec.method)
     d = {**spec.to_dict(), **spec.settings()}
-    averagings = {**((search.get("psnr_averagings") or {}) if search is not r else {}), **(r.get("psnr_averagings") or {})}
+    averagings = {**((search.get("psnr_averagings") or {}) if search is not r else {}),
+                  **(r.get("psnr_averagings") or {})}
     return {**{k: d[k] for k in d if k not in ("genotype",)},
             "group": spec.group(),
             "label": spec.label(),

@@ -156,7 +156,8 @@ def psnr_problem(v, name: str) -> str | None:
     if not is_number(v):
         return f"{name} is {short_repr(v)}, not a number"
     if not PSNR_RANGE[0] <= v <= PSNR_RANGE[1]:
-        return f"{name} is {short_repr(v)} dB, outside the {PSNR_RANGE[0]:g}..{PSNR_RANGE[1]:g} dB a reconstruction can reach"
+        return (f"{name} is {short_repr(v)} dB, outside the {PSNR_RANGE[0]:g}..{PSNR_RANGE[1]:g} dB a "
+                "reconstruction can reach")
     return None
 
 

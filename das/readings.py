@@ -166,7 +166,8 @@ def stage2(records) -> list[dict]:
     helping = []
     for reading in READINGS:
         s = score(records, reading)
-        if s["cells"] == len(cells()) and s["mad"] <= base["mad"] - MIN_GAIN_DB and s["tau"] >= base["tau"] - MAX_TAU_LOSS:
+        if (s["cells"] == len(cells()) and s["mad"] <= base["mad"] - MIN_GAIN_DB
+                and s["tau"] >= base["tau"] - MAX_TAU_LOSS):
             helping.append(s)
     best_per_setting = {}
     for s in sorted(helping, key=lambda s: s["mad"]):
@@ -225,7 +226,8 @@ def robustness_summary(rows) -> list[dict]:
     for (claim, where, comparison), rs in sorted(by.items()):
         verdicts = [r["verdict"].split(" (")[0] for r in rs]
         out.append({"claim": claim, "where": where, "comparison": comparison, "readings": len(rs),
-                    "holds": sum(v == "holds" for v in verdicts), "does not hold": sum(v == "does not hold" for v in verdicts),
+                    "holds": sum(v == "holds" for v in verdicts),
+                    "does not hold": sum(v == "does not hold" for v in verdicts),
                     "undecided": sum(v == "undecided" for v in verdicts),
                     "not enough trials": sum(v == "not enough trials" for v in verdicts),
                     "same under every reading": len(set(verdicts)) == 1})

@@ -121,11 +121,13 @@ SETTINGS: list[Setting] = [
     Setting("order", int, 1, "1: first-order DAS, 2: unrolled second order (a search's setting)", "o",
             choices=(1, 2), comparable=False, applies=_search, always_written=True),
     Setting("width", int, WIDTH, "channels C of the 2-layer CNN", "w", bounds=(1, MAX_WIDTH), always_written=True),
-    Setting("batches_per_epoch", int, BATCHES_PER_EPOCH, "batches per epoch", "b", bounds=(1, 100_000), always_written=True),
+    Setting("batches_per_epoch", int, BATCHES_PER_EPOCH, "batches per epoch", "b", bounds=(1, 100_000),
+            always_written=True),
     Setting("batch_size", int, BATCH, "batch size", "bs", bounds=(2, 65_536), always_written=True),
-    Setting("sigma_n", float, SIGMA_NOISE, "measurement noise sigma_n (0.1: the calibrated reading; 0.01 is the paper's "
-            "text)", "sn", bounds=(0, 1000), always_written=True, reading=True),
-    Setting("noise_sigma", float, NOISE_SIGMA, "sigma of the harmful noise op (paper Table 5: 0.10)", "ns", bounds=(0, 1000),
+    Setting("sigma_n", float, SIGMA_NOISE, "measurement noise sigma_n (0.1: the calibrated reading; 0.01 is the "
+            "paper's text)", "sn", bounds=(0, 1000), always_written=True, reading=True),
+    Setting("noise_sigma", float, NOISE_SIGMA, "sigma of the harmful noise op (paper Table 5: 0.10)", "ns",
+            bounds=(0, 1000),
             applies=_ops_have("noise"), always_written=True, reading=True),
     Setting("theta_optimizer", str, "adam", "optimizer of the operations' weights theta: adam, sgd (plain "
             "gradient descent at param_lr) or momentum (SGD with momentum 0.9); the paper names none", "theta",

@@ -205,7 +205,8 @@ def run_searches(specs: list[TrialSpec], root, *, device="cpu", resume=False, ov
         return net
 
     def fail(j, message):
-        results[j["n"]] = {**finish(j["result"], j["folder"], Status.FAILED, error=message[:500]), "dir": str(j["folder"])}
+        failed = finish(j["result"], j["folder"], Status.FAILED, error=message[:500])
+        results[j["n"]] = {**failed, "dir": str(j["folder"])}
 
     kw = dict(search=True, order=s0.order, train_theta=not frozen)
     jobs = _resumable(jobs, s0.epochs, build, fail, **kw)
@@ -289,7 +290,8 @@ def run_trains(specs: list[TrialSpec], root, *, device="cpu", resume=False, over
     pending, jobs = {}, []
     for n, spec, folder, resuming, previous, result in _open_batch(specs, root, results, resume, overwrite, device,
                                                                    args, role):
-        result["candidates"] = previous["candidates"] if previous and isinstance(previous.get("candidates"), list) else []
+        earlier = previous.get("candidates") if previous else None
+        result["candidates"] = earlier if isinstance(earlier, list) else []
         if METHODS[spec.method].kind == "search":
             search = read_result(folder.parent) or {}
             result["one_shot_psnr"] = search.get("one_shot_psnr")

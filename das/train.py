@@ -415,7 +415,8 @@ class Trainer:
 
             words = []
             if self.train_theta:
-                words.append(f"train loss {mean_of(mean_loss):.5f}, PSNR {mean_of([float(p) / self.steps for p in psnrs]):.2f} dB")
+                train_psnr = mean_of([float(p) / self.steps for p in psnrs])
+                words.append(f"train loss {mean_of(mean_loss):.5f}, PSNR {train_psnr:.2f} dB")
             if self.search and not alpha_frozen:
                 words.append(f"validation loss {mean_of(mean_val):.5f}")
             elif self.search:

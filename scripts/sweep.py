@@ -73,7 +73,8 @@ def get_parser():
     p.add_argument("--preset", "--presets", dest="preset", default=None, help="keep only these presets (comma list)")
     p.add_argument("--retrain-seeds", default=None,
                    help="retrain each searched genotype under these seeds (default: the search's own seed)")
-    cli.add_settings(p, defaults=False, help_prefix="every trial's setting (default: the study's, else das/spec.py's): ")
+    cli.add_settings(p, defaults=False,
+                     help_prefix="every trial's setting (default: the study's, else das/spec.py's): ")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                    help="processes of the embedded Dask cluster (default: cores); ignored with --scheduler")
     p.add_argument("--jobs", type=int, default=None, help="renamed: use --workers")

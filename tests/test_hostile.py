@@ -797,7 +797,7 @@ def _interrupted_searches(root, seeds, monkeypatch):
     """Searches of `seeds` (one batch) killed after their first epoch checkpoints."""
     from das import stages
 
-    real, calls = stages.save_checkpoints, []
+    real = stages.save_checkpoints
 
     def killed(trainer, paths, extra):
         real(trainer, paths, extra)

@@ -4,7 +4,6 @@ and no two files of the repository or of an analysis differ only in case."""
 import shutil
 import subprocess
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 import pandas as pd

@@ -1,7 +1,6 @@
 """The paper's open readings as trial settings (das.spec: theta_optimizer, residual, psnr, roll,
 kernel_size, cell_output, cell_sum), each against an independent computation: numpy, a hand-written
 update, torch.nn layers, and the derived network against the one-hot supernet."""
-import math
 
 import numpy as np
 import pytest
@@ -13,7 +12,6 @@ from das import operators as O
 from das.data import DataSource
 from das.hparams import HParams
 from das.metrics import average_psnr
-from das.model import NetConfig
 from das.ops import OPS
 from das.train import MOMENTUM, Trainer
 from tests.test_fidelity import genotypes, reinit, rng_state, with_draws
