@@ -394,7 +394,12 @@ def _prepare_out(a, out: Path):
             old = json.loads((out / SETTINGS_FILE).read_text())
         except (OSError, ValueError):
             old = {}
-        differ = [k for k in EVAL_SETTINGS if k in old and old[k] != getattr(a, k, None)]
+        def same(k):  # a seed list written as 0 or "0"; the thread count changes no number
+            if k == "seed":
+                return parse_seeds(str(old[k])) == seeds_of(a)
+            return k == "threads" or old[k] == getattr(a, k, None)
+
+        differ = [k for k in EVAL_SETTINGS if k in old and not same(k)]
         if differ:
             raise UserError(f"{out}: --resume continues a run of other settings ({', '.join(differ)}); pass its "
                             "settings, or --overwrite to replace it")

@@ -17,6 +17,7 @@ a searched genotype in its own tree.
 """
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -65,8 +66,13 @@ def _main(args) -> dict:
     jobs = _genotype_jobs(args) if args.genotype else [_baseline_specs(args)]
     # trials of one results tree and one batch key train as one computation (at most --max-batch networks)
     groups: dict[tuple, list] = {}
+    seen = set()
     for specs, root in jobs:
         for spec in specs:
+            key = (str(root), json.dumps(spec.to_dict(), sort_keys=True))
+            if key in seen:  # two files naming one search (its genotype and a retrain's copy): one trial
+                continue
+            seen.add(key)
             if args.resume:
                 check_resume_target(spec, root)
             groups.setdefault((str(root), batch_key(spec)), []).append(spec)
@@ -97,17 +103,28 @@ def _baseline_specs(args):
             for s in cli.seeds_of(args)], args.out
 
 
+def _searched(folder: Path) -> bool:
+    """The folder holds a finished search of a study (not a baseline, not a BOHB evaluation)."""
+    try:
+        r = read_result(folder)
+    except UserError:
+        return False
+    return bool(r) and r.get("status") == Status.SEARCHED and r["spec"].get("stage") == "search" \
+        and r.get("role") is None
+
+
 def genotype_files(items) -> list[Path]:
-    """The genotype files named: files as they are, and under a folder every searched genotype (a
-    search folder's genotype.json, not its retrains' copies); one line when there is none."""
+    """The genotype files named: files as they are, and under a folder every searched genotype (the
+    genotype.json of each finished search; not a retrain's copy, a baseline's record or a BOHB
+    evaluation's); one line when there is none."""
     files = []
     for item in items:
         path = Path(item)
         if path.is_dir():
-            found = sorted(f for f in path.rglob("genotype.json")
-                           if not f.parent.name.startswith("retrain-seed") and "analysis" not in f.parts)
+            found = sorted(f for f in path.rglob("genotype.json") if _searched(f.parent))
             if not found:
-                raise UserError(f"{path}: no genotype.json under this folder; run search.py first or name the files")
+                raise UserError(f"{path}: no genotype.json of a finished search under this folder; run search.py "
+                                "first or name the files")
             files += found
         else:
             files.append(path)

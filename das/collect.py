@@ -446,6 +446,7 @@ def read_trials_csv(path) -> list[dict]:
         problem = _row_problem(r)
         if problem:
             raise UserError(f"{path}: line {line}: {problem}; {fix}")
+        r = records[n] = canonical(r)
         key = (r["group"], r["seed"], r.get("retrain_seed"))
         if key in seen:
             raise UserError(f"{path}: lines {seen[key]} and {line} are the same trial "
@@ -471,19 +472,29 @@ def _row_problem(r: dict) -> str | None:
         return f"its specification does not hold ({str(exc).split('; ')[0]})"
     if r["status"] == Status.COMPLETE and spec.stage == "train" and r.get("architecture_psnr") is None:
         return "a complete trial without an architecture PSNR"
-    if spec.group() != r["group"]:
-        return "its group is not the canonical form of its specification"
+    # the columns must say what the row's own group says (the writer wrote both); a group of an
+    # earlier version, whose settings this version holds at their default where they cannot change
+    # the trial, is read as its canonical form (canonical())
+    written = json.loads(r["group"])
     have = {k: r.get(k) for k in ("space", "data", "ops", "method", "preset")}
     have.update({s.name: r.get(s.column) for s in SETTINGS})
-    want = {k: getattr(spec, k) for k in have}
+    want = {k: written.get(k, setting(k).default if k in {x.name for x in SETTINGS} else None) for k in have}
     differ = [k for k in have if have[k] != want[k]]
     if differ:
         return f"its columns {differ} disagree with its specification"
-    if r.get("label") is not None and r["label"] != spec.label():
+    if spec.group() == r["group"] and r.get("label") is not None and r["label"] != spec.label():
         return "its label disagrees with its specification"
     if r.get("primary") is not None and r["primary"] != (r.get("retrain_seed") in (None, r["seed"])):
         return "its primary flag disagrees with its seeds"
     return None
+
+
+def canonical(r: dict) -> dict:
+    """A record with the group, label and settings of its specification's canonical form."""
+    spec = spec_of_record(r)
+    if spec.group() == r["group"]:
+        return r
+    return {**r, **spec.settings(), "group": spec.group(), "label": spec.label()}
 
 
 # ---------------------------------------------------------------------------- another reading

@@ -88,22 +88,22 @@ def _read_owner(lock: Path) -> dict | None:
     except OSError:
         return {"_mtime": 0.0, "_corrupt": "cannot be examined"}
     if not stat.S_ISREG(st.st_mode):
-        return {"_mtime": 0.0, "_corrupt": "not a regular file"}
+        return {"_mtime": 0.0, "_ino": st.st_ino, "_corrupt": "not a regular file"}
     try:
         fd = os.open(lock, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
         with os.fdopen(fd, "rb") as f:
             text = f.read(4096).decode("utf-8", "replace")
-            mtime = os.fstat(f.fileno()).st_mtime
+            opened = os.fstat(f.fileno())
     except FileNotFoundError:
         return None
     except OSError:
-        return {"_mtime": st.st_mtime}
+        return {"_mtime": st.st_mtime, "_ino": st.st_ino}
     try:
         owner = json.loads(text)
     except ValueError:
         owner = {}
     owner = owner if isinstance(owner, dict) else {}
-    owner["_mtime"] = mtime
+    owner["_mtime"], owner["_ino"] = opened.st_mtime, opened.st_ino
     return owner
 
 
@@ -189,7 +189,9 @@ def _take_over(lock: Path, stale: dict) -> None:
     except FileNotFoundError:
         return
     moved = _read_owner(aside) or {}
-    if moved.get("token") != stale.get("token"):
+    # the very file judged stale (its inode: a lock of no token, half-written or corrupt, tells no
+    # other lock apart by its token), else a fresh lock someone made meanwhile, which goes back
+    if moved.get("token") != stale.get("token") or moved.get("_ino") != stale.get("_ino"):
         try:
             os.link(aside, lock)  # back, unless a third process made one meanwhile
         except OSError:

@@ -104,7 +104,12 @@ class Setting:
 
 
 def _ops_have(op):
-    return lambda f: op in OP_SETS[f["ops"]].ops
+    """The trial can run `op`: its op set holds it, and its method is not one that puts another op
+    at every layer (grad-only never runs the noise op, whatever the op set)."""
+    def applies(f) -> bool:
+        uniform = METHODS[f["method"]].uniform_op
+        return op in OP_SETS[f["ops"]].ops and uniform in (None, op)
+    return applies
 
 
 def _search(f) -> bool:
@@ -359,12 +364,17 @@ class TrialSpec:
         return not self.differences(stored)
 
     def differences(self, other: "TrialSpec | dict") -> list[str]:
-        """The fields in which another specification differs (a stored one lacking a later setting
-        holds its default)."""
+        """The fields in which another specification differs. A stored one is read as a TrialSpec
+        first (a later setting it lacks holds its default; a setting that cannot change its trial is
+        held at its default, as it is here), so a record of an earlier version is the same trial."""
         a = self.to_dict()
         b = other.to_dict() if isinstance(other, TrialSpec) else other
         if not isinstance(b, dict):
             return ["(not a specification)"]
+        try:
+            b = TrialSpec.from_dict(b).to_dict()
+        except (UserError, TypeError, RecursionError):
+            pass  # not a valid specification: compared field by field as it is
         a_full, b_full = {**defaults(), **a}, {**defaults(), **b}
         out = []
         for k in sorted(set(a_full) | set(b_full)):

@@ -73,14 +73,18 @@ def _applies(s, r: dict) -> bool:
         return True
 
 
-def comparable(a: dict, b: dict) -> bool:
-    """Two trials may be compared: the same space, data, op set and hyperparameter values, and every
-    comparable setting equal where it can change both (das.spec: a setting that applies to one of
-    them only, such as the noise op's sigma for good against all ops, does not separate them)."""
-    if any(a.get(k) != b.get(k) for k in ("space", "data", "ops")) or _hparams(a) != _hparams(b):
+def comparable(a: dict, b: dict, **change) -> bool:
+    """Trial b may be compared with trial a, or with a's counterpart under `change` (another op set or
+    space): b has the space, data, op set and hyperparameter values of {a, change}, and every
+    comparable setting equal where it can change both a and b (das.spec: a setting that applies to
+    one of them only, such as the noise op's sigma for good against all ops, or the cell's output for
+    the sequential against the cell space, does not separate them)."""
+    want = {**a, **change}
+    if any(want.get(k) != b.get(k) for k in ("space", "data", "ops")) or _hparams(a) != _hparams(b):
         return False
     for s in SETTINGS:
-        if s.comparable and (s.applies is None or _applies(s, a) and _applies(s, b)) and a.get(s.name) != b.get(s.name):
+        both = s.applies is None or _applies(s, a) and _applies(s, b)
+        if s.comparable and both and a.get(s.name) != b.get(s.name):
             return False
     return True
 
@@ -401,8 +405,7 @@ def verdicts(records, seed=0, resamples=RESAMPLES, min_n=MIN_N, alpha=ALPHA) -> 
     out = []
 
     def matches(r0, method, **change):
-        want = {**r0, **change, "method": method}
-        return [(_arch(rs), rs[0]["group"]) for rs in by_method.get(method, []) if comparable(want, rs[0])]
+        return [(_arch(rs), rs[0]["group"]) for rs in by_method.get(method, []) if comparable(r0, rs[0], **change)]
 
     for method, method_groups in by_method.items():
         if _role(method) != UNDER_STUDY:

@@ -7,6 +7,7 @@ analyze.py lays out its tables from the same cells, and puts the paper's values 
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass
 
 from das.hparams import load_hparams
@@ -44,12 +45,16 @@ class Study:
         """One specification per cell and seed; a cell's settings, then `settings` (the command
         line's), override the defaults of das.spec.SETTINGS."""
         seeds = self.seed_list() if seeds is None else seeds
-        out = []
+        out, seen = [], set()
         for c in self.cells:
             hp = load_hparams(c.preset)
             for s in seeds:
-                out.append(TrialSpec.make(hp=hp, space=c.space, data=c.data, ops=c.ops, method=c.method,
-                                          seed=s, **{**dict(c.settings), **settings}))
+                spec = TrialSpec.make(hp=hp, space=c.space, data=c.data, ops=c.ops, method=c.method,
+                                      seed=s, **{**dict(c.settings), **settings})
+                key = json.dumps(spec.to_dict(), sort_keys=True)
+                if key not in seen:  # cells that the command line's settings make one trial run once
+                    seen.add(key)
+                    out.append(spec)
         return out
 
 

@@ -49,6 +49,10 @@ def get_study(name: str, out: str, done_in=()):
         records, _ = load_trials(out) if os.path.isdir(out) else ([], [])
         for f in done_in:
             records += read_trials_csv(f)
+        unique = {}
+        for r in records:  # a trial both in the tree and in a committed table counts once
+            unique.setdefault((r["group"], r["seed"], r.get("retrain_seed")), r)
+        records = list(unique.values())
         study = readings.combined_study(records)
         if not study.cells:
             raise UserError(f"{out}: no stage-1 reading helps by the pre-registered rule (or stage 1 is not "

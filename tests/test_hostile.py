@@ -447,7 +447,7 @@ def test_input_files_that_are_not_files_are_one_line_errors(tmp_path, monkeypatc
     script = "search.py" if flag == "--preset" else "retrain.py"
     p = in_process(monkeypatch, script, flag, path.format(tmp=tmp_path), "--out", tmp_path / "out", *TINY)
     # retrain.py --genotype takes a folder of searches too: one without genotypes is named as such
-    one_line_error(p, "is not a file|is a broken link|no genotype.json under this folder")
+    one_line_error(p, "is not a file|is a broken link|no genotype.json of a finished search under this folder")
 
 
 def test_out_that_is_a_file_or_cannot_be_written_is_one_line(tmp_path):
@@ -1021,3 +1021,18 @@ def test_result_files_stay_below_the_read_cap_at_the_epoch_bound():
     size_rs = len(json.dumps(strict_json({"candidates": [{"history": train}] * MAX_CANDIDATES}), indent=2))
     assert size < MAX_FILE_BYTES / 2, size
     assert size_rs < MAX_FILE_BYTES / 2, size_rs
+
+
+def test_a_fresh_lock_is_never_taken_over_for_a_stale_one_of_no_token(tmp_path):
+    """A corrupt stale lock (no token) and, by the time of the take-over, another process's fresh lock
+    caught before it wrote its token: the fresh one is another file, and is put back."""
+    from das import locks
+
+    stale = {"_mtime": 0.0, "_ino": -1}  # what was judged stale: another file than the one there now
+    lock = tmp_path / locks.LOCK
+    lock.write_text("")  # a fresh lock, its owner not yet written
+    locks._take_over(lock, stale)
+    assert lock.exists()
+    judged = locks._read_owner(lock)
+    locks._take_over(lock, judged)  # the very file judged stale goes
+    assert not lock.exists()

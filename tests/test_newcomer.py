@@ -1,6 +1,7 @@
 """What a newcomer reaches for: the README's Python block runs as written, one hyperparameter of a
 preset replaced from the command line, scheduler and optimizer names in any case, many genotypes
 retrained in one call, and the flags that mean one thing everywhere."""
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -61,7 +62,7 @@ def test_many_genotypes_retrain_in_one_call(tmp_path):
     again = run_retrain(tmp_path, "--genotype", *files)
     assert [x["architecture_psnr"] for x in again["results"]] == [x["architecture_psnr"] for x in r["results"][:2]]
     (tmp_path / "empty").mkdir()
-    with pytest.raises(UserError, match="no genotype.json under this folder"):
+    with pytest.raises(UserError, match="no genotype.json of a finished search under this folder"):
         run_retrain(tmp_path, "--genotype", str(tmp_path / "empty"))
 
 
@@ -88,3 +89,30 @@ def test_device_and_threads_mean_one_thing_everywhere():
         assert actions["device"].default is None, parser.prog
         assert "cuda when available" in actions["device"].help
         assert "torch threads per process" in actions["threads"].help
+
+
+def test_a_folder_of_genotypes_means_the_finished_searches_only(tmp_path):
+    """Baselines' and BOHB evaluations' genotype.json files under the folder are not searches."""
+    run_search(tmp_path, "--seed", "0", "--no-plot")
+    run_retrain(tmp_path, "--method", "random", "--seed", "0")
+    files = retrain.genotype_files([str(tmp_path / "results")])
+    assert [f.parent.name for f in files] == ["seed0-e2-b2"] and "/das/" in str(files[0])
+
+
+def test_bohb_resume_accepts_its_own_earlier_settings(tmp_path):
+    """A run folder written by an earlier version (seed stored as 0, another thread count) resumes."""
+    import bohb
+
+    out = tmp_path / "b"
+    out.mkdir()
+    for name in bohb.LOGS:
+        (out / name).write_text("")
+    a = bohb.get_parser().parse_args(["--out", str(out), "--resume", "--threads", "2"])
+    old = {k: getattr(a, k) for k in bohb.EVAL_SETTINGS}
+    (out / bohb.SETTINGS_FILE).write_text(json.dumps({**old, "seed": 0, "threads": 1}))
+    assert bohb._prepare_out(a, out) is not None  # kept aside for the warm start, no refusal
+    (out / bohb.SETTINGS_FILE).write_text(json.dumps({**old, "seed": 3}))
+    for name in bohb.LOGS:
+        (out / name).write_text("")
+    with pytest.raises(UserError, match="continues a run of other settings .seed"):
+        bohb._prepare_out(a, out)

@@ -161,3 +161,38 @@ def test_settings_reach_sweep_and_bohb_flags():
     assert {x.flag for x in SETTINGS if x.name != "epochs"} <= flags and "--epochs" not in flags
     assert set(bohb.EVAL_SETTINGS) >= {x.name for x in SETTINGS if x.name != "epochs"}
     assert cli.settings_of(search.get_parser().parse_args(["--kernel-size", "5"]))["kernel_size"] == 5
+
+
+def test_a_record_of_an_earlier_version_is_the_same_trial():
+    """A record that stored a setting which cannot change its trial (noise_sigma 0.2 for good ops, as
+    earlier versions wrote it) is this version's trial: same_as agrees with from_dict."""
+    a = TrialSpec.make(hp=load_hparams("H1"), space="seq", data="blur", ops="good", method="random", seed=0)
+    old = {**a.to_dict(), "noise_sigma": 0.2}
+    assert TrialSpec.from_dict(old) == a and a.same_as(old) and a.differences(old) == []
+    assert not a.same_as({**a.to_dict(), "seed": 1})
+
+
+def test_a_uniform_baseline_never_runs_the_harmful_ops_so_their_settings_cannot_separate_it():
+    hp = load_hparams("H1")
+    base = TrialSpec.make(hp=hp, space="seq", data="blur", ops="all", method="grad-only", seed=0)
+    assert TrialSpec.make(hp=hp, space="seq", data="blur", ops="all", method="grad-only", seed=0, noise_sigma=1.0,
+                          roll="signal") == base
+    rnd = TrialSpec.make(hp=hp, space="seq", data="blur", ops="all", method="random", seed=0, noise_sigma=1.0)
+    assert rnd.noise_sigma == 1.0
+
+
+def test_claim_e_finds_its_cell_partner_under_a_cell_only_reading():
+    """The cell's output applies to the cell trial only: it does not separate it from the seq trial."""
+    base = {"data": "blur", "ops": "all", "method": "das", "hparams": {"a": 1}, **spec.defaults()}
+    seq = {**base, "space": "seq"}
+    cell = {**base, "space": "cell", "cell_output": "all"}
+    assert stats.comparable(seq, cell, space="cell")
+    assert not stats.comparable({**seq, "noise_sigma": 1.0}, cell, space="cell")
+
+
+def test_a_study_with_command_line_settings_lists_each_trial_once():
+    from das import readings
+
+    specs = readings.screen_study().specs([1000], width=8)
+    keys = [json.dumps(s.to_dict(), sort_keys=True) for s in specs]
+    assert len(keys) == len(set(keys)) and {s.width for s in specs} == {8}
