@@ -72,6 +72,7 @@ def provenance(device) -> dict:
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "finished": None}
 
 
+# ---------------------------------------------------------------------------- the result schema and its checks
 def read_result(path: Path) -> dict | None:
     """The checked result.json of a trial folder, or None when there is none."""
     f = Path(path) / RESULT
@@ -205,6 +206,7 @@ def _shape(v, depth: int):
     return (len(v),) + (shapes.pop() if shapes else ())
 
 
+# ---------------------------------------------------------------------------- preparing a folder for a stage
 def stored_spec(path: Path) -> dict | None:
     """The specification recorded in a trial folder (result.json, else args.json), or None."""
     for name in (RESULT, ARGS):
@@ -337,7 +339,7 @@ def _check_deletable(path: Path, root) -> None:
                         "through a link: remove the link (or the trial folder) by hand, then rerun")
 
 
-# ---------------------------------------------------------------------------- records
+# ---------------------------------------------------------------------------- records, checkpoints, done-ness
 def new_result(spec: TrialSpec, device, role: str | None = None) -> dict:
     """The result schema: spec, status, numbers, provenance. Flat copies of the main fields keep
     result.json readable on its own."""

@@ -29,6 +29,7 @@ from das.vocab import METHODS, OP_SETS, uniform_method
 ARCH_STREAM = 1_000_000  # random architectures come from their own stream, apart from the training seed
 
 
+# ---------------------------------------------------------------------------- training a batch
 def _trainer(group, epochs, build, device, log=None, desc="", **trainer_kw) -> Trainer:
     spec = group[0]["spec"]
     return Trainer(build(group), spec.hp(), spec.data, [j["seed"] for j in group], epochs, device, log=log,
@@ -106,6 +107,7 @@ def write_metrics(trainer, group, written: set) -> None:
         written.add(path)
 
 
+# ---------------------------------------------------------------------------- a batch's folders and logs
 def _failing(jobs):
     """Context: an exception while training (bad input found late, such as a refused checkpoint, or
     a bug) marks every unfinished trial of the batch `failed` with its message rather than leaving
@@ -169,6 +171,7 @@ def _open_batch(specs, root, results, resume, overwrite, device, args, role):
             yield n, spec, folder, resuming, previous, result
 
 
+# ---------------------------------------------------------------------------- searches
 def run_search(spec: TrialSpec, root, **kw) -> dict:
     """Search, derive, write genotype.json / supernet.pt / result.json; return the result."""
     return run_searches([spec], root, **kw)[0]
@@ -267,6 +270,7 @@ def _finish_search(j, net, trainer, t, averagings, ranking, log) -> dict:
     return {**result, "dir": str(folder)}
 
 
+# ---------------------------------------------------------------------------- trainings
 def baseline_genotypes(spec: TrialSpec) -> list[Genotype]:
     """The architectures a training trial trains: its genotype (a retrain or a genotype file), or
     what its method draws (das.vocab.Method.architectures) from the trial's architecture stream."""
@@ -393,6 +397,7 @@ def _add_averagings(result: dict, architecture: dict | None) -> None:
         result["psnr_averagings"] = {**(result.get("psnr_averagings") or {}), "architecture": architecture}
 
 
+# ---------------------------------------------------------------------------- the runner's unit
 def run_trials(specs: list[TrialSpec], root, *, retrain_seeds=None, device="cpu", quiet=True,
                max_batch: int = 64) -> list[dict]:
     """The runner's unit: trials of one batch key, searched (or trained) together, then the
