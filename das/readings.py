@@ -232,3 +232,38 @@ def robustness_summary(rows) -> list[dict]:
                     "not enough trials": sum(v == "not enough trials" for v in verdicts),
                     "same under every reading": len(set(verdicts)) == 1})
     return out
+
+
+# ---------------------------------------------------------------------------- the confirmation
+CHOICE_FILE = "reproduction/readings/choice.json"
+
+
+def chosen_reading(path) -> dict:
+    """The reading the screen chose (choice.json of scripts/readings.py), checked: it must have been
+    chosen from a complete screen (every candidate with trials in all 28 cells)."""
+    from pathlib import Path
+
+    from das.utils import UserError, read_json
+
+    choice = read_json(Path(path), "the screen's choice", "run python scripts/readings.py on the finished screen")
+    chosen = choice.get("chosen") if isinstance(choice.get("chosen"), dict) else None
+    if chosen is None or not isinstance(chosen.get("settings"), dict):
+        raise UserError(f"{path}: holds no chosen reading; run python scripts/readings.py on the screen")
+    if choice.get("incomplete"):
+        raise UserError(f"{path}: the screen is not finished ({len(choice['incomplete'])} candidates lack trials in "
+                        "some cells); finish it (docs/readings.md) before the confirmation")
+    for k, v in chosen["settings"].items():
+        setting(k).check(v)
+    return chosen["settings"]
+
+
+def confirmation_study(table: str, path=CHOICE_FILE) -> Study:
+    """Table 1 (75 seeds) or Table 2 with both data formations (100 seeds) under the chosen reading,
+    on the confirmation seeds (never the screen's)."""
+    from das.study import STUDIES
+
+    reading = _trained(chosen_reading(path))
+    base = STUDIES[table]
+    cells = tuple(Cell(c.space, c.data, c.ops, c.method, c.preset, tuple(sorted(reading.items()))) for c in base.cells)
+    return Study(f"confirmation-{table}", f"{base.title}, under the chosen reading {name(reading)}", cells,
+                 base.seeds, first_seed=CONFIRMATION_SEEDS[0])

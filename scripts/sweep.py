@@ -33,7 +33,7 @@ from das.study import STUDIES  # noqa: E402
 
 
 def study_names() -> list[str]:
-    return list(STUDIES) + ["readings", "readings-combined"]
+    return list(STUDIES) + ["readings", "readings-combined", "confirmation-table1", "confirmation-table2"]
 
 
 def get_study(name: str, out: str, done_in=()):
@@ -43,6 +43,9 @@ def get_study(name: str, out: str, done_in=()):
 
     if name == "readings":
         return readings.screen_study()
+    if name.startswith("confirmation-"):  # Tables 1 and 2 under the screen's chosen reading
+        return readings.confirmation_study(name.split("-", 1)[1], Path(__file__).resolve().parent.parent
+                                           / readings.CHOICE_FILE)
     if name == "readings-combined":
         from das.collect import load_trials, read_trials_csv
 
@@ -67,7 +70,8 @@ def get_parser():
     p = cli.parser(__doc__)
     p.add_argument("--study", default="table1", choices=sorted(study_names()), help="which study (default table1); "
                    "readings: the screen of the paper's open details (das/readings.py), readings-combined: its "
-                   "stage 2, planned from the stage-1 trials under --out")
+                   "stage 2, planned from the stage-1 trials under --out; confirmation-table1/-table2: those "
+                   "tables under the reading the screen chose (reproduction/readings/choice.json)")
     p.add_argument("--seed", "--seeds", dest="seed", default=None,
                    help="seeds, e.g. 0-74 or 0,3,5 (default: the study's count, 75 or 100)")
     p.add_argument("--space", default=None, help="keep only these spaces (comma list)")
