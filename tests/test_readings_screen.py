@@ -114,16 +114,16 @@ def test_readings_script_writes_scores_choice_and_claims(screen, tmp_path):
 def test_confirmation_runs_the_chosen_reading_at_the_papers_scale(screen, tmp_path):
     """Tables 1 and 2 (both data formations) under the chosen reading, on seeds 0..N-1, which the
     screen never used; an unfinished screen's choice is refused in one line."""
-    from das.utils import UserError
+    from das.utils import UserError, write_json
 
     choice = readings.choose(screen)
     f = tmp_path / "choice.json"
-    f.write_text(json.dumps({**choice, "incomplete": []}))
+    write_json(f, {**choice, "incomplete": []})  # as scripts/readings.py writes it
     t1, t2 = readings.confirmation_study("table1", f), readings.confirmation_study("table2", f)
     assert len(t1.cells) == 16 and len(t2.cells) == 12 and {c.data for c in t2.cells} == {"blur", "downsample"}
     assert list(t1.seed_list()) == list(range(75)) and list(t2.seed_list()) == list(range(100))
     assert all(dict(c.settings) == {"theta_optimizer": "sgd"} for c in t1.cells + t2.cells)
     assert all(s.theta_optimizer == "sgd" for s in t1.specs([0]))
-    f.write_text(json.dumps(choice))  # the synthetic screen lacks the combination's trials
+    write_json(f, choice)  # the synthetic screen lacks the combination's trials
     with pytest.raises(UserError, match="the screen is not finished"):
         readings.confirmation_study("table1", f)
