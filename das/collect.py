@@ -352,10 +352,23 @@ def trials_frame(records) -> pd.DataFrame:
     return frame
 
 
-def write_trials_csv(records, path) -> Path:
+def compact(r: dict) -> dict:
+    """A record without its per-epoch histories (its own and its candidates'): what a study's
+    statistics, claims and readings need, a fraction of the size."""
+    out = {**r, "history": None, "retrain_history": None}
+    if isinstance(r.get("candidates"), list):
+        out["candidates"] = [{k: v for k, v in c.items() if k != "history"} if isinstance(c, dict) else c
+                             for c in r["candidates"]]
+    return out
+
+
+def write_trials_csv(records, path, compact_records: bool = False) -> Path:
     """trials.csv written atomically, with trials.manifest.json beside it (rows and SHA-256, so a
-    file cut short or edited is recognised when read back)."""
+    file cut short or edited is recognised when read back); `compact_records` leaves the per-epoch
+    histories out (compact())."""
     path = Path(path)
+    if compact_records:
+        records = [compact(r) for r in records]
     data = trials_frame(records).to_csv(index=False).encode()
     write_bytes_atomic(path, data)
     manifest = {"file": path.name, "rows": len(records), "sha256": hashlib.sha256(data).hexdigest()}

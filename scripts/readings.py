@@ -31,6 +31,9 @@ def get_parser():
     p.add_argument("--no-claims", action="store_true", help="scores and choice only (the claims take a minute)")
     p.add_argument("--format", default="pdf,png", help="figure formats (default pdf,png)")
     p.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples per interval (default 2000)")
+    p.add_argument("--export", default=None, metavar="TRIALS_CSV",
+                   help="also write the pooled trials as a compact trials.csv (no per-epoch histories), the form "
+                        "in which a screen's finished part is committed (reproduction/readings/trials.csv)")
     return p
 
 
@@ -50,16 +53,24 @@ def main(args) -> dict:
             raise UserError(f"{root}: no such results tree or trials.csv; run scripts/sweep.py --study readings first")
     root = Path(args.root[0])
     out = Path(args.out) if args.out else (root.parent if root.is_file() else root / "analysis" / "readings")
-    seen = set()
-    for r in records:  # one trial in two sources would count twice
+    seen, unique = {}, []
+    for r in records:  # one trial in two sources counts once, when both say the same numbers
         key = (r["group"], r["seed"], r.get("retrain_seed"))
+        numbers = (r.get("architecture_psnr"), r.get("one_shot_psnr"), r.get("status"))
         if key in seen:
-            raise UserError(f"the trial {r['space']}/{r['data']}/{r['ops']}/{r['method']}/{r.get('label')} seed "
-                            f"{r['seed']} is in more than one of {', '.join(args.root)}; pass each part once")
-        seen.add(key)
+            if seen[key] != numbers:
+                raise UserError(f"the trial {r['space']}/{r['data']}/{r['ops']}/{r['method']}/{r.get('label')} seed "
+                                f"{r['seed']} is in more than one of {', '.join(args.root)} with other numbers; "
+                                "pass each part once")
+            continue
+        seen[key] = numbers
+        unique.append(r)
+    records = unique
     if not records:
         raise UserError(f"{root}: no finished trials; run scripts/sweep.py --study readings --out {root} first")
     out.mkdir(parents=True, exist_ok=True)
+    if args.export:
+        collect.write_trials_csv(records, args.export, compact_records=True)
     choice = readings.choose(records)
     base = choice["baseline"]
     rows = []

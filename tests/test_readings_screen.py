@@ -127,3 +127,23 @@ def test_confirmation_runs_the_chosen_reading_at_the_papers_scale(screen, tmp_pa
     write_json(f, choice)  # the synthetic screen lacks the combination's trials
     with pytest.raises(UserError, match="the screen is not finished"):
         readings.confirmation_study("table1", f)
+
+
+def test_a_screen_in_parts_pools_once_and_exports_compact(screen, tmp_path):
+    """A committed part and a tree holding the same trials count each once; --export writes the
+    pooled trials without their per-epoch histories, readable again."""
+    from das.collect import read_trials_csv, write_trials_csv
+
+    part = tmp_path / "part.csv"
+    write_trials_csv([{**r, "history": {"epoch": [1], "train_loss": [0.5]}} for r in screen], part)
+    run = [sys.executable, "scripts/readings.py", str(part), str(part), "--out", str(tmp_path / "o"), "--no-claims",
+           "--export", str(tmp_path / "all.csv")]
+    p = subprocess.run(run, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+    back = read_trials_csv(tmp_path / "all.csv")
+    assert len(back) == len(screen) and all(r["history"] is None for r in back)
+    changed = [{**r, "architecture_psnr": r["architecture_psnr"] + 1} for r in screen[:1]] + screen[1:]
+    write_trials_csv(changed, tmp_path / "other.csv")
+    p = subprocess.run(run[:3] + [str(tmp_path / "other.csv"), *run[4:]], cwd=ROOT, capture_output=True, text=True,
+                       timeout=300)
+    assert p.returncode == 2 and "with other numbers" in p.stderr
