@@ -190,7 +190,7 @@ def choose(records) -> dict:
     complete = [s for s in candidates if s["cells"] == len(cells())]
     eligible = [s for s in complete if s["tau"] >= base["tau"] - MAX_TAU_LOSS]
     chosen = min(eligible, key=lambda s: (s["mad"], len(s["settings"]))) if eligible else base
-    return {"rule": RULE, "baseline": base,
+    return {"rule": RULE, "baseline": base, "final": not [c for c in candidates if c["cells"] != len(cells())],
             "candidates": candidates, "chosen": chosen,
             "incomplete": [s["reading"] for s in candidates if s["cells"] != len(cells())]}
 

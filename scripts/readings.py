@@ -97,8 +97,9 @@ def main(args) -> dict:
     if choice["incomplete"]:
         lines += [f"Candidates with trials missing in some of the 28 cells (not eligible): "
                   f"{', '.join(choice['incomplete'])}", ""]
+    status = "Chosen" if choice["final"] else "Chosen so far (provisional: the screen is not finished)"
     lines += [report.to_markdown(tables[0]),
-              f"Chosen: **{choice['chosen']['reading']}** (MAD {choice['chosen']['mad']:.2f} dB, tau "
+              f"{status}: **{choice['chosen']['reading']}** (MAD {choice['chosen']['mad']:.2f} dB, tau "
               f"{choice['chosen']['tau']:.2f}; the defaults: MAD {base['mad']:.2f} dB, tau {base['tau']:.2f})", ""]
     figures = []
     if not args.no_claims:

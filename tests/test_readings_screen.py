@@ -108,7 +108,7 @@ def test_readings_script_writes_scores_choice_and_claims(screen, tmp_path):
     for f in ("screen.csv", "screen.md", "medians.csv", "claims_by_reading.csv", "claims_robustness.csv",
               "fig_claims_by_reading.png"):
         assert (tmp_path / "out" / f).is_file(), f
-    assert "Chosen: **theta_optimizer=sgd**" in p.stdout
+    assert "Chosen so far (provisional: the screen is not finished): **theta_optimizer=sgd**" in p.stdout
 
 
 def test_confirmation_runs_the_chosen_reading_at_the_papers_scale(screen, tmp_path):
