@@ -163,7 +163,7 @@ def evaluate_config(a, config: dict, budget: float, name: str) -> dict:
     """One BOHB evaluation: loss = -PSNR of the objective (the mean over the seeds, run as one
     computation); inf for a diverged or crashed run."""
     root = default_out(a) / "evals" / name
-    device = device_of(a.device)  # the master's choice (settings.json), or cuda when available
+    device = device_of(a.device)  # the master's choice (settings.json), cpu by default
     hp = config_to_hparams(config, name)
     epochs = max(1, int(round(float(budget))))
     specs = eval_specs(a, hp, epochs)

@@ -15,7 +15,8 @@ from das.utils import UserError, device_of, parse_seeds
 from das.vocab import FORMATIONS, OP_SETS, SPACES
 
 
-DEVICE_HELP = "cpu, cuda or cuda:N (default: cuda when available)"
+DEVICE_HELP = ("cpu, cuda or cuda:N (default cpu: only the CPU's numbers are the same alone and in a "
+               "batch, and a GPU runs these small problems slower than its machine's CPU cores)")
 
 
 class Parser(argparse.ArgumentParser):

@@ -356,6 +356,7 @@ def test_device_checks_without_a_gpu(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     assert device_of("cuda") == "cuda" and device_of("cuda:0") == "cuda:0"
+    assert device_of(None) == "cpu"  # the default stays the CPU where a GPU is present
     for name, match in (("cuda:1", "has 1 CUDA device"), ("cuda:" + "9" * 30, "expected cpu, cuda or cuda:N"),
                         ("cuda:-1", "expected cpu"), ("CPU", "expected cpu"), ("", "expected cpu")):
         with pytest.raises(UserError, match=match):
