@@ -79,7 +79,7 @@ def _main(args) -> dict:
     results = []
     for (root, _), specs in groups.items():
         results += run_trains(specs, root, device=device, resume=args.resume, overwrite=args.overwrite,
-                              quiet=args.quiet, args=vars(args), max_batch=args.max_batch)
+                              quiet=args.quiet, args=vars(args), max_batch=args.max_batch, tensorboard=args.tensorboard)
     unlock_all()
     if not args.quiet:
         for r in results:

@@ -56,7 +56,7 @@ def _main(args) -> dict:
             check_resume_target(spec, args.out)
     # every seed in one computation (batches of at most --max-batch trials)
     results = run_searches(specs, args.out, device=device, resume=args.resume, overwrite=args.overwrite,
-                           quiet=args.quiet, args=vars(args), max_batch=args.max_batch)
+                           quiet=args.quiet, args=vars(args), max_batch=args.max_batch, tensorboard=args.tensorboard)
     unlock_all()
     for r in results:
         if r["status"] == Status.SEARCHED and not args.no_plot:

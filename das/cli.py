@@ -71,6 +71,9 @@ def add_run_args(p, out_help: str = "results tree (default results/)") -> None:
                    help="continue a killed run from its last epoch; a finished one is kept as it is")
     p.add_argument("--overwrite", action="store_true", help="delete this trial's earlier files and run it again")
     p.add_argument("--quiet", action="store_true", help="no log lines on stderr")
+    p.add_argument("--tensorboard", action="store_true",
+                   help="also write each network's per-epoch metrics as TensorBoard scalars in <trial folder>/tensorboard "
+                        "(metrics.csv is always written)")
     p.add_argument("--max-batch", type=int, default=64,
                    help="most trials (networks) trained as one computation; lower it to save memory (default 64)")
 

@@ -59,10 +59,11 @@ def _resumable(jobs, epochs, build, fail, **trainer_kw) -> list[dict]:
     return good
 
 
-def _train_groups(jobs, epochs, build, *, device, log, desc, **trainer_kw):
+def _train_groups(jobs, epochs, build, *, device, log, desc, tensorboard=False, **trainer_kw):
     """Train jobs (dicts with seed, ckpt, spec, state) as batches of one start epoch each.
 
-    build(jobs) -> model. Yields (jobs, model, trainer) after training each batch."""
+    build(jobs) -> model. Yields (jobs, model, trainer) after training each batch. With
+    tensorboard, every network's metrics also go to TensorBoard (TensorBoardScalars)."""
     by_epoch: dict[int, list] = {}
     for j in jobs:
         by_epoch.setdefault(j["state"]["epoch"] if j["state"] else 0, []).append(j)
@@ -73,12 +74,19 @@ def _train_groups(jobs, epochs, build, *, device, log, desc, **trainer_kw):
             log(f"resuming from epoch {start} ({len(group)} trial{'s' if len(group) > 1 else ''})")
         extra = [{"spec": j["spec"].to_dict()} for j in group]
         written = set()
+        board = TensorBoardScalars() if tensorboard else None
 
         def after_epoch(tr):
             save_checkpoints(tr, [j["ckpt"] for j in group], extra)
             write_metrics(tr, group, written)
+            if board is not None:
+                board.write(tr, group)
 
-        trainer.run(after_epoch)
+        try:
+            trainer.run(after_epoch)
+        finally:
+            if board is not None:
+                board.close()
         yield group, trainer.model, trainer
 
 
@@ -105,6 +113,43 @@ def write_metrics(trainer, group, written: set) -> None:
         with open(path, "a" if path in written else "w") as f:
             f.write("\n".join(lines) + "\n")
         written.add(path)
+
+
+class TensorBoardScalars:
+    """--tensorboard: the metrics.csv columns of every network as TensorBoard scalars (train/loss,
+    train/psnr, val/loss, seconds; step = epoch) in <trial folder>/tensorboard (a random search's
+    candidates in tensorboard/candidate<k>). The first write of a start writes every epoch of the
+    history again and purges the folder's later steps, so a resumed run shows each epoch once."""
+
+    TAGS = {"train_loss": "train/loss", "train_psnr": "train/psnr", "val_loss": "val/loss", "seconds": "seconds"}
+
+    def __init__(self):
+        self.writers = {}
+
+    @staticmethod
+    def folder(job) -> Path:
+        tag = job.get("tag")
+        return job["folder"] / "tensorboard" / ("" if tag in (None, "network") else tag)
+
+    def write(self, trainer, group) -> None:
+        from torch.utils.tensorboard import SummaryWriter  # here: only runs that ask need tensorboard
+
+        for t, j in enumerate(group):
+            h, path = trainer.history[t], self.folder(j)
+            w = self.writers.get(path)
+            rows = range(len(h["epoch"])) if w is None else [len(h["epoch"]) - 1]
+            if w is None:
+                w = self.writers[path] = SummaryWriter(str(path), purge_step=h["epoch"][0] if h["epoch"] else 0)
+            for k in rows:
+                for m, tag in self.TAGS.items():
+                    v = h.get(m)[k] if h.get(m) is not None else None
+                    if v is not None:
+                        w.add_scalar(tag, float(v), int(h["epoch"][k]))
+            w.flush()
+
+    def close(self) -> None:
+        for w in self.writers.values():
+            w.close()
 
 
 # ---------------------------------------------------------------------------- a batch's folders and logs
@@ -178,7 +223,8 @@ def run_search(spec: TrialSpec, root, **kw) -> dict:
 
 
 def run_searches(specs: list[TrialSpec], root, *, device="cpu", resume=False, overwrite=False, quiet=False,
-                 args: dict | None = None, pretrained=None, role: str | None = None, max_batch: int = 64) -> list[dict]:
+                 args: dict | None = None, pretrained=None, role: str | None = None, max_batch: int = 64,
+                 tensorboard: bool = False) -> list[dict]:
     """Searches of one batch key, run as batches of at most max_batch trials; one result per spec.
 
     das-single trains (or reuses) its grad-only and net-only networks first, unless `pretrained`
@@ -218,7 +264,8 @@ def run_searches(specs: list[TrialSpec], root, *, device="cpu", resume=False, ov
         desc = f"search {s0.space}/{s0.data}/{s0.ops}" + (f" {len(chunk)} trials" if len(chunk) > 1
                                                           else f" seed {chunk[0]['seed']}")
         with _failing(chunk):
-            for group, net, trainer in _train_groups(chunk, s0.epochs, build, device=device, log=log, desc=desc, **kw):
+            for group, net, trainer in _train_groups(chunk, s0.epochs, build, device=device, log=log, desc=desc,
+                                                     tensorboard=tensorboard, **kw):
                 one_shot = evaluate_averagings(net, s0.data, device, sigma_n=s0.sigma_n)
                 ranking = _one_shot_ranking(net, group, device)
                 for t, j in enumerate(group):
@@ -285,7 +332,8 @@ def run_train(spec: TrialSpec, root, **kw) -> dict:
 
 
 def run_trains(specs: list[TrialSpec], root, *, device="cpu", resume=False, overwrite=False, quiet=False,
-               args: dict | None = None, role: str | None = None, max_batch: int = 64) -> list[dict]:
+               args: dict | None = None, role: str | None = None, max_batch: int = 64,
+               tensorboard: bool = False) -> list[dict]:
     """Training trials of one batch key: every network they train (random search: each candidate)
     runs in batches of at most max_batch networks; one result per spec."""
     if any(s.stage != "train" for s in specs) or len({batch_key(s) for s in specs}) > 1:
@@ -334,7 +382,7 @@ def run_trains(specs: list[TrialSpec], root, *, device="cpu", resume=False, over
                                                 else f" seed {chunk[0]['seed']}")
         with _failing(list(pending.values())):
             for group, net, trainer in _train_groups(chunk, s0.train_epochs(), build, device=device, log=log,
-                                                     desc=desc):
+                                                     desc=desc, tensorboard=tensorboard):
                 psnrs = evaluate_averagings(net, s0.data, device, sigma_n=s0.sigma_n)
                 for t, j in enumerate(group):
                     pending[j["n"]]["done"][j["k"]] = _finish_network(j, net, trainer, t, psnrs[t], log)

@@ -34,11 +34,27 @@ def numbers(folder) -> dict:
     return r
 
 
-def run(fn, specs, root):
+def run(fn, specs, root, **kw):
     try:
-        return fn(specs, root, quiet=True)
+        return fn(specs, root, quiet=True, **kw)
     finally:
         unlock_all()
+
+
+def metrics(folder) -> list[list[str]]:
+    """metrics.csv of a trial without its seconds column (wall time differs between runs)."""
+    rows = [line.split(",") for line in (Path(folder) / "metrics.csv").read_text().splitlines()]
+    keep = [i for i, name in enumerate(rows[0]) if name != "seconds"]
+    return [[r[i] for i in keep] for r in rows]
+
+
+def board(folder) -> dict:
+    """The TensorBoard scalars of a trial, read back by TensorBoard's own reader: tag -> [(step, value)]."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(Path(folder) / "tensorboard"))
+    acc.Reload()
+    return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
 
 
 @pytest.mark.parametrize("space,order", [("seq", 1), ("seq", 2), ("cell", 1), ("cell", 2)])
@@ -101,7 +117,7 @@ def test_a_diverging_trial_leaves_the_others_bit_identical(tmp_path, monkeypatch
 def test_a_killed_batch_resumes_to_the_same_numbers(tmp_path, monkeypatch):
     import das.train as train_mod
     specs = [spec(s, epochs=3) for s in (1, 2)]
-    full = run(run_searches, specs, tmp_path / "full")
+    full = run(run_searches, specs, tmp_path / "full", tensorboard=True)
     real, saves = train_mod.save_torch, []
 
     def killed(path, obj):
@@ -112,12 +128,24 @@ def test_a_killed_batch_resumes_to_the_same_numbers(tmp_path, monkeypatch):
 
     monkeypatch.setattr(train_mod, "save_torch", killed)
     with pytest.raises(KeyboardInterrupt):
-        run(run_searches, specs, tmp_path / "cut")
+        run(run_searches, specs, tmp_path / "cut", tensorboard=True)
     monkeypatch.setattr(train_mod, "save_torch", real)
     epochs = [torch.load(Path(r["dir"].replace("full", "cut")) / "checkpoint.pt", weights_only=True)["epoch"]
               for r in full]
     assert epochs == [2, 1]
-    resumed = run_searches(specs, tmp_path / "cut", resume=True, quiet=True)  # two groups, one per epoch
+    resumed = run_searches(specs, tmp_path / "cut", resume=True, quiet=True, tensorboard=True)  # two groups
     unlock_all()
     for f, r in zip(full, resumed):
         assert numbers(f["dir"]) == numbers(r["dir"])
+        # the per-epoch logs hold each epoch once, as a run that was never killed writes them
+        assert metrics(f["dir"]) == metrics(r["dir"])
+        header, *rows = metrics(r["dir"])
+        assert [int(row[0]) for row in rows] == json.loads((Path(r["dir"]) / "result.json").read_text())[
+            "history"]["epoch"]
+        scalars = board(r["dir"])
+        assert sorted(scalars) == ["seconds", "train/loss", "train/psnr", "val/loss"]
+        for tag, column in (("train/loss", "train_loss"), ("train/psnr", "train_psnr"), ("val/loss", "val_loss")):
+            steps = [step for step, _ in scalars[tag]]
+            assert steps == [int(row[0]) for row in rows]  # once each, in order, after the resume's purge
+            values = [float(row[header.index(column)]) for row in rows]
+            assert [v for _, v in scalars[tag]] == pytest.approx(values, rel=1e-6)  # float32 in the event file

@@ -77,7 +77,8 @@ def test_every_script_has_version_and_one_line_usage_errors(script):
 
 
 def test_device_and_threads_mean_one_thing_everywhere():
-    """--device defaults to cuda when available in every script; --threads is torch threads per process."""
+    """--device defaults to cpu in every script (also where CUDA is present: README, Measured here);
+    --threads is torch threads per process."""
     import analyze  # noqa: F401
     import bohb
     import search
@@ -87,7 +88,7 @@ def test_device_and_threads_mean_one_thing_everywhere():
     for parser in (search.get_parser(), retrain.get_parser(), bohb.get_parser(), sweep.get_parser()):
         actions = {a.dest: a for a in parser._actions}
         assert actions["device"].default is None, parser.prog
-        assert "cuda when available" in actions["device"].help
+        assert actions["device"].help.startswith("cpu, cuda or cuda:N (default cpu")
         assert "torch threads per process" in actions["threads"].help
 
 
@@ -116,3 +117,31 @@ def test_bohb_resume_accepts_its_own_earlier_settings(tmp_path):
         (out / name).write_text("")
     with pytest.raises(UserError, match="continues a run of other settings .seed"):
         bohb._prepare_out(a, out)
+
+
+def test_tensorboard_flag_writes_every_network_from_the_command_line(tmp_path):
+    """search.py and retrain.py --tensorboard, as real processes: the search's supernet and each
+    of random search's candidates get their own TensorBoard folder, whose train/loss steps are the
+    epochs of metrics.csv beside it."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = tmp_path / "res"
+    common = ["--epochs", "2", "--batches-per-epoch", "2", "--batch-size", "16", "--quiet", "--tensorboard",
+              "--out", str(out)]
+    for cmd in (["search.py", "--seed", "0", "--no-plot"], ["retrain.py", "--method", "random-search", "--seed", "0"]):
+        p = subprocess.run([sys.executable, str(Path(ROOT) / cmd[0]), *cmd[1:], *common], capture_output=True, text=True,
+                           cwd=tmp_path, timeout=300)
+        assert p.returncode == 0, p.stderr
+    boards = sorted(d for d in out.rglob("tensorboard") if d.is_dir())
+    assert len(boards) == 2
+    search_board = next(d for d in boards if "/das/" in str(d))
+    random_board = next(d for d in boards if "/random-search/" in str(d))
+    candidates = sorted(d.name for d in random_board.iterdir() if d.is_dir())
+    assert candidates == [f"candidate{k}" for k in range(len(list(random_board.parent.glob("candidate*_metrics.csv"))))]
+    assert candidates, "random search trains candidates"
+    for folder, csv in [(search_board, search_board.parent / "metrics.csv")] + \
+            [(random_board / c, random_board.parent / f"{c}_metrics.csv") for c in candidates]:
+        acc = EventAccumulator(str(folder))
+        acc.Reload()
+        epochs = [int(line.split(",")[0]) for line in csv.read_text().splitlines()[1:]]
+        assert [e.step for e in acc.Scalars("train/loss")] == epochs == [1, 2]
