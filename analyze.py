@@ -28,10 +28,12 @@ from das.utils import UserError  # noqa: E402
 
 def get_parser():
     p = cli.parser(__doc__)
-    p.add_argument("root", nargs="+", help="results trees to read (e.g. results/), or trials.csv files written by "
-                   "analyze.py; the trials of all of them are pooled")
+    p.add_argument("root", nargs="+", help="results trees to read (e.g. results/), or trials.csv (or trials.csv.gz) "
+                   "files written by analyze.py; the trials of all of them are pooled")
     p.add_argument("--out", default=None, help="output folder (default: <root>/analysis, or the folder of trials.csv, "
                    "of the first root)")
+    p.add_argument("--gzip", action="store_true", help="write the per-trial table as trials.csv.gz (gzip, the form "
+                   "in which a large study is committed) instead of trials.csv")
     p.add_argument("--latex", action="store_true", help="also write the tables as LaTeX (booktabs)")
     p.add_argument("--no-plots", action="store_true", help="skip the figures")
     p.add_argument("--format", default="pdf,png", help="figure formats, comma separated (default: pdf,png)")
@@ -101,15 +103,16 @@ def _main(args) -> dict:
         raise UserError(f"--resamples must be in 100..1000000, got {args.resamples}")
     sources = [Path(r) for r in args.root]
     for source in sources:
-        if not source.is_dir() and not (source.is_file() and source.suffix == ".csv"):
+        if not source.is_dir() and not (source.is_file() and source.name.endswith((".csv", ".csv.gz"))):
             raise UserError(f"{source}: no such results folder or trials.csv; run search.py / retrain.py first")
     source = sources[0]
     out = Path(args.out) if args.out else (source.parent if source.is_file() else source / "analysis")
-    # a trials.csv read in its own folder is not written again; a pooled table never replaces an input
-    reads_output = any(s.is_file() and s.resolve() == (out / "trials.csv").resolve() for s in sources)
+    # a trials.csv (.gz) read in its own folder is not written again; a pooled table never replaces an input
+    table = out / ("trials.csv.gz" if args.gzip else "trials.csv")
+    reads_output = any(s.is_file() and s.resolve() in ((out / "trials.csv").resolve(), (out / "trials.csv.gz").resolve())
+                       for s in sources)
     if reads_output and len(sources) > 1:
-        raise UserError(f"{out / 'trials.csv'} is one of the inputs and would be replaced by the pooled table; "
-                        f"pass --out FOLDER")
+        raise UserError(f"{table} is one of the inputs and would be replaced by the pooled table; pass --out FOLDER")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -147,7 +150,7 @@ def _main(args) -> dict:
     ranking = stats.ranking_correlations(records)
 
     if not reads_output:
-        collect.write_trials_csv(all_records, out / "trials.csv")
+        collect.write_trials_csv(all_records, table)
     paper = report.paper_tables(summary)
     named = {
         "statistics": report.statistics_table(summary),
@@ -219,7 +222,7 @@ def _main(args) -> dict:
                    + plot.training_curve_figures(records, out, formats) + plot.ranking_figures(records, out, formats)
                    + plot.best_genotype_figures(records, out, formats))
     print(text)
-    print(f"wrote {len(tables)} tables, trials.csv and {len(figures)} figure files to {out}")
+    print(f"wrote {len(tables)} tables, {'' if reads_output else table.name + ' '}and {len(figures)} figure files to {out}")
     return {"records": records, "all_records": all_records, "spread": spread, "skipped": skipped, "summary": summary,
             "correlations": corr, "draws": draws, "claims": claims, "diagnostics": diagnostics, "ranking": ranking,
             "tables": tables, "named": named, "figures": figures, "out": out, "report": text}

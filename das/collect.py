@@ -14,8 +14,10 @@ tables, and never pooled.
 """
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
+import zlib
 import math
 import os
 from collections import Counter
@@ -365,11 +367,14 @@ def compact(r: dict) -> dict:
 def write_trials_csv(records, path, compact_records: bool = False) -> Path:
     """trials.csv written atomically, with trials.manifest.json beside it (rows and SHA-256, so a
     file cut short or edited is recognised when read back); `compact_records` leaves the per-epoch
-    histories out (compact())."""
+    histories out (compact()). A path ending in .gz (trials.csv.gz) is written gzip-compressed, the
+    form in which a large table is committed (reproduction/)."""
     path = Path(path)
     if compact_records:
         records = [compact(r) for r in records]
     data = trials_frame(records).to_csv(index=False).encode()
+    if path.name.endswith(".gz"):  # gzip with no time stamp: the same table is the same bytes
+        data = gzip.compress(data, compresslevel=9, mtime=0)
     write_bytes_atomic(path, data)
     manifest = {"file": path.name, "rows": len(records), "sha256": hashlib.sha256(data).hexdigest()}
     write_bytes_atomic(path.with_name(MANIFEST), (json.dumps(manifest, indent=2) + "\n").encode())
@@ -431,6 +436,12 @@ def read_trials_csv(path) -> list[dict]:
         if m.get("file") == path.name and (m.get("sha256") != hashlib.sha256(data).hexdigest()):
             raise UserError(f"{path}: does not match {manifest.name} (expected {m.get('rows')} rows and its "
                             f"SHA-256): the file was cut short or edited; {fix}")
+    if data[:2] == b"\x1f\x8b":  # trials.csv.gz
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise UserError(f"{path}: a gzip file that cannot be decompressed ({exc}): cut short or damaged; "
+                            f"{fix}") from None
     from io import BytesIO
 
     try:

@@ -939,6 +939,37 @@ def test_trials_csv_is_validated_like_a_results_tree(tmp_path, case):
     one_line_error(p, match)
 
 
+def test_trials_csv_gz_reads_back_the_same_records_and_a_cut_one_is_one_line(tmp_path):
+    """analyze.py --gzip writes trials.csv.gz (the committed form of a large study): it reads back
+    to the records of the plain trials.csv, the same table is the same bytes, and a file cut short
+    (with or without its manifest) is one line, exit 2."""
+    import gzip
+
+    from das.collect import read_trials_csv
+
+    root = tmp_path / "results"
+    for s in range(3):
+        write_trial(root, "seq", "blur", "all", "random", s, 10.0 + s)
+    assert cli("analyze.py", root, "--no-plots").returncode == 0
+    assert cli("analyze.py", root, "--no-plots", "--gzip", "--out", tmp_path / "gz").returncode == 0
+    plain, packed = root / "analysis" / "trials.csv", tmp_path / "gz" / "trials.csv.gz"
+    assert not (tmp_path / "gz" / "trials.csv").exists()
+    assert gzip.decompress(packed.read_bytes()) == plain.read_bytes()
+    assert read_trials_csv(packed) == read_trials_csv(plain)
+    first = packed.read_bytes()
+    assert cli("analyze.py", root, "--no-plots", "--gzip", "--out", tmp_path / "gz2").returncode == 0
+    assert (tmp_path / "gz2" / "trials.csv.gz").read_bytes() == first  # no time stamp inside
+    # read in its own folder, the table is not written again (nor a plain trials.csv beside it)
+    assert cli("analyze.py", packed, "--no-plots").returncode == 0
+    assert packed.read_bytes() == first and not (tmp_path / "gz" / "trials.csv").exists()
+    packed.write_bytes(first[: len(first) // 2])
+    one_line_error(cli("analyze.py", packed, "--no-plots", "--out", tmp_path / "again"),
+                   "does not match trials.manifest.json")
+    (tmp_path / "gz" / "trials.manifest.json").unlink()
+    one_line_error(cli("analyze.py", packed, "--no-plots", "--out", tmp_path / "again"),
+                   "gzip file that cannot be decompressed")
+
+
 def test_analysis_files_are_written_atomically(tmp_path, monkeypatch):
     """Item 8: a full disk while trials.csv is written leaves the earlier file whole and is one line."""
     import errno
