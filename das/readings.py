@@ -148,14 +148,26 @@ def medians(records) -> dict[tuple, tuple[float, int]]:
     return {c: (float(np.median(by[c])), len(by[c])) for c in cells() if by.get(c)}
 
 
+def own_cells(reading: dict) -> list[tuple]:
+    """The cells whose trials a reading trains itself (every cell for the defaults and for an
+    evaluation-only reading, which rereads the defaults' trials); elsewhere its view holds the
+    defaults' trials."""
+    trained = _trained(reading)
+    return [c for c in cells() if not trained or _affects(trained, c)]
+
+
 def score(records, reading: dict) -> dict:
-    """MAD and Kendall tau of the reading's medians against the paper's over the cells it has."""
+    """MAD and Kendall tau of the reading's medians against the paper's over the cells it has;
+    `own` = (cells of own_cells that have trials, len(own_cells)), so a partial candidate shows
+    how much of it is its own trials and how much the defaults'."""
     med = medians(view(records, reading))
     have = [c for c in cells() if c in med]
+    mine = own_cells(reading)
     ours = np.array([med[c][0] for c in have])
     paper = np.array([PAPER[(*c, "H1")][2] for c in have])
     tau = float(st.kendalltau(ours, paper).statistic) if len(have) > 2 else float("nan")
-    return {"reading": name(reading), "settings": reading, "cells": len(have), "trials": sum(med[c][1] for c in have),
+    return {"reading": name(reading), "settings": reading, "cells": len(have),
+            "own": [sum(c in med for c in mine), len(mine)], "trials": sum(med[c][1] for c in have),
             "mad": float(np.mean(np.abs(ours - paper))) if len(have) else float("nan"), "tau": tau,
             "medians": {"/".join(c): med[c][0] for c in have}}
 

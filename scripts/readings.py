@@ -78,7 +78,7 @@ def main(args) -> dict:
         helps = (s["cells"] == len(readings.cells()) and s["mad"] <= base["mad"] - readings.MIN_GAIN_DB
                  and s["tau"] >= base["tau"] - readings.MAX_TAU_LOSS)
         rows.append({"reading": s["reading"], "changed settings": len(s["settings"]), "cells": s["cells"],
-                     "trials": s["trials"], "MAD (dB)": s["mad"], "Kendall tau": s["tau"],
+                     "own cells run": f"{s['own'][0]}/{s['own'][1]}", "trials": s["trials"], "MAD (dB)": s["mad"], "Kendall tau": s["tau"],
                      "MAD change (dB)": s["mad"] - base["mad"], "helps": helps,
                      "chosen": s["reading"] == choice["chosen"]["reading"]})
     tables = [report.rows_table("screen", "Readings screen: every candidate's mean absolute deviation (MAD) of the "
@@ -95,15 +95,19 @@ def main(args) -> dict:
     write_json(out / "choice.json", choice)
     lines = [f"# Readings screen of {root}", "", f"Rule: {choice['rule']}", ""]
     if choice["incomplete"]:
-        lines += [f"Candidates with trials missing in some of the 28 cells (not eligible): "
-                  f"{', '.join(choice['incomplete'])}", ""]
+        lines += [f"Candidates with trials missing in some of the 28 cells (not eligible; scored on the cells "
+                  f"they have, where the defaults' trials stand in wherever a reading cannot change a cell, so "
+                  f"'own cells run' says how much of a row is the reading's own trials; their claims are not "
+                  f"shown): {', '.join(choice['incomplete'])}", ""]
     status = "Chosen" if choice["final"] else "Chosen so far (provisional: the screen is not finished)"
     lines += [report.to_markdown(tables[0]),
               f"{status}: **{choice['chosen']['reading']}** (MAD {choice['chosen']['mad']:.2f} dB, tau "
               f"{choice['chosen']['tau']:.2f}; the defaults: MAD {base['mad']:.2f} dB, tau {base['tau']:.2f})", ""]
     figures = []
     if not args.no_claims:
-        candidates = [s["settings"] for s in choice["candidates"] if s["cells"]]  # a partial screen: its cells
+        # complete candidates only: a partial one's view is mostly the defaults' trials, whose verdicts
+        # would be shown under its name
+        candidates = [s["settings"] for s in choice["candidates"] if s["cells"] == len(readings.cells())]
         claim_rows = readings.claims_by_reading(records, candidates, resamples=args.resamples)
         summary = readings.robustness_summary(claim_rows)
         tables += [report.rows_table("claims_by_reading", "The paper's claims under every reading of the screen "

@@ -69,6 +69,14 @@ def test_scores_equal_numpy(screen):
         np.testing.assert_allclose(ours - paper, offset, atol=1e-9)
         assert s["mad"] == pytest.approx(abs(offset)) and s["cells"] == 28 and s["trials"] == 140
         assert s["tau"] == pytest.approx(st.kendalltau(ours, paper).statistic)
+    # how much of a row is the reading's own trials: all of the defaults' and sgd's (it changes every
+    # cell), residual off's in the cells it changes; noise sigma 1 has none of its own yet
+    assert readings.score(screen, {})["own"] == [28, 28]
+    assert readings.score(screen, {"psnr": "pooled"})["own"] == [28, 28]  # reread, not trained
+    changed = [c for c in readings.cells() if readings._affects({"residual": "off"}, c)]
+    assert readings.score(screen, {"residual": "off"})["own"] == [len(changed), len(changed)]
+    loud = readings.score(screen, {"noise_sigma": 1.0})
+    assert loud["own"] == [0, 10] and loud["cells"] == 18
 
 
 def test_stage2_and_the_choice_follow_the_rule(screen):
@@ -109,6 +117,11 @@ def test_readings_script_writes_scores_choice_and_claims(screen, tmp_path):
               "fig_claims_by_reading.png"):
         assert (tmp_path / "out" / f).is_file(), f
     assert "Chosen so far (provisional: the screen is not finished): **theta_optimizer=sgd**" in p.stdout
+    import pandas as pd
+    table = pd.read_csv(tmp_path / "out" / "screen.csv").set_index("reading")
+    assert table.loc["noise_sigma=1", "own cells run"] == "0/10" and table.loc["defaults", "own cells run"] == "28/28"
+    claims = pd.read_csv(tmp_path / "out" / "claims_by_reading.csv")
+    assert "noise_sigma=1" not in set(claims["reading"]) and "theta_optimizer=sgd" in set(claims["reading"])
 
 
 def test_confirmation_runs_the_chosen_reading_at_the_papers_scale(screen, tmp_path):
