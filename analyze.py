@@ -3,10 +3,12 @@
     python analyze.py results/
     python analyze.py results/ --out results/analysis --latex --format pdf,png
     python analyze.py results/analysis/trials.csv        # the same tables from the per-trial table
+    python analyze.py results/ --out study --gzip         # the table as trials.csv.gz (to commit)
 
-Reads every trial under the tree (or a trials.csv written by an earlier run), pools the trials of
-one specification (space, data, op set, method, preset, training settings), and writes into
-<root>/analysis/ (or --out): trials.csv (one row per trial, every number unrounded), the paper's
+Reads every trial under the tree (or a trials.csv / trials.csv.gz written by an earlier run), pools
+the trials of one specification (space, data, op set, method, preset, training settings), and writes
+into <root>/analysis/ (or --out): trials.csv (one row per trial, every number unrounded; with --gzip
+trials.csv.gz) and trials.manifest.json (its rows and SHA-256, checked when it is read), the paper's
 tables as CSV, Markdown and LaTeX (with the paper's numbers beside ours), statistics with
 bootstrap 95% intervals, correlations, the random draws needed to beat the DAS median, a verdict
 per claim (a)-(e) (docs/readings.md), search diagnostics, and the figures (das/plot.py). Markdown goes to the
@@ -109,10 +111,14 @@ def _main(args) -> dict:
     out = Path(args.out) if args.out else (source.parent if source.is_file() else source / "analysis")
     # a trials.csv (.gz) read in its own folder is not written again; a pooled table never replaces an input
     table = out / ("trials.csv.gz" if args.gzip else "trials.csv")
-    reads_output = any(s.is_file() and s.resolve() in ((out / "trials.csv").resolve(), (out / "trials.csv.gz").resolve())
-                       for s in sources)
-    if reads_output and len(sources) > 1:
-        raise UserError(f"{table} is one of the inputs and would be replaced by the pooled table; pass --out FOLDER")
+    other = out / ("trials.csv" if args.gzip else "trials.csv.gz")  # the other form: one table per folder
+    own = [s for s in sources if s.is_file() and s.resolve() in (table.resolve(), other.resolve())]
+    reads_output = bool(own)
+    if own and len(sources) > 1:
+        raise UserError(f"{own[0]} is one of the inputs and would be replaced by the pooled table; pass --out FOLDER")
+    if own and args.gzip and own[0].resolve() != table.resolve():
+        raise UserError(f"{own[0]} is the input and this folder's table, so --gzip writes no trials.csv.gz here: "
+                        f"pass --out FOLDER, or read the results tree")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -151,6 +157,9 @@ def _main(args) -> dict:
 
     if not reads_output:
         collect.write_trials_csv(all_records, table)
+        if other.exists():  # an earlier run's other form: the manifest now covers this one only
+            other.unlink()
+            notes.append(f"removed {other} (an earlier run's table; this folder's table is now {table.name})")
     paper = report.paper_tables(summary)
     named = {
         "statistics": report.statistics_table(summary),
@@ -222,7 +231,7 @@ def _main(args) -> dict:
                    + plot.training_curve_figures(records, out, formats) + plot.ranking_figures(records, out, formats)
                    + plot.best_genotype_figures(records, out, formats))
     print(text)
-    print(f"wrote {len(tables)} tables, {'' if reads_output else table.name + ' '}and {len(figures)} figure files to {out}")
+    print(f"wrote {len(tables)} tables, {'' if reads_output else table.name + ', '}{len(figures)} figure files to {out}")
     return {"records": records, "all_records": all_records, "spread": spread, "skipped": skipped, "summary": summary,
             "correlations": corr, "draws": draws, "claims": claims, "diagnostics": diagnostics, "ranking": ranking,
             "tables": tables, "named": named, "figures": figures, "out": out, "report": text}

@@ -63,6 +63,7 @@ def main(args) -> dict:
 def _main(args) -> dict:
     set_threads(args.threads)
     device = cli.check_device(args)
+    cli.check_tensorboard(args)
     jobs = _genotype_jobs(args) if args.genotype else [_baseline_specs(args)]
     # trials of one results tree and one batch key train as one computation (at most --max-batch networks)
     groups: dict[tuple, list] = {}

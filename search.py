@@ -50,6 +50,7 @@ def _main(args) -> dict:
                         "grad-only and net-only networks of the same settings itself; drop the flags")
     set_threads(args.threads)
     device = cli.check_device(args)
+    cli.check_tensorboard(args)
     specs = [cli.spec_from_args(args, method=args.method, seed=s) for s in cli.seeds_of(args)]
     if args.resume:
         for spec in specs:

@@ -13,5 +13,7 @@ $PY setup.py -q build_ext --inplace > "$OUT/build.log" 2>&1 || { tail -40 "$OUT/
 echo "build: $(( $(date +%s) - t0 )) s" | tee -a "$OUT/machine.txt"
 $PY -c "import torch, das._C; print('CUDA kernels:', [n for n in ('blur', 'blur_adjoint', 'grad_step_batched', 'grad_step_batched_backward', 'cnn_forward_batched') if torch._C._dispatch_has_kernel_for_dispatch_key('das::' + n, 'CUDA')])" | tee -a "$OUT/machine.txt"
 $PY -m pytest -q -p no:cacheprovider tests/test_operators.py tests/test_batched_ops.py -k cuda 2>&1 | tee "$OUT/tests_cuda.log" | tail -15
-$PY benchmarks/bench_ops.py --device cuda --out "$OUT/ops_cuda.json" 2>&1 | tee "$OUT/bench_ops.log"
-$PY benchmarks/bench_gpu.py ${BENCH_GPU_ARGS:---epochs 5 --trials 1,16,128 --cpu-trials 8} --out "$OUT/gpu.json" 2>&1 | tee "$OUT/bench_gpu.log"
+tests=$?  # the benchmarks run either way; the script's status is the tests' (then the benchmarks')
+$PY benchmarks/bench_ops.py --device cuda --out "$OUT/ops_cuda.json" 2>&1 | tee "$OUT/bench_ops.log" || exit
+$PY benchmarks/bench_gpu.py ${BENCH_GPU_ARGS:---epochs 5 --trials 1,16,128 --cpu-trials 8} --out "$OUT/gpu.json" 2>&1 | tee "$OUT/bench_gpu.log" || exit
+exit $tests

@@ -16,7 +16,7 @@ from das.vocab import FORMATIONS, OP_SETS, SPACES
 
 
 DEVICE_HELP = ("cpu, cuda or cuda:N (default cpu: only the CPU's numbers are the same alone and in a "
-               "batch, and a GPU runs these small problems slower than its machine's CPU cores)")
+               "batch; an H200 ran these small problems slower than the 16 CPU cores beside it, README)")
 
 
 class Parser(argparse.ArgumentParser):
@@ -73,7 +73,7 @@ def add_run_args(p, out_help: str = "results tree (default results/)") -> None:
     p.add_argument("--quiet", action="store_true", help="no log lines on stderr")
     p.add_argument("--tensorboard", action="store_true",
                    help="also write each network's per-epoch metrics as TensorBoard scalars in <trial folder>/tensorboard "
-                        "(metrics.csv is always written)")
+                        "(a random search's candidates in tensorboard/candidate<k>; metrics.csv is always written)")
     p.add_argument("--max-batch", type=int, default=64,
                    help="most trials (networks) trained as one computation; lower it to save memory (default 64)")
 
@@ -94,6 +94,24 @@ def spec_from_args(args, *, method, seed, **kw) -> TrialSpec:
                   method=method, seed=seed, **settings_of(args))
     fields.update(kw)
     return TrialSpec.make(hp=hp, **fields)
+
+
+MAX_TENSORBOARD_BATCH = 256  # one open event file and writer thread per network of a batch
+
+
+def check_tensorboard(args) -> None:
+    """--tensorboard needs the tensorboard package (requirements.txt) and bounded batches; both are
+    checked before any folder is written, not after the first epoch."""
+    if not getattr(args, "tensorboard", False):
+        return
+    try:
+        import torch.utils.tensorboard  # noqa: F401
+    except ImportError:
+        raise UserError("--tensorboard needs the tensorboard package: pip install tensorboard==2.21.0 "
+                        "(requirements.txt), or drop --tensorboard (metrics.csv is written either way)") from None
+    if args.max_batch > MAX_TENSORBOARD_BATCH:
+        raise UserError(f"--tensorboard keeps one event file open per network: --max-batch must be at most "
+                        f"{MAX_TENSORBOARD_BATCH} with it, got {args.max_batch}")
 
 
 def check_device(args) -> str:

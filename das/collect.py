@@ -373,10 +373,11 @@ def write_trials_csv(records, path, compact_records: bool = False) -> Path:
     if compact_records:
         records = [compact(r) for r in records]
     data = trials_frame(records).to_csv(index=False).encode()
+    digest = hashlib.sha256(data).hexdigest()  # of the table itself, so any gzip of it matches
     if path.name.endswith(".gz"):  # gzip with no time stamp: the same table is the same bytes
         data = gzip.compress(data, compresslevel=9, mtime=0)
     write_bytes_atomic(path, data)
-    manifest = {"file": path.name, "rows": len(records), "sha256": hashlib.sha256(data).hexdigest()}
+    manifest = {"file": path.name, "rows": len(records), "sha256": digest}
     write_bytes_atomic(path.with_name(MANIFEST), (json.dumps(manifest, indent=2) + "\n").encode())
     return path
 
@@ -430,18 +431,18 @@ def read_trials_csv(path) -> list[dict]:
         data = path.read_bytes()
     except OSError as exc:
         raise UserError(f"{path}: cannot be read ({exc.strerror or type(exc).__name__}); check the path") from None
-    manifest = path.with_name(MANIFEST)
-    if manifest.is_file():
-        m = read_json(manifest, "trials manifest", fix)
-        if m.get("file") == path.name and (m.get("sha256") != hashlib.sha256(data).hexdigest()):
-            raise UserError(f"{path}: does not match {manifest.name} (expected {m.get('rows')} rows and its "
-                            f"SHA-256): the file was cut short or edited; {fix}")
     if data[:2] == b"\x1f\x8b":  # trials.csv.gz
         try:
             data = gzip.decompress(data)
         except (OSError, EOFError, zlib.error) as exc:
             raise UserError(f"{path}: a gzip file that cannot be decompressed ({exc}): cut short or damaged; "
                             f"{fix}") from None
+    manifest = path.with_name(MANIFEST)
+    if manifest.is_file():
+        m = read_json(manifest, "trials manifest", fix)
+        if m.get("file") == path.name and (m.get("sha256") != hashlib.sha256(data).hexdigest()):
+            raise UserError(f"{path}: does not match {manifest.name} (expected {m.get('rows')} rows and the SHA-256 "
+                            f"of the table): the file was cut short or edited; {fix}")
     from io import BytesIO
 
     try:

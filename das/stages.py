@@ -234,7 +234,8 @@ def run_searches(specs: list[TrialSpec], root, *, device="cpu", resume=False, ov
     s0 = specs[0]
     frozen = METHODS[s0.method].frozen_weights
     if frozen and pretrained is None:
-        pretrained = pretrain_das_single(specs, root, device=device, quiet=quiet, max_batch=max_batch)
+        pretrained = pretrain_das_single(specs, root, device=device, quiet=quiet, max_batch=max_batch,
+                                         tensorboard=tensorboard)
     elif pretrained is not None:
         pretrained = [pretrained] * len(specs)
     results: list[dict | None] = [None] * len(specs)
@@ -477,7 +478,8 @@ def pretrained_ops(ops: str) -> list[str]:
     return [op for op in OP_SETS[ops].ops if op in CNN_OPS]
 
 
-def pretrain_das_single(specs: list[TrialSpec], root, *, device="cpu", quiet=False, max_batch=64) -> list[tuple]:
+def pretrain_das_single(specs: list[TrialSpec], root, *, device="cpu", quiet=False, max_batch=64,
+                        tensorboard=False) -> list[tuple]:
     """DAS-single's pretrained ops: per spec, for each CNN op of its op set, the network of that op at
     every layer (grad-only, net-only) with the same settings, trained as ordinary baseline trials
     (reused when they exist). Returns their network.pt paths, in pretrained_ops order."""
@@ -485,7 +487,8 @@ def pretrain_das_single(specs: list[TrialSpec], root, *, device="cpu", quiet=Fal
     for op in pretrained_ops(specs[0].ops):
         method = uniform_method(op)
         base = [s.replace(method=method, stage="train", candidates=None) for s in specs]
-        done = run_trains(base, root, device=device, resume=True, quiet=quiet, max_batch=max_batch)
+        done = run_trains(base, root, device=device, resume=True, quiet=quiet, max_batch=max_batch,
+                          tensorboard=tensorboard)
         for n, r in enumerate(done):
             if r["status"] != Status.COMPLETE:
                 raise UserError(f"{r['dir']}: the {method} network DAS-single needs did not train ({r['status']}); "

@@ -23,7 +23,7 @@ from scipy import stats as st  # noqa: E402
 from das import report, stats  # noqa: E402
 from das.study import STUDIES, paper_value  # noqa: E402
 from das.vocab import display  # noqa: E402
-from das.collect import load_trials  # noqa: E402
+from das.collect import load_trials, read_trials_csv  # noqa: E402
 
 READINGS = (0.01, 0.1)
 
@@ -49,7 +49,7 @@ def main(argv=None):
     p.add_argument("root", help="results tree or trials.csv holding the calibration study")
     a = p.parse_args(argv)
     source = Path(a.root)
-    records = report.read_trials_csv(source) if source.is_file() else load_trials(source)[0]
+    records = read_trials_csv(source) if source.is_file() else load_trials(source)[0]
     rows = calibration_rows(records)
     head = "| data | ops | method | paper median | " + " | ".join(
         f"sigma_n {s:g}: median [95% CI] (n)" for s in READINGS) + " |"

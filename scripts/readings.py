@@ -25,7 +25,7 @@ from das.utils import UserError, write_json, write_text_atomic  # noqa: E402
 
 def get_parser():
     p = cli.parser(__doc__)
-    p.add_argument("root", nargs="+", help="the screen's results trees or trials.csv files written by analyze.py "
+    p.add_argument("root", nargs="+", help="the screen's results trees or trials.csv (.gz) files written by analyze.py "
                    "(pooled: a screen run in parts)")
     p.add_argument("--out", default=None, help="output folder (default <root>/analysis/readings, or beside trials.csv)")
     p.add_argument("--no-claims", action="store_true", help="scores and choice only (the claims take a minute)")

@@ -100,7 +100,7 @@ def get_parser():
     p.add_argument("--device", default=None, help=cli.DEVICE_HELP)
     p.add_argument("--dry-run", action="store_true", help="list the trials to run and exit")
     p.add_argument("--done-in", action="append", default=[], metavar="TRIALS_CSV",
-                   help="a trials.csv (analyze.py's) whose trials count as done: a study continued in another "
+                   help="a trials.csv or trials.csv.gz (analyze.py's) whose trials count as done: a study continued in another "
                         "results tree, such as one whose finished part is committed as data (repeatable)")
     p.add_argument("--overwrite", action="store_true",
                    help="start the selected trials again from scratch (their folders are emptied first), finished "

@@ -962,12 +962,23 @@ def test_trials_csv_gz_reads_back_the_same_records_and_a_cut_one_is_one_line(tmp
     # read in its own folder, the table is not written again (nor a plain trials.csv beside it)
     assert cli("analyze.py", packed, "--no-plots").returncode == 0
     assert packed.read_bytes() == first and not (tmp_path / "gz" / "trials.csv").exists()
-    packed.write_bytes(first[: len(first) // 2])
+    # the manifest holds the table's own SHA-256: another gzip of the same table still matches it
+    packed.write_bytes(gzip.compress(plain.read_bytes(), compresslevel=1))
+    assert read_trials_csv(packed) == read_trials_csv(plain)
+    edited = plain.read_text().splitlines(keepends=True)
+    edited[1] = edited[1].replace("10.0", "99.0", 1)
+    packed.write_bytes(gzip.compress("".join(edited).encode()))
     one_line_error(cli("analyze.py", packed, "--no-plots", "--out", tmp_path / "again"),
                    "does not match trials.manifest.json")
-    (tmp_path / "gz" / "trials.manifest.json").unlink()
+    packed.write_bytes(first[: len(first) // 2])
     one_line_error(cli("analyze.py", packed, "--no-plots", "--out", tmp_path / "again"),
                    "gzip file that cannot be decompressed")
+    # one table per folder: --gzip where a plain trials.csv was replaces it (the manifest names one file)
+    assert cli("analyze.py", root, "--no-plots", "--gzip").returncode == 0
+    assert (root / "analysis" / "trials.csv.gz").is_file() and not plain.exists()
+    assert cli("analyze.py", root, "--no-plots").returncode == 0
+    assert plain.is_file() and not (root / "analysis" / "trials.csv.gz").exists()
+    one_line_error(cli("analyze.py", plain, "--no-plots", "--gzip"), "--gzip writes no trials.csv.gz here")
 
 
 def test_analysis_files_are_written_atomically(tmp_path, monkeypatch):
@@ -1068,3 +1079,18 @@ def test_a_fresh_lock_is_never_taken_over_for_a_stale_one_of_no_token(tmp_path):
     judged = locks._read_owner(lock)
     locks._take_over(lock, judged)  # the very file judged stale goes
     assert not lock.exists()
+
+
+def test_tensorboard_without_the_package_or_with_huge_batches_is_one_line_before_any_folder(tmp_path, monkeypatch):
+    """--tensorboard is checked before a folder is written: without the tensorboard package (its
+    import blocked here), or with more networks per batch than open event files allow."""
+    out = tmp_path / "out"
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # import raises ImportError
+    for script in ("search.py", "retrain.py"):
+        extra = ("--method", "random") if script == "retrain.py" else ()
+        one_line_error(in_process(monkeypatch, script, *extra, "--tensorboard", "--out", out, "--quiet"),
+                       "--tensorboard needs the tensorboard package")
+    monkeypatch.delitem(sys.modules, "torch.utils.tensorboard")
+    one_line_error(in_process(monkeypatch, "search.py", "--tensorboard", "--max-batch", "300", "--out", out),
+                   "--max-batch must be at most 256")
+    assert not out.exists()
