@@ -11,8 +11,8 @@ same budget and maximises the architecture PSNR, `das-single` maximises the one-
 DAS-single search over networks pretrained once at the max budget. Each evaluation reuses
 search.py's and retrain.py's code (das/stages.py). Writes hpbandster's configs.json/results.json
 (warm start with --previous DIR, or --resume to continue this folder's own run), summary.csv of
-every evaluation, and incumbent.json, a preset that `search.py --hparams incumbent.json` takes as
-it is. The master writes every evaluation setting to settings.json in the run folder; a worker
+every evaluation, incumbent.json, a preset that `search.py --hparams incumbent.json` takes as it is,
+incumbent_vs_paper.* (beside the paper's preset) and trajectory.* (best PSNR so far, a figure). The master writes every evaluation setting to settings.json in the run folder; a worker
 reads them from there (the run folder must be on a filesystem every worker sees), never from its
 own flags. Pyro4 has no authentication: the nameserver and workers must only listen on a trusted
 network (the default is loopback; docs/multi-machine.md shows an SSH tunnel).
@@ -522,6 +522,46 @@ def _progress_logger(hpres, out: Path, a):
     return Progress(str(out), overwrite=True)
 
 
+# the paper's BOHB presets (Tables 7 and 8: configs/) by objective, space and data formation
+PAPER_PRESETS = {("one-shot", "seq", "blur"): "BOHB-one-shot-Blur", ("one-shot", "seq", "downsample"): "BOHB-one-shot-DS",
+                 ("final", "seq", "blur"): "BOHB-Blur", ("das-single", "seq", "blur"): "BOHB-DAS-single",
+                 ("one-shot", "cell", "blur"): "BOHB-Non-Seq-one-shot-Blur", ("final", "cell", "blur"): "BOHB-Non-Seq-Blur"}
+
+
+def trajectory(runs, max_budget: float) -> list[dict]:
+    """The evaluations in the order they finished, with the best PSNR so far at the largest budget
+    (the incumbent's rung) and at any budget."""
+    order = sorted(range(len(runs)), key=lambda i: ((runs[i].time_stamps or {}).get("finished", i), i))
+    rows, best_top, best_any = [], None, None
+    for k, i in enumerate(order, 1):
+        r = runs[i]
+        psnr = -r.loss if r.loss is not None and math.isfinite(r.loss) else None
+        if psnr is not None:
+            best_any = psnr if best_any is None else max(best_any, psnr)
+            if r.budget >= max_budget:
+                best_top = psnr if best_top is None else max(best_top, psnr)
+        rows.append({"evaluation": k, "finished_seconds": (r.time_stamps or {}).get("finished"),
+                     "config_id": "-".join(map(str, r.config_id)), "budget": r.budget, "psnr": psnr,
+                     "best_psnr_at_max_budget": best_top, "best_psnr_any_budget": best_any})
+    return rows
+
+
+def incumbent_vs_paper(a, hp: HParams) -> list[dict]:
+    """The incumbent's hyperparameters beside the paper's preset for the same objective, space and
+    data formation (Table 7 / 8), with Table 7's search range."""
+    from das.hparams import load_hparams
+
+    name = PAPER_PRESETS.get((a.objective, a.space, a.data))
+    paper = load_hparams(name).to_dict() if name else {}
+    ranges = {h.name: (f"[{h.lower:g}, {h.upper:g}]{' log' if h.log else ''}" if hasattr(h, "lower")
+                       else " | ".join(map(str, h.choices))) for h in list(get_configspace().values())}
+    ours = hp.to_dict()
+    text = lambda v: f"{v:.4g}" if isinstance(v, float) else str(v)  # exact values: incumbent.json, configs/
+    return [{"hyperparameter": k, "search range": ranges[k], "incumbent": text(ours.get(k)),
+             f"paper ({name or 'no preset for this objective'})": text(paper.get(k)) if name else ""}
+            for k in sorted(ranges)]
+
+
 def _report(a, out: Path, res, seconds: float) -> dict:
     id2conf = res.get_id2config_mapping()
     runs = res.get_all_runs()
@@ -553,11 +593,25 @@ def _report(a, out: Path, res, seconds: float) -> dict:
     hp = config_to_hparams(id2conf[incumbent]["config"], name)
     best = max(inc_runs, key=lambda r: r.budget)
     write_json(out / "incumbent.json", hp.to_dict())
+    epochs = sum(max(1, round(float(r.budget))) for r in runs) * len(seeds_of(a))
     summary.update(incumbent=hp.to_dict(), incumbent_budget=best.budget, incumbent_psnr=-best.loss,
-                   incumbent_file=str(out / "incumbent.json"))
+                   incumbent_file=str(out / "incumbent.json"), paper_preset=PAPER_PRESETS.get(
+                       (a.objective, a.space, a.data)),
+                   evaluations_per_hour=len(runs) / max(seconds, 1e-9) * 3600,
+                   search_epochs=epochs, search_epochs_per_hour=epochs / max(seconds, 1e-9) * 3600)
     write_json(out / "bohb_summary.json", summary)
-    print(f"{len(runs)} evaluations ({summary['failed']} failed) in {seconds:.0f}s; incumbent PSNR "
-          f"{-best.loss:.2f} dB at budget {best.budget:g}: {out / 'incumbent.json'}")
+    from das import plot, report
+
+    steps = trajectory(runs, a.max_budget)
+    report.write_table(report.rows_table("trajectory", "BOHB: every evaluation in the order it finished, and the "
+                                         "best PSNR so far", steps, 3), out, latex=False)
+    report.write_table(report.rows_table("incumbent_vs_paper", "The incumbent's hyperparameters beside the "
+                                         "paper's BOHB preset", incumbent_vs_paper(a, hp), 2), out, latex=False)
+    plot.bohb_trajectory_figure(steps, out, title=f"BOHB {a.objective}, {a.space}/{a.data}/{a.ops}")
+    print(f"{len(runs)} evaluations ({summary['failed']} failed) in {seconds:.0f}s "
+          f"({summary['evaluations_per_hour']:.0f} evaluations, {summary['search_epochs_per_hour']:.0f} search epochs "
+          f"per hour); incumbent PSNR {-best.loss:.2f} dB at budget {best.budget:g}: {out / 'incumbent.json'}; "
+          f"beside the paper's preset: {out / 'incumbent_vs_paper.md'}; trajectory: {out / 'trajectory.png'}")
     return summary
 
 

@@ -580,6 +580,31 @@ VERDICT_MARKERS = {"holds": dict(marker="o"), "does not hold": dict(marker="X"),
                    "undecided": dict(marker="o", facecolor="white"), "not enough trials": dict(marker=".")}
 
 
+def bohb_trajectory_figure(rows, out, stem="trajectory", title="BOHB", formats=FORMATS) -> list[Path]:
+    """A BOHB run (bohb.trajectory rows): every evaluation's PSNR against its number, coloured by
+    budget, and the best PSNR so far at the largest budget (the incumbent's rung) as a step line."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(COLUMN_WIDTH, 2.4))
+    budgets = sorted({r["budget"] for r in rows})
+    cmap = plt.get_cmap("viridis")
+    for k, b in enumerate(budgets):
+        pts = [(r["evaluation"], r["psnr"]) for r in rows if r["budget"] == b and r["psnr"] is not None]
+        if pts:
+            x, y = zip(*pts)
+            ax.scatter(x, y, s=7, color=cmap(0.05 + 0.75 * k / max(len(budgets) - 1, 1)), alpha=0.8, linewidths=0,
+                       zorder=3, label=f"budget {b:g} epoch{'' if b == 1 else 's'} (n = {len(pts)})")
+    best = [(r["evaluation"], r["best_psnr_at_max_budget"]) for r in rows if r["best_psnr_at_max_budget"] is not None]
+    if best:
+        x, y = zip(*best)
+        ax.step(x, y, where="post", color="black", linewidth=0.9, zorder=2, label="best at the largest budget")
+    failed = sum(r["psnr"] is None for r in rows)
+    ax.set_xlabel("evaluation (in the order finished)")
+    ax.set_ylabel("PSNR (dB)")
+    ax.set_title(f"{title}; {len(rows)} evaluations" + (f", {failed} failed" if failed else ""))
+    ax.legend(loc="best")
+    return save(fig, out, stem, formats)
+
+
 def _case_label(where: str, comparison: str, comparisons: set) -> str:
     """A comparison's row label: where, and against what when a claim compares more than one thing."""
     if len(comparisons) == 1:

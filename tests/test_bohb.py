@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -37,7 +38,23 @@ def test_complete_run_with_two_worker_processes(tmp_path):
     # eta 3 from budget 1 to 3: one bracket of 3 configs at budget 1, the best one again at 3
     assert summary["evaluations"] == 4 and summary["failed"] == 0
     assert len((out / "summary.csv").read_text().strip().splitlines()) == 5
+    # the trajectory: every evaluation once, the best so far at the largest budget equal to the best
+    # of summary.csv's evaluations there (pandas), the paper's preset beside the incumbent
+    import pandas as pd
+
+    traj, evals = pd.read_csv(out / "trajectory.csv"), pd.read_csv(out / "summary.csv")
+    assert len(traj) == 4 and sorted(traj["config_id"]) == sorted(evals["config_id"])
+    assert traj["best_psnr_at_max_budget"].dropna().iloc[-1] == evals.loc[evals["budget"] == 3, "psnr"].max()
+    assert traj["best_psnr_any_budget"].dropna().is_monotonic_increasing
+    assert (out / "trajectory.png").is_file() and (out / "trajectory.pdf").is_file()
+    vs = pd.read_csv(out / "incumbent_vs_paper.csv").set_index("hyperparameter")
+    paper = json.loads((Path(ROOT) / "das" / "configs" / "BOHB-one-shot-Blur.json").read_text())
+    assert float(vs.loc["alpha_lr", "paper (BOHB-one-shot-Blur)"]) == pytest.approx(paper["alpha_lr"], rel=1e-3)
+    assert vs.loc["alpha_optimizer", "paper (BOHB-one-shot-Blur)"] == paper["alpha_optimizer"]
+    summary_rates = json.loads((out / "bohb_summary.json").read_text())
+    assert summary_rates["search_epochs"] == 3 * 1 + 1 * 3 and summary_rates["paper_preset"] == "BOHB-one-shot-Blur"
     inc = json.loads((out / "incumbent.json").read_text())
+    assert float(vs.loc["param_lr", "incumbent"]) == pytest.approx(inc["param_lr"], rel=1e-3)
     assert set(inc) == {"name", "param_lr", "param_wd", "param_warmup", "alpha_lr", "alpha_wd", "alpha_warmup",
                         "alpha_scheduler", "alpha_optimizer"}
     assert isinstance(inc["param_warmup"], bool) and inc["alpha_scheduler"] in (None, "Linear")
