@@ -196,6 +196,11 @@ def _main(args) -> dict:
     # the terminal report: (heading or None, content) in order; a table is shown where it has rows
     lines = [f"# DAS analysis of {', '.join(map(str, sources))}", "",
              f"{len(records)} trials read, {len(summary)} groups."]
+    clock = stats.wall_clock(all_records)
+    if clock["trials"]:  # the union of the trials' start-finish times (older records carry none)
+        lines += ["", f"Wall clock: the {clock['trials']} timed trials ran over {clock['wall_hours']:.2f} h "
+                      f"({clock['trial_hours']:.2f} trial-hours side by side"
+                      + (f"; {clock['untimed']} records without times" if clock["untimed"] else "") + ")."]
     for n in notes:  # one paragraph per kind of skipped file
         lines += ["", n]
     if unread:

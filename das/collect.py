@@ -237,6 +237,10 @@ def _record(spec: TrialSpec, r: dict, folder: Path, search: dict | None) -> dict
             "provenance": r.get("provenance"),
             "git_commit": (r.get("provenance") or {}).get("git_commit"),
             "package": (r.get("provenance") or {}).get("package"),
+            # when the trial ran: its search's start (a DAS trial) to its own finish (stats.wall_clock)
+            "started": ((search.get("provenance") or {}) if search else {}).get("started")
+            or (r.get("provenance") or {}).get("started"),
+            "finished": (r.get("provenance") or {}).get("finished"),
             "dir": str(folder)}
 
 
@@ -311,7 +315,7 @@ ID_COLUMNS = ["group", "space", "data", "ops", "method", "preset", "label", "see
 METRIC_COLUMNS = ["one_shot_psnr", "architecture_psnr", "wall_seconds_total"]
 JSON_COLUMNS = ["hparams", "genotype", "alphas", "alphas_init", "history", "wall_seconds", "candidates",
                 "one_shot_ranking", "psnr_averagings"]
-PROVENANCE_COLUMNS = ["git_commit", "package"]
+PROVENANCE_COLUMNS = ["git_commit", "package", "started", "finished"]
 
 
 def spec_columns() -> list[str]:

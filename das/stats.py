@@ -89,6 +89,32 @@ def comparable(a: dict, b: dict, **change) -> bool:
     return True
 
 
+def _when(text):
+    from datetime import datetime
+
+    try:
+        return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S%z").timestamp() if isinstance(text, str) else None
+    except ValueError:
+        return None
+
+
+def wall_clock(records) -> dict:
+    """How long a set of trials took on the clock: the length of the union of their [started,
+    finished] intervals (provenance; a DAS trial from its search's start), so trials run side by
+    side count once and a study run over several sessions counts only the time it ran. Also the
+    sum of the intervals (trial-hours) and how many records had no times (older ones)."""
+    spans = sorted((a, b) for a, b in ((_when(r.get("started")), _when(r.get("finished"))) for r in records)
+                   if a is not None and b is not None and b >= a)
+    union, end = 0.0, -math.inf
+    for a, b in spans:
+        if b > end:
+            union += b - max(a, end)
+            end = b
+    return {"trials": len(spans), "untimed": len(records) - len(spans), "wall_hours": union / 3600,
+            "trial_hours": sum(b - a for a, b in spans) / 3600,
+            "first": min((a for a, _ in spans), default=None), "last": max((b for _, b in spans), default=None)}
+
+
 def group_records(records) -> dict[str, list[dict]]:
     """Records by their `group` key, in a stable order."""
     groups = defaultdict(list)

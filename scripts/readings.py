@@ -40,7 +40,7 @@ def get_parser():
 def main(args) -> dict:
     import pandas as pd
 
-    from das import collect, plot, readings, report
+    from das import collect, plot, readings, report, stats
 
     records = []
     for item in args.root:
@@ -94,6 +94,10 @@ def main(args) -> dict:
     write_text_atomic(out / "medians.csv", pd.DataFrame(medians).to_csv(index=False))
     write_json(out / "choice.json", choice)
     lines = [f"# Readings screen of {root}", "", f"Rule: {choice['rule']}", ""]
+    clock = stats.wall_clock(records)
+    if clock["trials"]:
+        lines += [f"Wall clock: {clock['trials']} of the {len(records)} trials carry their times and ran over "
+                  f"{clock['wall_hours']:.2f} h ({clock['trial_hours']:.2f} trial-hours side by side).", ""]
     if choice["incomplete"]:
         lines += [f"Candidates with trials missing in some of the 28 cells (not eligible; scored on the cells "
                   f"they have, where the defaults' trials stand in wherever a reading cannot change a cell, so "

@@ -133,6 +133,7 @@ def test_new_rows_carry_their_commit_and_package(tmp_path):
     [row] = read_trials_csv(tmp_path / "results" / "analysis" / "trials.csv")
     import das
     assert row["git_commit"] == git_commit() and row["package"] == das.__version__
+    assert row["started"] <= row["finished"] and row["finished"].startswith(("20", "21"))  # ISO times
 
 
 def test_committed_table_matches_its_manifest():

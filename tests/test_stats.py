@@ -300,3 +300,23 @@ def test_correlation_has_one_point_per_search():
     c = stats.correlations(rs)[0]
     x, y = 20.0 + np.arange(6), 10.5 + np.arange(6) ** 2
     assert c["n"] == 6 and c["pearson_r"] == pytest.approx(st.pearsonr(x, y)[0])
+
+
+def test_wall_clock_is_the_union_of_the_trials_intervals():
+    """stats.wall_clock against a second computation: the seconds covered by at least one trial,
+    counted on a one-second grid with numpy (overlapping, nested, touching and separate intervals;
+    a record without times is counted as untimed)."""
+    rng = np.random.default_rng(0)
+    t0 = 1_800_000_000
+    records, grid = [], np.zeros(20_000, bool)
+    for _ in range(60):
+        a = int(rng.integers(0, 19_000))
+        b = a + int(rng.integers(0, 900))
+        grid[a:b] = True
+        iso = lambda s: __import__("time").strftime("%Y-%m-%dT%H:%M:%S+0000", __import__("time").gmtime(t0 + s))
+        records.append({"started": iso(a), "finished": iso(b)})
+    records.append({"started": None, "finished": None})
+    clock = stats.wall_clock(records)
+    assert clock["trials"] == 60 and clock["untimed"] == 1
+    assert clock["wall_hours"] * 3600 == pytest.approx(grid.sum(), abs=1e-6)
+    assert clock["wall_hours"] <= clock["trial_hours"]
