@@ -12,9 +12,9 @@ DAS-single search over networks pretrained once at the max budget. Each evaluati
 search.py's and retrain.py's code (das/stages.py). Writes hpbandster's configs.json/results.json
 (warm start with --previous DIR, or --resume to continue this folder's own run), summary.csv of
 every evaluation, incumbent.json, a preset that `search.py --hparams incumbent.json` takes as it is,
-incumbent_vs_paper.* (beside the paper's preset) and trajectory.* (best PSNR so far, a figure). The master writes every evaluation setting to settings.json in the run folder; a worker
-reads them from there (the run folder must be on a filesystem every worker sees), never from its
-own flags. Pyro4 has no authentication: the nameserver and workers must only listen on a trusted
+incumbent_vs_paper.* (beside the paper's preset) and trajectory.* (best PSNR so far, a figure).
+The master writes every evaluation setting to settings.json in the run folder; a worker reads them
+from there (the run folder must be on a filesystem every worker sees), never from its own flags. Pyro4 has no authentication: the nameserver and workers must only listen on a trusted
 network (the default is loopback; docs/multi-machine.md shows an SSH tunnel).
 """
 from __future__ import annotations
@@ -39,7 +39,7 @@ from das import cli
 from das.cli import run_main
 from das.folder import Status
 from das.genotype import Genotype
-from das.hparams import HParams
+from das.hparams import HParams, load_hparams
 from das.locks import unlock_all, unlock_under
 from das.spec import MAX_EPOCHS, SETTINGS, TrialSpec, check_choice, retrain_spec
 from das.stages import pretrained_ops, run_searches, run_train, run_trains
@@ -360,8 +360,6 @@ def _pretrain(a, out: Path):
     trained once as ordinary baseline trials and shared by all evaluations."""
     import shutil
 
-    from das.hparams import load_hparams
-
     pre = out / "pretrained"
     settings = {s.name: getattr(a, s.name) for s in SETTINGS if s.name != "epochs"}
     for op in pretrained_ops(a.ops):
@@ -549,8 +547,6 @@ def trajectory(runs, max_budget: float) -> list[dict]:
 def incumbent_vs_paper(a, hp: HParams) -> list[dict]:
     """The incumbent's hyperparameters beside the paper's preset for the same objective, space and
     data formation (Table 7 / 8), with Table 7's search range."""
-    from das.hparams import load_hparams
-
     name = PAPER_PRESETS.get((a.objective, a.space, a.data))
     paper = load_hparams(name).to_dict() if name else {}
     ranges = {h.name: (f"[{h.lower:g}, {h.upper:g}]{' log' if h.log else ''}" if hasattr(h, "lower")

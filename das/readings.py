@@ -172,15 +172,26 @@ def score(records, reading: dict) -> dict:
             "medians": {"/".join(c): med[c][0] for c in have}}
 
 
+def complete(s: dict) -> bool:
+    """A scored candidate has trials in all 28 cells (its own or, where it cannot change a cell, the
+    defaults'): only such a candidate can help or be chosen."""
+    return s["cells"] == len(cells())
+
+
+def helps(s: dict, base: dict) -> bool:
+    """The rule's HELPS: complete, MAD at least MIN_GAIN_DB below the defaults', tau no more than
+    MAX_TAU_LOSS below theirs."""
+    return complete(s) and s["mad"] <= base["mad"] - MIN_GAIN_DB and s["tau"] >= base["tau"] - MAX_TAU_LOSS
+
+
 def stage2(records) -> list[dict]:
     """The combinations stage 2 runs (the rule above), from the stage-1 scores."""
-    base = score(records, BASELINE)
-    helping = []
-    for reading in READINGS:
-        s = score(records, reading)
-        if (s["cells"] == len(cells()) and s["mad"] <= base["mad"] - MIN_GAIN_DB
-                and s["tau"] >= base["tau"] - MAX_TAU_LOSS):
-            helping.append(s)
+    return _combinations(score(records, BASELINE), [score(records, reading) for reading in READINGS])
+
+
+def _combinations(base: dict, singles: list[dict]) -> list[dict]:
+    """COMBINE of the rule, from the baseline's and the single readings' scores."""
+    helping = [s for s in singles if helps(s, base)]
     best_per_setting = {}
     for s in sorted(helping, key=lambda s: s["mad"]):
         (k, v), = s["settings"].items()
@@ -198,13 +209,13 @@ def choose(records) -> dict:
     """The pre-registered choice among the baseline, every single reading and every stage-2
     combination: every candidate's score, and the chosen reading."""
     base = score(records, BASELINE)
-    candidates = [base] + [score(records, r) for r in READINGS + stage2(records)]
-    complete = [s for s in candidates if s["cells"] == len(cells())]
-    eligible = [s for s in complete if s["tau"] >= base["tau"] - MAX_TAU_LOSS]
+    singles = [score(records, r) for r in READINGS]
+    candidates = [base] + singles + [score(records, r) for r in _combinations(base, singles)]
+    eligible = [s for s in candidates if complete(s) and s["tau"] >= base["tau"] - MAX_TAU_LOSS]
     chosen = min(eligible, key=lambda s: (s["mad"], len(s["settings"]))) if eligible else base
-    return {"rule": RULE, "baseline": base, "final": not [c for c in candidates if c["cells"] != len(cells())],
-            "candidates": candidates, "chosen": chosen,
-            "incomplete": [s["reading"] for s in candidates if s["cells"] != len(cells())]}
+    incomplete = [s["reading"] for s in candidates if not complete(s)]
+    return {"rule": RULE, "baseline": base, "final": not incomplete, "candidates": candidates, "chosen": chosen,
+            "incomplete": incomplete}
 
 
 # ---------------------------------------------------------------------------- the claims under every reading

@@ -93,11 +93,24 @@ def _train_groups(jobs, epochs, build, *, device, log, desc, tensorboard=False, 
 METRICS = ("epoch", "train_loss", "train_psnr", "val_loss", "seconds")
 
 
+def _candidate(job) -> str | None:
+    """The network's name among its trial's networks: candidate<k> for random search's candidates,
+    None for a trial's only network (a search, or a single architecture)."""
+    tag = job.get("tag")
+    return None if tag in (None, "network") else tag
+
+
+def _epochs_to_write(history: dict, first: bool):
+    """Indices of the history's epochs to log after an epoch: all of them at the first write of a
+    start (a resumed run logs the checkpoint's epochs again, once), else the newest."""
+    return range(len(history["epoch"])) if first else [len(history["epoch"]) - 1]
+
+
 def metrics_file(job) -> Path:
     """The tidy per-epoch metrics of one network beside its result.json: metrics.csv (a search or a
     single network), candidate<k>_metrics.csv (random search's candidates)."""
-    tag = job.get("tag")
-    return job["folder"] / ("metrics.csv" if tag in (None, "network") else f"{tag}_metrics.csv")
+    tag = _candidate(job)
+    return job["folder"] / ("metrics.csv" if tag is None else f"{tag}_metrics.csv")
 
 
 def write_metrics(trainer, group, written: set) -> None:
@@ -105,7 +118,7 @@ def write_metrics(trainer, group, written: set) -> None:
     of a start, so a resumed run's file holds exactly the checkpoint's epochs)."""
     for t, j in enumerate(group):
         h, path = trainer.history[t], metrics_file(j)
-        rows = range(len(h["epoch"])) if path not in written else [len(h["epoch"]) - 1]
+        rows = _epochs_to_write(h, path not in written)
         lines = [] if path in written else [",".join(METRICS)]
         for k in rows:
             lines.append(",".join("" if h.get(m) is None or h[m][k] is None else repr(h[m][k]) if m != "epoch"
@@ -128,8 +141,7 @@ class TensorBoardScalars:
 
     @staticmethod
     def folder(job) -> Path:
-        tag = job.get("tag")
-        return job["folder"] / "tensorboard" / ("" if tag in (None, "network") else tag)
+        return job["folder"] / "tensorboard" / (_candidate(job) or "")
 
     def write(self, trainer, group) -> None:
         from torch.utils.tensorboard import SummaryWriter  # here: only runs that ask need tensorboard
@@ -137,7 +149,7 @@ class TensorBoardScalars:
         for t, j in enumerate(group):
             h, path = trainer.history[t], self.folder(j)
             w = self.writers.get(path)
-            rows = range(len(h["epoch"])) if w is None else [len(h["epoch"]) - 1]
+            rows = _epochs_to_write(h, w is None)
             if w is None:
                 w = self.writers[path] = SummaryWriter(str(path), purge_step=h["epoch"][0] if h["epoch"] else 0)
             for k in rows:

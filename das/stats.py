@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import math
 from collections import defaultdict
+from datetime import datetime
 
 import numpy as np
 from scipy import stats as st
@@ -90,8 +91,6 @@ def comparable(a: dict, b: dict, **change) -> bool:
 
 
 def _when(text):
-    from datetime import datetime
-
     try:
         return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S%z").timestamp() if isinstance(text, str) else None
     except ValueError:

@@ -75,11 +75,10 @@ def main(args) -> dict:
     base = choice["baseline"]
     rows = []
     for s in choice["candidates"]:
-        helps = (s["cells"] == len(readings.cells()) and s["mad"] <= base["mad"] - readings.MIN_GAIN_DB
-                 and s["tau"] >= base["tau"] - readings.MAX_TAU_LOSS)
         rows.append({"reading": s["reading"], "changed settings": len(s["settings"]), "cells": s["cells"],
-                     "own cells run": f"{s['own'][0]}/{s['own'][1]}", "trials": s["trials"], "MAD (dB)": s["mad"], "Kendall tau": s["tau"],
-                     "MAD change (dB)": s["mad"] - base["mad"], "helps": helps,
+                     "own cells run": f"{s['own'][0]}/{s['own'][1]}", "trials": s["trials"], "MAD (dB)": s["mad"],
+                     "Kendall tau": s["tau"], "MAD change (dB)": s["mad"] - base["mad"],
+                     "helps": readings.helps(s, base),
                      "chosen": s["reading"] == choice["chosen"]["reading"]})
     tables = [report.rows_table("screen", "Readings screen: every candidate's mean absolute deviation (MAD) of the "
                                 "28 medians from the paper's and Kendall tau of the orderings (seeds 1000-1009)",
@@ -111,7 +110,7 @@ def main(args) -> dict:
     if not args.no_claims:
         # complete candidates only: a partial one's view is mostly the defaults' trials, whose verdicts
         # would be shown under its name
-        candidates = [s["settings"] for s in choice["candidates"] if s["cells"] == len(readings.cells())]
+        candidates = [s["settings"] for s in choice["candidates"] if readings.complete(s)]
         claim_rows = readings.claims_by_reading(records, candidates, resamples=args.resamples)
         summary = readings.robustness_summary(claim_rows)
         tables += [report.rows_table("claims_by_reading", "The paper's claims under every reading of the screen "
