@@ -255,11 +255,32 @@ def check_resume_target(spec: TrialSpec, root) -> None:
                         "a new trial")
 
 
-def check_folders(specs, root, *, resume: bool, overwrite: bool) -> list[bool]:
+def check_same_device(path: Path, device) -> None:
+    """An unfinished trial's checkpoint continues on the kind of device that wrote it: CPU and CUDA
+    numbers differ (README, "Measured here"), so a trial half on each would match neither."""
+    if device is None or not (path / CHECKPOINT).exists():
+        return
+    try:
+        previous = read_result(path)
+    except UserError:
+        return  # the resume itself reports an unreadable result
+    was = ((previous or {}).get("provenance") or {}).get("device")
+    if not was or previous.get("status") in Status.FINISHED:
+        return
+    try:
+        same = torch.device(str(was)).type == torch.device(str(device)).type
+    except (RuntimeError, ValueError):
+        same = False
+    if not same:
+        raise UserError(f"{path}: this unfinished trial's checkpoint was written on {was}; continue it with "
+                        f"--device {was} (CPU and CUDA numbers differ), or start it again with --overwrite")
+
+
+def check_folders(specs, root, *, resume: bool, overwrite: bool, device=None) -> list[bool]:
     """Before a batch writes anything: whether each trial resumes. A folder holding a finished trial
     of the same specification is kept as it is (a batch skips its done trials); any other earlier
-    run needs --resume or --overwrite, and then the first problem is one error, with nothing of the
-    batch written."""
+    run needs --resume or --overwrite (and, to resume, the device kind that wrote its checkpoint),
+    and then the first problem is one error, with nothing of the batch written."""
     flags = []
     for spec in specs:
         path = spec.folder(root)
@@ -270,6 +291,7 @@ def check_folders(specs, root, *, resume: bool, overwrite: bool) -> list[bool]:
             _check_deletable(path, root)
         elif existing and resume:
             check_same_spec(spec, path)
+            check_same_device(path, device)
         elif existing:
             previous = None
             try:

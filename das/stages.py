@@ -219,7 +219,7 @@ def _open_batch(specs, root, results, resume, overwrite, device, args, role):
     """Take every trial folder of a batch, all checked before any is written (das.folder.check_folders):
     a finished trial's result goes into `results`; the others are yielded as (n, spec, folder,
     resuming, previous result, new result)."""
-    resumes = check_folders(specs, root, resume=resume, overwrite=overwrite)
+    resumes = check_folders(specs, root, resume=resume, overwrite=overwrite, device=device)
     for n, spec in enumerate(specs):
         folder, resuming, previous, result = _open(spec, root, resumes[n], overwrite, device, args, role)
         if result is None:

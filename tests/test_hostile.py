@@ -276,6 +276,28 @@ def test_resume_with_a_checkpoint_of_another_seed_or_data_is_refused(tmp_path, m
         one_line_error(cli(*args), f"checkpoint of another trial .differs in {what}")
 
 
+def test_resume_on_another_kind_of_device_is_refused(tmp_path, monkeypatch):
+    """A checkpoint written on CUDA does not continue on the CPU (their numbers differ): the
+    device recorded in the running result decides, and the folder is left as it was."""
+    out = tmp_path / "results"
+    ckpt = killed_after_epoch(monkeypatch, run_search, tmp_path, "--epochs", "2", "--batches-per-epoch", "1")
+    result = ckpt.parent / "result.json"
+    stored = json.loads(result.read_text())
+    assert stored["status"] == "running" and stored["provenance"]["device"] == "cpu"
+    stored["provenance"]["device"] = "cuda:0"
+    result.write_text(json.dumps(stored))
+    before = {f.name: f.read_bytes() for f in ckpt.parent.iterdir() if f.is_file() and f.name != "log.txt"}
+    args = ["search.py", "--out", out, "--epochs", "2", "--batches-per-epoch", "1", "--device", "cpu", "--quiet",
+            "--resume"]
+    one_line_error(cli(*args), "checkpoint was written on cuda:0; continue it with --device cuda:0")
+    assert {f.name: f.read_bytes() for f in ckpt.parent.iterdir() if f.is_file() and f.name != "log.txt"} == before
+    stored["provenance"]["device"] = "cpu"  # the same kind of device continues it
+    result.write_text(json.dumps(stored))
+    p = cli(*args)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert json.loads(result.read_text())["status"] == "searched"
+
+
 def test_resume_with_fewer_epochs_than_the_checkpoint_is_refused(tmp_path, monkeypatch):
     out = tmp_path / "results"
     ckpt = killed_after_epoch(monkeypatch, run_search, tmp_path, "--epochs", "3", "--batches-per-epoch", "1",
