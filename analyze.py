@@ -41,6 +41,16 @@ def get_parser():
     p.add_argument("--format", default="pdf,png", help="figure formats, comma separated (default: pdf,png)")
     p.add_argument("--bootstrap-seed", type=int, default=0, help="seed of the bootstrap resampling (default 0)")
     p.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples per interval (default 2000)")
+    p.add_argument("--study", default=None, metavar="STUDY",
+                   help="keep only the trials of one study of scripts/sweep.py (its cells and seeds), e.g. table1 "
+                   "or confirmation-table1 (Table 1 under the screen's chosen reading; with --reading "
+                   "reproduction/readings/choice.json)")
+    p.add_argument("--reading", default=None, metavar="READING",
+                   help="keep only the trials of one reading of the paper's open details (docs/readings.md), e.g. "
+                   "noise_sigma=1+psnr=pooled, 'defaults', or reproduction/readings/choice.json (the screen's "
+                   "choice): where a setting cannot change a trial, its default's trials count; an evaluation-only "
+                   "setting (psnr) rereads them. Without it, a cell holding several readings shows the one with most "
+                   "trials, and the report says so")
     p.add_argument("--seed", default=None, help=argparse.SUPPRESS)  # renamed: a one-line error says so
     return p
 
@@ -56,15 +66,32 @@ def load_records(source: Path):
     return collect.load_trials(source)
 
 
-def for_tables(records):
+def check_once(records, sources):
+    """One trial in two of the sources would be counted twice (a search that diverged in one and was
+    retrained in the other too: its key is the search seed)."""
+    seen = set()
+    for r in records:
+        retrain = r.get("retrain_seed")
+        key = (r.get("group"), r.get("seed"), r.get("seed") if retrain is None else retrain)
+        if key in seen:
+            where = "/".join(str(r.get(k)) for k in ("space", "data", "ops", "method", "label"))
+            raise UserError(f"the trial {where} seed {r.get('seed')} is in more than one of "
+                            f"{', '.join(map(str, sources))}; pass each results tree once")
+        seen.add(key)
+
+
+def for_tables(records, one_reading=False):
     """The records the tables pool: a search's own retrain (retrain seed = search seed) and every
     baseline, with `preset` shown as its label (the preset plus every non-default setting), so
-    groups of other settings get rows of their own. Extra retrain seeds go to the spread table."""
+    groups of other settings get rows of their own; under one reading (--reading) as the preset
+    itself, so its trials make the paper's tables beside the paper's numbers, whichever settings
+    the reading changes in which cell. Extra retrain seeds go to the spread table."""
     out = []
     for r in records:
         if r.get("primary") is False:
             continue
-        out.append({**r, "preset_name": r.get("preset"), "preset": r.get("label") or r.get("preset")})
+        shown = r.get("preset") if one_reading else (r.get("label") or r.get("preset"))
+        out.append({**r, "preset_name": r.get("preset"), "preset": shown})
     return out
 
 
@@ -128,24 +155,40 @@ def _main(args) -> dict:
         got, missed = load_records(src)
         records += got
         skipped += missed
-    if len(sources) > 1:  # one trial in two of the sources would be counted twice (a search that
-        # diverged in one and was retrained in the other too: its key is the search seed)
-        seen = set()
-        for r in records:
-            retrain = r.get("retrain_seed")
-            key = (r.get("group"), r.get("seed"), r.get("seed") if retrain is None else retrain)
-            if key in seen:
-                where = "/".join(str(r.get(k)) for k in ("space", "data", "ops", "method", "label"))
-                raise UserError(f"the trial {where} seed {r.get('seed')} is in more than one of "
-                                f"{', '.join(map(str, sources))}; pass each results tree once")
-            seen.add(key)
+    if len(sources) > 1:
+        check_once(records, sources)
 
     notes = collect.summarize_skipped(skipped)
+    reading_name = None
+    if args.study is not None:
+        from das import readings
+        from das.study import STUDIES
+
+        known = list(STUDIES) + list(readings.STUDY_NAMES)
+        if args.study not in known:
+            raise UserError(f"--study {args.study}: no such study; choose one of {known}")
+        study = readings.named_study(args.study, records)
+        keys = {(s.group(), s.seed) for s in study.specs()}
+        kept = [r for r in records if (r.get("group"), r.get("seed")) in keys]
+        notes.append(f"The study {args.study}: {len(kept)} of the {len(records)} trials read are its trials "
+                     f"(of {len(keys)} it defines); the others are left out, also of {table.name}.")
+        records = kept
+    if args.reading is not None:
+        from das import readings
+
+        reading = readings.parse(args.reading)
+        reading_name = readings.name(reading)
+        kept = readings.view(records, reading)
+        if len(sources) > 1:  # a trial as run in one source and reread in another is one trial
+            check_once(kept, sources)
+        notes.append(f"Under the reading {reading_name} (docs/readings.md): {len(kept)} of the {len(records)} trials "
+                     f"read are its trials; the others are left out, also of {table.name}.")
+        records = kept
     unread = unread_sentences(skipped, sources)
     if not records:
         notes.append(f"no finished trials found under {source}; run search.py / retrain.py or scripts/sweep.py first")
     spread = stats.retrain_spread(records)
-    all_records, records = records, for_tables(records)
+    all_records, records = records, for_tables(records, one_reading=reading_name is not None)
     seed, resamples = args.bootstrap_seed, args.resamples
 
     summary = stats.group_summary(records, seed, resamples)
@@ -160,7 +203,7 @@ def _main(args) -> dict:
         if other.exists():  # an earlier run's other form: the manifest now covers this one only
             other.unlink()
             notes.append(f"removed {other} (an earlier run's table; this folder's table is now {table.name})")
-    paper = report.paper_tables(summary)
+    paper = report.paper_tables(summary, reading=reading_name)
     named = {
         "statistics": report.statistics_table(summary),
         "comparison": report.comparison_table(summary),

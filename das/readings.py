@@ -73,6 +73,35 @@ def name(reading: dict) -> str:
         or "defaults"
 
 
+def parse(text: str) -> dict:
+    """A reading from the command line: 'defaults', settings as name() writes them
+    ('noise_sigma=1+psnr=pooled'), or the path of a choice.json (its chosen reading; only from a
+    finished screen)."""
+    from pathlib import Path
+
+    from das.utils import UserError
+
+    text = str(text).strip()
+    if text.endswith(".json"):
+        return chosen_reading(Path(text))
+    if text == "defaults":
+        return {}
+    known = [s.name for s in SETTINGS]
+    out = {}
+    for part in text.split("+"):
+        key, sep, value = part.partition("=")
+        if not sep or key.strip() not in known:
+            raise UserError(f"--reading {text}: '{part}' is not SETTING=VALUE with a setting of {known} (e.g. "
+                            "noise_sigma=1+psnr=pooled, 'defaults', or a choice.json)")
+        s = setting(key.strip())
+        try:
+            v = s.type(value.strip())
+        except ValueError:
+            raise UserError(f"--reading {text}: {s.name} takes a {s.type.__name__}, got {value.strip()!r}") from None
+        out[s.name] = s.check(v)
+    return {k: v for k, v in out.items() if v != setting(k).default}
+
+
 def _trained(reading: dict) -> dict:
     """The part of a reading that changes training (evaluation-only settings are reread)."""
     return {k: v for k, v in reading.items() if not setting(k).evaluation_only}
@@ -111,16 +140,19 @@ def view(records, reading: dict) -> list[dict]:
     """The records that are trials under `reading` (every other setting at its default): a record
     belongs when each setting holds the reading's value where that setting can change the record's
     trial (das.spec `applies`) and its default elsewhere, so a cell the reading cannot change
-    contributes its baseline trials. Evaluation-only settings reread the records (das.collect.reread)."""
+    contributes its baseline trials. Evaluation-only settings reread the records (das.collect.reread;
+    a record already reread under the reading is kept as it is, so a view of a view is the view)."""
     trained = _trained(reading)
     out = []
     for r in records:
         keep = True
         for s in SETTINGS:
-            want = s.default if s.evaluation_only else trained.get(s.name, s.default)
+            want = trained.get(s.name, s.default)
             if s.applies is not None and not _applies(s, r):
                 want = s.default
-            if r.get(s.name, s.default) != want:
+            if s.evaluation_only:  # the trials as run, or already reread under this reading
+                want = (s.default, reading.get(s.name, s.default))
+            if r.get(s.name, s.default) not in (want if isinstance(want, tuple) else (want,)):
                 keep = False
                 break
         if keep:
@@ -278,6 +310,25 @@ def chosen_reading(path) -> dict:
     for k, v in chosen["settings"].items():
         setting(k).check(v)
     return chosen["settings"]
+
+
+STUDY_NAMES = ("readings", "readings-combined", "confirmation-table1", "confirmation-table2")
+
+
+def named_study(name: str, records=()) -> Study:
+    """A study by name: those of das.study, the screen (stage 1), its stage 2 (planned from
+    `records`, the stage-1 trials) and the confirmations (from the committed choice.json)."""
+    from pathlib import Path
+
+    from das.study import STUDIES
+
+    if name == "readings":
+        return screen_study()
+    if name == "readings-combined":
+        return combined_study(list(records))
+    if name in STUDY_NAMES:  # Tables 1 and 2 under the screen's chosen reading
+        return confirmation_study(name.split("-", 1)[1], Path(__file__).resolve().parent.parent / CHOICE_FILE)
+    return STUDIES[name]
 
 
 def confirmation_study(table: str, path=CHOICE_FILE) -> Study:

@@ -66,9 +66,11 @@ def mmss(seconds) -> str:
     return f"{s // 60}:{s % 60:02d}"
 
 
-def paper_tables(summary) -> list[Table]:
+def paper_tables(summary, reading: str | None = None) -> list[Table]:
     """Paper Tables 1/2 (rows: op set, method; columns: data x (Max, Mean, Median, n, paper median),
-    runtime) per space and preset, and Tables 3/4 (DAS per data and preset; columns: op set x ...)."""
+    runtime) per space and preset, and Tables 3/4 (DAS per data and preset; columns: op set x ...);
+    `reading` names the reading of the paper's open details all their trials share (analyze.py --reading)."""
+    under = f", under the reading {reading} (docs/readings.md)" if reading else ""
     idx = _summary_index(summary)
     tables = []
     for space, preset in sorted({(k[0], k[4]) for k in idx}, key=lambda t: (t[0] != "seq", t[1] != "H1", t[1])):
@@ -115,7 +117,7 @@ def paper_tables(summary) -> list[Table]:
                                                       "Paper s")]
         tables.append(Table(
             name=f"table{number}_{space}_{preset}",
-            title=(f"Architecture validation PSNR (dB), {display('space', space)} space, preset {preset}: "
+            title=(f"Architecture validation PSNR (dB), {display('space', space)} space, preset {preset}{under}: "
                    f"max, mean and median over n trials; runtime: mean wall time per trial, all stages "
                    f"(search and retrain), m:ss; 'Paper' is the paper's Table {number}; the last rows: classical "
                 f"reconstructions (das/classical.py) on the same evaluation set" +
@@ -157,7 +159,8 @@ def paper_tables(summary) -> list[Table]:
             number = "3" if space == "seq" else "4"
             tables.append(Table(
                 name=f"table{number}_{space}_{method}_presets",
-                title=(f"{display('method', method)} per hyperparameter preset, {display('space', space)} space: "
+                title=(f"{display('method', method)} per hyperparameter preset, {display('space', space)} "
+                       f"space{under}: "
                        f"architecture validation PSNR (dB); 'Paper' is the paper's Table {number}; after each data "
                        "formation's presets the classical reconstructions (das/classical.py)"),
                 frame=frame, formats={"n": "{:.0f}"}))

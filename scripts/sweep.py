@@ -33,19 +33,17 @@ from das.study import STUDIES  # noqa: E402
 
 
 def study_names() -> list[str]:
-    return list(STUDIES) + ["readings", "readings-combined", "confirmation-table1", "confirmation-table2"]
+    from das.readings import STUDY_NAMES
+
+    return list(STUDIES) + list(STUDY_NAMES)
 
 
 def get_study(name: str, out: str, done_in=()):
-    """A study by name; the readings screen's stage 2 is planned from the stage-1 trials under out
-    and in the --done-in trials.csv files."""
+    """A study by name (das.readings.named_study); the readings screen's stage 2 is planned from the
+    stage-1 trials under out and in the --done-in trials.csv files."""
     from das import readings
 
-    if name == "readings":
-        return readings.screen_study()
-    if name.startswith("confirmation-"):  # Tables 1 and 2 under the screen's chosen reading
-        return readings.confirmation_study(name.split("-", 1)[1], Path(__file__).resolve().parent.parent
-                                           / readings.CHOICE_FILE)
+    records = []
     if name == "readings-combined":
         from das.collect import load_trials, read_trials_csv
 
@@ -56,13 +54,14 @@ def get_study(name: str, out: str, done_in=()):
         for r in records:  # a trial both in the tree and in a committed table counts once
             unique.setdefault((r["group"], r["seed"], r.get("retrain_seed")), r)
         records = list(unique.values())
-        study = readings.combined_study(records)
-        if not study.cells:
-            raise UserError(f"{out}: no stage-1 reading helps by the pre-registered rule (or stage 1 is not "
-                            "finished there); run --study readings first, then python scripts/readings.py "
-                            f"{out}")
-        return study
-    return STUDIES[name]
+    study = readings.named_study(name, records)
+    if name == "readings-combined" and not study.cells:
+        raise UserError(f"{out}: no stage-1 reading helps by the pre-registered rule (or stage 1 is not "
+                        "finished there); run --study readings first, then python scripts/readings.py "
+                        f"{out}")
+    return study
+
+
 from das.utils import UserError, parse_seeds, set_threads  # noqa: E402
 
 

@@ -1,5 +1,6 @@
 """analyze.py on a results tree with known numbers."""
 import json
+import re
 import subprocess
 import sys
 
@@ -11,7 +12,7 @@ import analyze
 from tests.conftest import ROOT
 
 
-def write_trial(root, space, data, ops, method, seed, arch, one_shot=None, status="complete", **extra):
+def write_trial(root, space, data, ops, method, seed, arch, one_shot=None, status="complete", settings=None, **extra):
     """Schema-2 result files as the stages write them: a DAS trial is a search folder plus the
     retrain of its genotype in retrain-seed<N>/; a baseline is one folder."""
     from das.genotype import Genotype
@@ -21,7 +22,8 @@ def write_trial(root, space, data, ops, method, seed, arch, one_shot=None, statu
 
     layers = (["grad", "net"] * 5) if seed % 2 else (["net"] * 10)
     g = {"space": space, "ops": ops, "data": data, "width": 16, "layers": layers}
-    spec = TrialSpec.make(hp=load_hparams("H1"), space=space, data=data, ops=ops, method=method, seed=seed)
+    spec = TrialSpec.make(hp=load_hparams("H1"), space=space, data=data, ops=ops, method=method, seed=seed,
+                          **(settings or {}))
     if method == "das":
         d = spec.folder(root)
         d.mkdir(parents=True, exist_ok=True)
@@ -274,3 +276,78 @@ def test_scatter_legend_has_n_and_correlation_and_fit_only_from_min_n(n):
     assert len(ax.lines) == (1 if n >= plot.MIN_FIT_N else 0)
     assert not ax.yaxis.get_major_formatter().get_useOffset()
     plt.close(fig)
+
+
+def test_reading_makes_the_paper_table_of_one_reading(tmp_path):
+    """--reading keeps the trials of one reading (a cell it cannot change keeps its defaults' trials)
+    and rereads an evaluation-only setting from the numbers each trial stored; the table then sits
+    beside the paper's numbers. Checked against numpy medians of the numbers written, and against
+    the same analysis of the table it wrote (a view of a view is the view)."""
+    from das.vocab import display
+
+    rng = np.random.default_rng(1)
+    root = tmp_path / "results"
+    written = {}
+    for ops, settings in (("all", {}), ("all", {"noise_sigma": 1.0}), ("good", {})):
+        sample, pooled = rng.normal(15, 3, 6), rng.normal(17, 3, 6)
+        written[(ops, settings.get("noise_sigma", 0.1))] = (sample, pooled)
+        for seed in range(6):
+            write_trial(root, "seq", "blur", ops, "random", seed, float(sample[seed]), settings=settings,
+                        psnr_averagings={"architecture": {"sample": float(sample[seed]), "pooled": float(pooled[seed]),
+                                                          "batch": float(sample[seed]) - 1}})
+
+    def row(res, ops):
+        table = next(t for t in res["tables"] if t.name == "table1_seq_H1")
+        f = table.frame
+        return f[(f[("", "Ops")] == display("ops", ops)) & (f[("", "Method")] == "Random")].iloc[0]
+
+    plain = run(root, tmp_path, "--no-plots", "--resamples", "100", out="plain")
+    assert row(plain, "all")[("Blur", "Median")] == pytest.approx(np.median(written[("all", 0.1)][0]))
+    assert any(t.name == "table1_seq_H1_ns1" for t in plain["tables"])  # another reading: a table of its own
+    res = run(root, tmp_path, "--no-plots", "--resamples", "100", "--reading", "noise_sigma=1+psnr=pooled", out="read")
+    assert [t.name for t in res["tables"] if t.name.startswith("table1")] == ["table1_seq_H1"]
+    for ops, sigma in (("all", 1.0), ("good", 0.1)):
+        r = row(res, ops)
+        assert r[("Blur", "Median")] == pytest.approx(np.median(written[(ops, sigma)][1]))
+        assert r[("Blur", "n")] == 6
+    assert row(res, "all")[("Blur", "Paper Median")] == 8.10
+    assert "under the reading noise_sigma=1+psnr=pooled" in (tmp_path / "read" / "table1_seq_H1.md").read_text()
+    again = run(tmp_path / "read" / "trials.csv", tmp_path, "--no-plots", "--resamples", "100", "--reading",
+                "noise_sigma=1+psnr=pooled", out="again")
+    assert len(again["all_records"]) == 12
+    for ops in ("all", "good"):
+        assert row(again, ops)[("Blur", "Median")] == row(res, ops)[("Blur", "Median")]
+
+
+@pytest.mark.parametrize("reading, match", [("widht=8", "'widht=8' is not SETTING=VALUE"),
+                                            ("width=eight", "width takes a int, got 'eight'"),
+                                            ("noise_sigma=nan", "noise.sigma must be"),
+                                            ("psnr=median", "psnr must be one of")])
+def test_a_bad_reading_is_one_line(tree, tmp_path, reading, match):
+    root, _ = tree
+    p = subprocess.run([sys.executable, "analyze.py", str(root), "--out", str(tmp_path / "out"), "--no-plots",
+                        "--reading", reading], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    lines = p.stderr.splitlines()
+    assert p.returncode == 2 and len(lines) == 1 and lines[0].startswith("error:"), p.stderr[-2000:]
+    assert re.search(match, lines[0]), lines[0]
+    assert not (tmp_path / "out" / "trials.csv").exists()
+
+
+def test_study_keeps_its_cells_and_seeds(tree, tmp_path):
+    """--study table1 keeps the trials Table 1's sweep defines (seeds 0-74, default settings): a
+    trial at seed 80 or with other settings is left out, the rest is as without it."""
+    root, known = tree
+    write_trial(root, "seq", "blur", "good", "random", 80, 99.0)
+    write_trial(root, "seq", "blur", "good", "random", 0, 98.0, settings={"epochs": 2})
+    plain = run(root, tmp_path, "--no-plots", "--resamples", "100", out="plain")
+    assert _summary(plain, "good", "random")["max"] == 99.0
+    res = run(root, tmp_path, "--no-plots", "--resamples", "100", "--study", "table1", out="study")
+    s = _summary(res, "good", "random")
+    assert s["n"] == 6 and s["median"] == pytest.approx(np.median(known[("random", "good")]))
+    assert not any(r["label"] != "H1" for r in res["all_records"])
+    das = _summary(res, "all", "das")
+    assert das["n"] == 8 and das["n_nonfinite"] == 0  # seed 92 (searched, never retrained) is not Table 1's
+    assert "The study table1:" in res["report"]
+    p = subprocess.run([sys.executable, "analyze.py", str(root), "--out", str(tmp_path / "bad"), "--study", "table9"],
+                       capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert p.returncode == 2 and p.stderr.startswith("error: --study table9: no such study"), p.stderr[-2000:]

@@ -156,3 +156,37 @@ def test_calibration_recipe_prints_the_readme_table():
     rows = [line for line in p.stdout.splitlines() if line.startswith("| ")]
     readme = (Path(ROOT) / "README.md").read_text()
     assert len(rows) == 13 and [r for r in rows if r not in readme] == []
+
+
+def test_analyze_reading_recipe_on_the_committed_screen(tmp_path):
+    """README's --study/--reading recipe, as a process from another folder, on the committed screen:
+    its Table 1 under noise_sigma=1+psnr=pooled equals pandas medians of the pooled PSNRs stored in
+    the rows (noise sigma 1 in the all-ops cells, where the noise op runs; the defaults' trials in the
+    good-ops cells; random search: its best candidate under pooled PSNR)."""
+    import json
+
+    screen = REPRO / "readings" / "trials.csv"
+    out = subprocess.run([sys.executable, str(Path(ROOT) / "analyze.py"), str(screen), "--study", "readings",
+                          "--reading", "noise_sigma=1+psnr=pooled", "--out", str(tmp_path / "out"), "--no-plots",
+                          "--resamples", "200"], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    table = pd.read_csv(tmp_path / "out" / "table1_seq_H1.csv", float_precision="round_trip")
+    frame = pd.read_csv(screen, float_precision="round_trip", low_memory=False)
+    frame = frame[frame["primary"].astype(bool) & (frame["space"] == "seq") & frame["theta_optimizer"].eq("adam")]
+
+    def pooled(row):
+        cands = json.loads(row["candidates"]) if isinstance(row["candidates"], str) else None
+        if cands and len(cands) > 1:
+            return max(c["psnr_averagings"]["pooled"] for c in cands if c["status"] == "complete")
+        return json.loads(row["psnr_averagings"])["architecture"]["pooled"]
+
+    checked = 0
+    for cell in _cells("table1"):
+        label = "H1_ns1" if cell.ops == "all" else "H1"
+        rows = frame[(frame[KEY[:4]] == [cell.space, cell.data, cell.ops, cell.method]).all(axis=1)
+                     & (frame["label"] == label) & (frame["status"] == "complete")]
+        want = float(np.median(rows.apply(pooled, axis=1)))
+        got = table[(table["Ops"] == display("ops", cell.ops)) & (table["Method"] == display("method", cell.method))]
+        assert len(rows) == 10 and got[f"{display('data', cell.data)} Median"].item() == pytest.approx(want), cell
+        checked += 1
+    assert checked == 16
