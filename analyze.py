@@ -42,15 +42,16 @@ def get_parser():
     p.add_argument("--bootstrap-seed", type=int, default=0, help="seed of the bootstrap resampling (default 0)")
     p.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples per interval (default 2000)")
     p.add_argument("--study", default=None, metavar="STUDY",
-                   help="keep only the trials of one study of scripts/sweep.py (its cells and seeds), e.g. table1 "
+                   help="keep only the trials of one study of scripts/sweep.py (its cells and seeds at its own "
+                   "settings: trials run with other settings are left out, and the note names them), e.g. table1 "
                    "or confirmation-table1 (Table 1 under the screen's chosen reading; with --reading "
                    "reproduction/readings/choice.json)")
     p.add_argument("--reading", default=None, metavar="READING",
                    help="keep only the trials of one reading of the paper's open details (docs/readings.md), e.g. "
                    "noise_sigma=1+psnr=pooled, 'defaults', or reproduction/readings/choice.json (the screen's "
                    "choice): where a setting cannot change a trial, its default's trials count; an evaluation-only "
-                   "setting (psnr) rereads them. Without it, a cell holding several readings shows the one with most "
-                   "trials, and the report says so")
+                   "setting (psnr) rereads them; the tables are the paper's, with its numbers beside ours. Without "
+                   "it, trials of other settings get tables of their own, named by their label")
     p.add_argument("--seed", default=None, help=argparse.SUPPRESS)  # renamed: a one-line error says so
     return p
 
@@ -80,17 +81,59 @@ def check_once(records, sources):
         seen.add(key)
 
 
+def check_study(name):
+    from das import readings
+    from das.study import STUDIES
+
+    known = list(STUDIES) + list(readings.STUDY_NAMES)
+    if name not in known:
+        raise UserError(f"--study {name}: no such study; choose one of {known}")
+
+
+def only_study(records, name, table_name):
+    """The records of one sweep study (its cells and seeds, at its settings; a trial reread under
+    another PSNR averaging counts as the trial it rereads), and a note of what was left out."""
+    from collections import Counter
+
+    from das import readings
+    from das.spec import SETTINGS
+
+    study = readings.named_study(name, records)
+    if name == "readings-combined" and not study.cells:
+        raise UserError("--study readings-combined: no stage-1 reading helps by the pre-registered rule in these "
+                        "trials (or stage 1 is not in them); pass the stage-1 trials too")
+    rereads = [{s.name: v} for s in SETTINGS if s.evaluation_only for v in s.choices]
+    keys = {(spec.replace(**e).group(), spec.seed) for spec in study.specs() for e in [{}, *rereads]}
+    kept, left = [], Counter()
+    for r in records:
+        if (r.get("group"), r.get("seed")) in keys:
+            kept.append(r)
+        else:
+            left[str(r.get("label"))] += 1
+    other = "; ".join(f"{n} of label {label}" for label, n in left.most_common(5))
+    return kept, (f"The study {name}: {len(kept)} of the {len(records)} trials read are its trials (its cells and "
+                  f"seeds at its settings); the others are left out, also of {table_name}"
+                  + (f" ({other}{'; ...' if len(left) > 5 else ''})" if left else "") + ".")
+
+
 def for_tables(records, one_reading=False):
     """The records the tables pool: a search's own retrain (retrain seed = search seed) and every
     baseline, with `preset` shown as its label (the preset plus every non-default setting), so
-    groups of other settings get rows of their own; under one reading (--reading) as the preset
-    itself, so its trials make the paper's tables beside the paper's numbers, whichever settings
-    the reading changes in which cell. Extra retrain seeds go to the spread table."""
+    groups of other settings get rows of their own. Under one reading (--reading) a cell whose
+    trials share one label shows it as the preset itself, so the reading's trials make the paper's
+    tables beside the paper's numbers, whichever settings the reading changes in which cell; a
+    cell holding trials of several labels (other candidates, hyperparameters or retrain epochs)
+    keeps them apart by label. Extra retrain seeds go to the spread table."""
+    cell = ("space", "data", "ops", "method", "preset")
+    labels: dict = {}
+    for r in records:
+        labels.setdefault(tuple(r.get(k) for k in cell), set()).add(r.get("label"))
     out = []
     for r in records:
         if r.get("primary") is False:
             continue
-        shown = r.get("preset") if one_reading else (r.get("label") or r.get("preset"))
+        own = one_reading and len(labels[tuple(r.get(k) for k in cell)]) == 1
+        shown = r.get("preset") if own else (r.get("label") or r.get("preset"))
         out.append({**r, "preset_name": r.get("preset"), "preset": shown})
     return out
 
@@ -150,6 +193,12 @@ def _main(args) -> dict:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UserError(f"{out}: cannot write the analysis here ({exc.strerror}); pass --out FOLDER") from None
+    if args.study is not None:
+        check_study(args.study)
+    if args.reading is not None:  # checked before the trees are read
+        from das import readings
+
+        reading = readings.parse(args.reading)
     records, skipped = [], []
     for src in sources:
         got, missed = load_records(src)
@@ -161,26 +210,13 @@ def _main(args) -> dict:
     notes = collect.summarize_skipped(skipped)
     reading_name = None
     if args.study is not None:
-        from das import readings
-        from das.study import STUDIES
-
-        known = list(STUDIES) + list(readings.STUDY_NAMES)
-        if args.study not in known:
-            raise UserError(f"--study {args.study}: no such study; choose one of {known}")
-        study = readings.named_study(args.study, records)
-        keys = {(s.group(), s.seed) for s in study.specs()}
-        kept = [r for r in records if (r.get("group"), r.get("seed")) in keys]
-        notes.append(f"The study {args.study}: {len(kept)} of the {len(records)} trials read are its trials "
-                     f"(of {len(keys)} it defines); the others are left out, also of {table.name}.")
-        records = kept
+        records, note = only_study(records, args.study, table.name)
+        notes.append(note)
     if args.reading is not None:
         from das import readings
 
-        reading = readings.parse(args.reading)
         reading_name = readings.name(reading)
         kept = readings.view(records, reading)
-        if len(sources) > 1:  # a trial as run in one source and reread in another is one trial
-            check_once(kept, sources)
         notes.append(f"Under the reading {reading_name} (docs/readings.md): {len(kept)} of the {len(records)} trials "
                      f"read are its trials; the others are left out, also of {table.name}.")
         records = kept

@@ -264,16 +264,17 @@ def check_same_device(path: Path, device) -> None:
         previous = read_result(path)
     except UserError:
         return  # the resume itself reports an unreadable result
-    was = ((previous or {}).get("provenance") or {}).get("device")
-    if not was or previous.get("status") in Status.FINISHED:
-        return
+    prov = (previous or {}).get("provenance")
+    was = prov.get("device") if isinstance(prov, dict) else None
+    if not isinstance(was, str) or previous.get("status") in Status.FINISHED:
+        return  # a record from before devices were recorded: nothing to compare
     try:
-        same = torch.device(str(was)).type == torch.device(str(device)).type
+        kind = torch.device(was).type
     except (RuntimeError, ValueError):
-        same = False
-    if not same:
-        raise UserError(f"{path}: this unfinished trial's checkpoint was written on {was}; continue it with "
-                        f"--device {was} (CPU and CUDA numbers differ), or start it again with --overwrite")
+        kind = short_repr(was)
+    if kind != torch.device(str(device)).type:
+        raise UserError(f"{path}: this unfinished trial's checkpoint was written on {short_repr(was)}; continue it "
+                        f"with --device {kind} (CPU and CUDA numbers differ), or start it again with --overwrite")
 
 
 def check_folders(specs, root, *, resume: bool, overwrite: bool, device=None) -> list[bool]:

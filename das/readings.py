@@ -158,7 +158,23 @@ def view(records, reading: dict) -> list[dict]:
         if keep:
             out.append(r)
     evaluation = {k: v for k, v in reading.items() if setting(k).evaluation_only}
-    return reread(out, **evaluation) if evaluation else out
+    if not evaluation:
+        return out
+    once, seen = [], {}
+    for r in reread(out, **evaluation):  # a trial both as run and already reread: one trial
+        key = (r["group"], r["seed"], r.get("retrain_seed"))
+        numbers = (r.get("architecture_psnr"), r.get("one_shot_psnr"))
+        if key in seen:
+            if seen[key] != numbers:
+                from das.utils import UserError
+
+                raise UserError(f"the trial {r.get('space')}/{r.get('data')}/{r.get('ops')}/{r.get('method')}/"
+                                f"{r.get('label')} seed {r['seed']} is read twice with other numbers; pass each "
+                                "results tree once")
+            continue
+        seen[key] = numbers
+        once.append(r)
+    return once
 
 
 def _applies(s, r) -> bool:

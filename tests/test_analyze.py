@@ -317,6 +317,33 @@ def test_reading_makes_the_paper_table_of_one_reading(tmp_path):
     assert len(again["all_records"]) == 12
     for ops in ("all", "good"):
         assert row(again, ops)[("Blur", "Median")] == row(res, ops)[("Blur", "Median")]
+    # --study table1 keeps Table 1's trials at its settings: the good-ops ones (reread, they are still
+    # its trials), not those of noise sigma 1
+    both = run(tmp_path / "read" / "trials.csv", tmp_path, "--no-plots", "--resamples", "100", "--study", "table1",
+               "--reading", "noise_sigma=1+psnr=pooled", out="both")
+    assert len(both["all_records"]) == 6 and "6 of label H1_ns1-psnrpooled" in both["report"]
+    assert row(both, "good")[("Blur", "Median")] == row(res, "good")[("Blur", "Median")]
+    # pooled with the trials as run: each trial once
+    pooled = analyze.main(analyze.get_parser().parse_args(
+        [str(root), str(tmp_path / "read" / "trials.csv"), "--out", str(tmp_path / "pooled"), "--no-plots",
+         "--resamples", "100", "--reading", "noise_sigma=1+psnr=pooled"]))
+    assert len(pooled["all_records"]) == 12
+    for ops in ("all", "good"):
+        assert row(pooled, ops)[("Blur", "Median")] == row(res, ops)[("Blur", "Median")]
+
+
+def test_reading_from_a_choice_file(tmp_path):
+    """--reading choice.json takes the screen's chosen reading, and only from a finished screen."""
+    from das import readings
+    from das.utils import UserError
+
+    choice = tmp_path / "choice.json"
+    choice.write_text(json.dumps({"chosen": {"settings": {"noise_sigma": 1.0, "psnr": "pooled"}}, "incomplete": []}))
+    assert readings.parse(str(choice)) == {"noise_sigma": 1.0, "psnr": "pooled"}
+    choice.write_text(json.dumps({"chosen": {"settings": {"noise_sigma": 1.0}}, "incomplete": ["width=8"]}))
+    with pytest.raises(UserError, match="the screen is not finished"):
+        readings.parse(str(choice))
+    assert readings.parse("defaults") == {} and readings.parse("noise_sigma=0.1+width=16") == {}
 
 
 @pytest.mark.parametrize("reading, match", [("widht=8", "'widht=8' is not SETTING=VALUE"),

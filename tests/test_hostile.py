@@ -289,7 +289,7 @@ def test_resume_on_another_kind_of_device_is_refused(tmp_path, monkeypatch):
     before = {f.name: f.read_bytes() for f in ckpt.parent.iterdir() if f.is_file() and f.name != "log.txt"}
     args = ["search.py", "--out", out, "--epochs", "2", "--batches-per-epoch", "1", "--device", "cpu", "--quiet",
             "--resume"]
-    one_line_error(cli(*args), "checkpoint was written on cuda:0; continue it with --device cuda:0")
+    one_line_error(cli(*args), "checkpoint was written on .cuda:0.; continue it with --device cuda ")
     assert {f.name: f.read_bytes() for f in ckpt.parent.iterdir() if f.is_file() and f.name != "log.txt"} == before
     stored["provenance"]["device"] = "cpu"  # the same kind of device continues it
     result.write_text(json.dumps(stored))
