@@ -240,9 +240,15 @@ def _main(args) -> dict:
             other.unlink()
             notes.append(f"removed {other} (an earlier run's table; this folder's table is now {table.name})")
     paper = report.paper_tables(summary, reading=reading_name)
+    deviation = stats.paper_deviation(summary)
     named = {
         "statistics": report.statistics_table(summary),
         "comparison": report.comparison_table(summary),
+        "paper_deviation": report.rows_table(
+            "paper_deviation", "Deviation of our medians from the paper's: mean absolute deviation (MAD, dB), mean "
+            "difference, cells above the paper's median, cells whose 95% interval holds it, Kendall tau of the "
+            "orderings", deviation, 1, {"n_cells": "{:.0f}", "above": "{:.0f}", "paper_in_ci": "{:.0f}"},
+            stats.DEVIATION_COLUMNS),
         "correlations": report.rows_table("correlations", "One-shot vs architecture PSNR per search group (Pearson "
                                           "with Fisher-z 95% interval, Spearman, Kendall; p-values)", corr, 6,
                                           columns=stats.CORRELATION_COLUMNS),
@@ -288,6 +294,8 @@ def _main(args) -> dict:
     lines += [report.to_markdown(t) for t in paper + [named["statistics"]]]
     if len(named["comparison"].frame):
         lines.append(report.to_markdown(named["comparison"]))
+    if deviation:
+        lines.append(report.to_markdown(named["paper_deviation"]))
     if corr:
         lines.append(report.to_markdown(named["correlations"]))
     if draws:
@@ -317,7 +325,7 @@ def _main(args) -> dict:
     print(text)
     print(f"wrote {len(tables)} tables, {'' if reads_output else table.name + ', '}{len(figures)} figure files to {out}")
     return {"records": records, "all_records": all_records, "spread": spread, "skipped": skipped, "summary": summary,
-            "correlations": corr, "draws": draws, "claims": claims, "diagnostics": diagnostics, "ranking": ranking,
+            "correlations": corr, "deviation": deviation, "draws": draws, "claims": claims, "diagnostics": diagnostics, "ranking": ranking,
             "tables": tables, "named": named, "figures": figures, "out": out, "report": text}
 
 

@@ -127,6 +127,43 @@ def _order(r: dict) -> tuple:
             order("method", r.get("method")), str(r.get("group")))
 
 
+DEVIATION_COLUMNS = ["cells", "n_cells", "mad", "mean_difference", "above", "paper_in_ci", "kendall_tau",
+                     "kendall_p"]
+
+
+def paper_deviation(summary) -> list[dict]:
+    """How far our medians sit from the paper's: per paper table and over all of Tables 1 and 2
+    (preset H1), over the cells with a paper median and a finite one of ours: the mean absolute
+    deviation (MAD, dB, the readings screen's score), the mean signed difference, how many cells
+    lie above the paper's, in how many the paper's median is inside our 95% interval, and Kendall's
+    tau (with its p-value) between the two orderings."""
+    from das.study import paper_value
+
+    parts = defaultdict(list)
+    for s in summary:
+        paper = paper_value(s["space"], s["data"], s["ops"], s["method"], s["preset"])
+        if paper is None or not math.isfinite(s.get("median", float("nan"))):
+            continue
+        if s["preset"] == "H1":
+            table = "Table 1 (sequential, H1)" if s["space"] == "seq" else "Table 2 (cell, H1)"
+            parts[table].append((s, paper[2]))
+            parts["Tables 1 and 2 (H1)"].append((s, paper[2]))
+        else:
+            parts[f"Table {3 if s['space'] == 'seq' else 4} (other presets)"].append((s, paper[2]))
+    rows = []
+    for name in sorted(parts):
+        ours = np.array([s["median"] for s, _ in parts[name]])
+        theirs = np.array([p for _, p in parts[name]])
+        inside = sum(bool(math.isfinite(s["median_ci_low"]) and s["median_ci_low"] <= p <= s["median_ci_high"])
+                     for s, p in parts[name])
+        tau = st.kendalltau(ours, theirs) if len(ours) > 2 else None
+        rows.append({"cells": name, "n_cells": len(ours), "mad": float(np.mean(np.abs(ours - theirs))),
+                     "mean_difference": float(np.mean(ours - theirs)), "above": int(np.sum(ours > theirs)),
+                     "paper_in_ci": int(inside), "kendall_tau": float(tau.statistic) if tau else float("nan"),
+                     "kendall_p": float(tau.pvalue) if tau else float("nan")})
+    return rows
+
+
 def bootstrap_interval(values, statistic=np.median, seed=0, resamples=RESAMPLES) -> tuple[float, float, str]:
     """95% interval of statistic(values): (low, high, method), method 'BCa', 'percentile' or 'none' (n < 2)."""
     v = np.asarray(values, dtype=float)

@@ -190,3 +190,14 @@ def test_analyze_reading_recipe_on_the_committed_screen(tmp_path):
         assert len(rows) == 10 and got[f"{display('data', cell.data)} Median"].item() == pytest.approx(want), cell
         checked += 1
     assert checked == 16
+    # the deviation from the paper: numpy over the two tables' medians, and the screen's own score
+    gaps = []
+    for name in ("table1_seq_H1.csv", "table2_cell_H1.csv"):
+        t = pd.read_csv(tmp_path / "out" / name, float_precision="round_trip")
+        t = t[t["Ops"] != "-"]  # not the classical references
+        for d in ("Blur", "Downsampling"):
+            gaps += list(t[f"{d} Median"] - t[f"{d} Paper Median"])
+    dev = pd.read_csv(tmp_path / "out" / "paper_deviation.csv").set_index("cells")
+    assert len(gaps) == 28 and dev.loc["Tables 1 and 2 (H1)", "mad"] == pytest.approx(np.mean(np.abs(gaps)))
+    screen = pd.read_csv(REPRO / "readings" / "screen.csv").set_index("reading")
+    assert dev.loc["Tables 1 and 2 (H1)", "mad"] == pytest.approx(screen.loc["noise_sigma=1+psnr=pooled", "MAD (dB)"])
