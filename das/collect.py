@@ -527,6 +527,25 @@ def canonical(r: dict) -> dict:
 
 
 # ---------------------------------------------------------------------------- another reading
+def once(records, where: str) -> list[dict]:
+    """Each trial once: records of one trial (group, seed, retrain seed) read more than once (from two
+    sources, or as run and already reread) count once when they hold the same numbers; otherwise
+    one error naming the trial and `where` the copies came from."""
+    seen, unique = {}, []
+    for r in records:
+        key = (r["group"], r["seed"], r.get("retrain_seed"))
+        numbers = (r.get("architecture_psnr"), r.get("one_shot_psnr"), r.get("status"))
+        if key in seen:
+            if seen[key] != numbers:
+                raise UserError(f"the trial {r.get('space')}/{r.get('data')}/{r.get('ops')}/{r.get('method')}/"
+                                f"{r.get('label')} seed {r['seed']} is in more than one of {where} with other "
+                                "numbers; pass each part once")
+            continue
+        seen[key] = numbers
+        unique.append(r)
+    return unique
+
+
 def reread(records, **values) -> list[dict]:
     """The records as trials of other values of evaluation-only settings (das.spec: `psnr`): the
     numbers each record holds under that reading (psnr_averagings) replace its headline numbers

@@ -32,7 +32,7 @@ from collections import defaultdict
 import numpy as np
 from scipy import stats as st
 
-from das.collect import reread
+from das.collect import once, reread
 from das.spec import SETTINGS, TrialSpec, setting
 from das.study import PAPER, Cell, Study
 
@@ -160,21 +160,8 @@ def view(records, reading: dict) -> list[dict]:
     evaluation = {k: v for k, v in reading.items() if setting(k).evaluation_only}
     if not evaluation:
         return out
-    once, seen = [], {}
-    for r in reread(out, **evaluation):  # a trial both as run and already reread: one trial
-        key = (r["group"], r["seed"], r.get("retrain_seed"))
-        numbers = (r.get("architecture_psnr"), r.get("one_shot_psnr"))
-        if key in seen:
-            if seen[key] != numbers:
-                from das.utils import UserError
-
-                raise UserError(f"the trial {r.get('space')}/{r.get('data')}/{r.get('ops')}/{r.get('method')}/"
-                                f"{r.get('label')} seed {r['seed']} is read twice with other numbers; pass each "
-                                "results tree once")
-            continue
-        seen[key] = numbers
-        once.append(r)
-    return once
+    # a trial both as run and already reread is one trial
+    return once(reread(out, **evaluation), "the trials as run and as reread")
 
 
 def _applies(s, r) -> bool:

@@ -53,19 +53,7 @@ def main(args) -> dict:
             raise UserError(f"{root}: no such results tree or trials.csv; run scripts/sweep.py --study readings first")
     root = Path(args.root[0])
     out = Path(args.out) if args.out else (root.parent if root.is_file() else root / "analysis" / "readings")
-    seen, unique = {}, []
-    for r in records:  # one trial in two sources counts once, when both say the same numbers
-        key = (r["group"], r["seed"], r.get("retrain_seed"))
-        numbers = (r.get("architecture_psnr"), r.get("one_shot_psnr"), r.get("status"))
-        if key in seen:
-            if seen[key] != numbers:
-                raise UserError(f"the trial {r['space']}/{r['data']}/{r['ops']}/{r['method']}/{r.get('label')} seed "
-                                f"{r['seed']} is in more than one of {', '.join(args.root)} with other numbers; "
-                                "pass each part once")
-            continue
-        seen[key] = numbers
-        unique.append(r)
-    records = unique
+    records = collect.once(records, ", ".join(args.root))  # one trial in two sources counts once
     if not records:
         raise UserError(f"{root}: no finished trials; run scripts/sweep.py --study readings --out {root} first")
     out.mkdir(parents=True, exist_ok=True)
