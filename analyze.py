@@ -83,9 +83,8 @@ def check_once(records, sources):
 
 def check_study(name):
     from das import readings
-    from das.study import STUDIES
 
-    known = list(STUDIES) + list(readings.STUDY_NAMES)
+    known = readings.study_names()
     if name not in known:
         raise UserError(f"--study {name}: no such study; choose one of {known}")
 

@@ -318,6 +318,13 @@ def chosen_reading(path) -> dict:
 STUDY_NAMES = ("readings", "readings-combined", "confirmation-table1", "confirmation-table2")
 
 
+def study_names() -> list[str]:
+    """Every study a sweep runs and an analysis can keep (das.study's and the readings')."""
+    from das.study import STUDIES
+
+    return list(STUDIES) + list(STUDY_NAMES)
+
+
 def named_study(name: str, records=()) -> Study:
     """A study by name: those of das.study, the screen (stage 1), its stage 2 (planned from
     `records`, the stage-1 trials) and the confirmations (from the committed choice.json)."""

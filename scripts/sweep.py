@@ -29,13 +29,12 @@ from das import cli  # noqa: E402
 from das.folder import trial_done  # noqa: E402
 from das.runner import RETRY_WAIT, run_sweep, scheduler_security  # noqa: E402
 from das.spec import TrialSpec  # noqa: E402
-from das.study import STUDIES  # noqa: E402
 
 
 def study_names() -> list[str]:
-    from das.readings import STUDY_NAMES
+    from das.readings import study_names
 
-    return list(STUDIES) + list(STUDY_NAMES)
+    return study_names()
 
 
 def get_study(name: str, out: str, done_in=()):
