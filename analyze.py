@@ -41,11 +41,12 @@ def get_parser():
     p.add_argument("--format", default="pdf,png", help="figure formats, comma separated (default: pdf,png)")
     p.add_argument("--bootstrap-seed", type=int, default=0, help="seed of the bootstrap resampling (default 0)")
     p.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples per interval (default 2000)")
-    p.add_argument("--study", default=None, metavar="STUDY",
-                   help="keep only the trials of one study of scripts/sweep.py (its cells and seeds at its own "
+    p.add_argument("--study", default=None, metavar="STUDY[,STUDY]",
+                   help="keep only the trials of studies of scripts/sweep.py (each one's cells and seeds at its own "
                    "settings: trials run with other settings are left out, and the note names them), e.g. table1 "
                    "or confirmation-table1 (Table 1 under the screen's chosen reading; with --reading "
-                   "reproduction/readings/choice.json)")
+                   "reproduction/readings/choice.json); several, comma separated, e.g. "
+                   "confirmation-table1,confirmation-table2")
     p.add_argument("--reading", default=None, metavar="READING",
                    help="keep only the trials of one reading of the paper's open details (docs/readings.md), e.g. "
                    "noise_sigma=1+psnr=pooled, 'defaults', or reproduction/readings/choice.json (the screen's "
@@ -81,28 +82,33 @@ def check_once(records, sources):
         seen.add(key)
 
 
-def check_study(name):
+def check_study(names):
     from das import readings
 
     known = readings.study_names()
-    if name not in known:
-        raise UserError(f"--study {name}: no such study; choose one of {known}")
+    for name in names.split(","):
+        if name not in known:
+            raise UserError(f"--study {name}: no such study; choose one of {known} (several: comma separated)")
 
 
-def only_study(records, name, table_name):
-    """The records of one sweep study (its cells and seeds, at its settings; a trial reread under
-    another PSNR averaging counts as the trial it rereads), and a note of what was left out."""
+def only_study(records, names, table_name):
+    """The records of sweep studies (`names`, comma separated: their cells and seeds, at their
+    settings; a trial reread under another PSNR averaging counts as the trial it rereads), and a
+    note of what was left out."""
     from collections import Counter
 
     from das import readings
     from das.spec import SETTINGS
 
-    study = readings.named_study(name, records)
-    if name == "readings-combined" and not study.cells:
-        raise UserError("--study readings-combined: no stage-1 reading helps by the pre-registered rule in these "
-                        "trials (or stage 1 is not in them); pass the stage-1 trials too")
     rereads = [{s.name: v} for s in SETTINGS if s.evaluation_only for v in s.choices]
-    keys = {(spec.replace(**e).group(), spec.seed) for spec in study.specs() for e in [{}, *rereads]}
+    keys = set()
+    for name in names.split(","):
+        study = readings.named_study(name, records)
+        if name == "readings-combined" and not study.cells:
+            raise UserError("--study readings-combined: no stage-1 reading helps by the pre-registered rule in "
+                            "these trials (or stage 1 is not in them); pass the stage-1 trials too")
+        keys |= {(spec.replace(**e).group(), spec.seed) for spec in study.specs() for e in [{}, *rereads]}
+    name = names.replace(",", " + ")
     kept, left = [], Counter()
     for r in records:
         if (r.get("group"), r.get("seed")) in keys:

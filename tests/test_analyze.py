@@ -22,6 +22,8 @@ def write_trial(root, space, data, ops, method, seed, arch, one_shot=None, statu
 
     layers = (["grad", "net"] * 5) if seed % 2 else (["net"] * 10)
     g = {"space": space, "ops": ops, "data": data, "width": 16, "layers": layers}
+    if space == "cell":
+        g = {"space": space, "ops": ops, "data": data, "width": 16, "edges": [[0, 1, "net"], [1, 2, "grad"]]}
     spec = TrialSpec.make(hp=load_hparams("H1"), space=space, data=data, ops=ops, method=method, seed=seed,
                           **(settings or {}))
     if method == "das":
@@ -375,6 +377,13 @@ def test_study_keeps_its_cells_and_seeds(tree, tmp_path):
     das = _summary(res, "all", "das")
     assert das["n"] == 8 and das["n_nonfinite"] == 0  # seed 92 (searched, never retrained) is not Table 1's
     assert "The study table1:" in res["report"]
+    # several studies: the union of their trials (a Table 2 trial joins; seed 80 stays out of both)
+    write_trial(root, "cell", "blur", "good", "random", 3, 17.0)
+    assert not any(r["space"] == "cell" for r in run(root, tmp_path, "--no-plots", "--resamples", "100", "--study",
+                                                      "table1", out="one")["all_records"])
+    both = run(root, tmp_path, "--no-plots", "--resamples", "100", "--study", "table1,table2", out="both")
+    assert sorted((r["space"], r["seed"]) for r in both["all_records"] if r["space"] == "cell") == [("cell", 3)]
+    assert _summary(both, "good", "random")["n"] == 6 and "The study table1 + table2:" in both["report"]
     p = subprocess.run([sys.executable, "analyze.py", str(root), "--out", str(tmp_path / "bad"), "--study", "table9"],
                        capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert p.returncode == 2 and p.stderr.startswith("error: --study table9: no such study"), p.stderr[-2000:]
