@@ -346,8 +346,10 @@ def confirmation_study(table: str, path=CHOICE_FILE) -> Study:
     on the confirmation seeds (never the screen's)."""
     from das.study import STUDIES
 
-    reading = _trained(chosen_reading(path))
+    chosen = chosen_reading(path)
+    reading = _trained(chosen)
     base = STUDIES[table]
     cells = tuple(Cell(c.space, c.data, c.ops, c.method, c.preset, tuple(sorted(reading.items()))) for c in base.cells)
-    return Study(f"confirmation-{table}", f"{base.title}, under the chosen reading {name(reading)}", cells,
-                 base.seeds, first_seed=CONFIRMATION_SEEDS[0])
+    return Study(f"confirmation-{table}", f"{base.title}, under the chosen reading {name(chosen)}", cells,
+                 base.seeds, first_seed=CONFIRMATION_SEEDS[0],
+                 reread=tuple(sorted((k, v) for k, v in chosen.items() if k not in reading)))

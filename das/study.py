@@ -34,6 +34,9 @@ class Study:
     cells: tuple
     seeds: int            # the paper's trial count; seeds run from `first_seed`
     first_seed: int = 0
+    # evaluation-only settings (das.spec: psnr) its analysis reads the trials under, as (name, value)
+    # pairs: a finished trial counts as done only if it holds those numbers (collect.reread)
+    reread: tuple = ()
 
     def seed_list(self) -> range:
         return range(self.first_seed, self.first_seed + self.seeds)

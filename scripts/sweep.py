@@ -131,6 +131,7 @@ def plan(a) -> list[TrialSpec]:
     if not 1 <= a.workers <= 256:
         raise UserError(f"--workers must be in 1..256, got {a.workers}")
     study = get_study(a.study, a.out, a.done_in)
+    a.reread = study.reread
     cells = list(study.cells)
     for what in ("space", "data", "ops", "method", "preset"):
         cells = _keep(cells, getattr(a, what), what)
@@ -153,15 +154,18 @@ def check_out(out: str) -> None:
                         "writable folder") from None
 
 
-def done_elsewhere(files) -> set:
+def done_elsewhere(files, reread=()) -> set:
     """(group, seed) of every trial finished in these trials.csv files (a search counts as done through
-    its own retrain, whose group is the search's)."""
-    from das.collect import read_trials_csv
+    its own retrain, whose group is the search's); with `reread` (the study's evaluation-only
+    settings, e.g. psnr=pooled), only a trial that holds its numbers under them (a run older than
+    those numbers must run again)."""
+    from das.collect import read_trials_csv, reread as read_under
 
     keys = set()
     for f in files:
         keys |= {(r["group"], r["seed"]) for r in read_trials_csv(f)
-                 if r.get("primary") is not False and r.get("status") in ("complete", "diverged")}
+                 if r.get("primary") is not False and r.get("status") in ("complete", "diverged")
+                 and (not reread or read_under([r], **dict(reread)))}
     return keys
 
 
@@ -169,9 +173,10 @@ def main(a) -> dict:
     a.out = os.path.abspath(a.out)  # against the caller's folder; workers elsewhere get the same path
     specs = plan(a)
     if a.done_in:
-        elsewhere = done_elsewhere(a.done_in)
+        elsewhere = done_elsewhere(a.done_in, a.reread)
         kept = [s for s in specs if (s.group(), s.seed) not in elsewhere]
-        print(f"{len(specs) - len(kept)} trials done in {', '.join(a.done_in)}", flush=True)
+        under = "".join(f", readable under {k}={v}" for k, v in a.reread)
+        print(f"{len(specs) - len(kept)} trials done in {', '.join(a.done_in)}{under}", flush=True)
         specs = kept
     retrain_seeds = parse_seeds(a.retrain_seeds) if a.retrain_seeds else None
     device = cli.check_device(a)

@@ -160,3 +160,37 @@ def test_a_screen_in_parts_pools_once_and_exports_compact(screen, tmp_path):
     p = subprocess.run(run[:3] + [str(tmp_path / "other.csv"), *run[4:]], cwd=ROOT, capture_output=True, text=True,
                        timeout=300)
     assert p.returncode == 2 and "with other numbers" in p.stderr
+
+
+def test_a_committed_trial_counts_as_done_only_if_it_can_be_read_under_the_choice(tmp_path):
+    """sweep.py --done-in for a confirmation whose reading has an evaluation-only setting (psnr=pooled):
+    a committed trial that holds no PSNR averagings (a run older than them) is not done and runs
+    again; for a study without such a setting it is done."""
+    from pathlib import Path
+
+    from das.collect import write_trials_csv
+    from das.study import STUDIES, Study
+
+    sys.path.insert(0, str(Path(ROOT) / "scripts"))
+    import sweep
+
+    specs = [s for s in STUDIES["table1"].specs([0, 1]) if (s.data, s.ops, s.method) == ("blur", "good", "random")]
+    recs = []
+    for spec in specs:
+        r = {**spec.to_dict(), **spec.settings(), "group": spec.group(), "label": spec.label(), "primary": True,
+             "status": "complete", "candidates": [], "architecture_psnr": 20.0 + spec.seed, "one_shot_psnr": None}
+        if spec.seed == 0:  # seed 1 predates the stored averagings
+            r["psnr_averagings"] = {"architecture": {"sample": 20.0, "pooled": 19.5, "batch": 19.6}, "one_shot": {}}
+        recs.append(r)
+    f = tmp_path / "trials.csv"
+    write_trials_csv(recs, f)
+    assert len(specs) == 2
+    assert sweep.done_elsewhere([f]) == {(s.group(), s.seed) for s in specs}
+    assert sweep.done_elsewhere([f], (("psnr", "pooled"),)) == {(specs[0].group(), 0)}
+    # the confirmation study carries its reading's evaluation-only part, which plan() hands to --done-in
+    choice = {"chosen": {"settings": {"noise_sigma": 1.0, "psnr": "pooled"}, "reading": "noise_sigma=1+psnr=pooled"},
+              "incomplete": []}
+    (tmp_path / "choice.json").write_text(json.dumps(choice))
+    t1 = readings.confirmation_study("table1", tmp_path / "choice.json")
+    assert isinstance(t1, Study) and t1.reread == (("psnr", "pooled"),)
+    assert all(dict(c.settings) == {"noise_sigma": 1.0} for c in t1.cells)
