@@ -315,7 +315,10 @@ def chosen_reading(path) -> dict:
     return chosen["settings"]
 
 
-STUDY_NAMES = ("readings", "readings-combined", "confirmation-table1", "confirmation-table2")
+# the confirmations: the paper's studies under the screen's chosen reading (Tables 1 and 2 for the
+# readings issue, Tables 3 and 4 and Figure 5 for the rest of the paper at its scale)
+CONFIRMED = ("table1", "table2", "table3", "table4", "figure5")
+STUDY_NAMES = ("readings", "readings-combined") + tuple(f"confirmation-{t}" for t in CONFIRMED)
 
 
 def study_names() -> list[str]:
@@ -342,8 +345,8 @@ def named_study(name: str, records=()) -> Study:
 
 
 def confirmation_study(table: str, path=CHOICE_FILE) -> Study:
-    """Table 1 (75 seeds) or Table 2 with both data formations (100 seeds) under the chosen reading,
-    on the confirmation seeds (never the screen's)."""
+    """A study of the paper (Table 1, 75 seeds; Table 2 with both data formations, 100 seeds; Tables
+    3 and 4 and Figure 5) under the chosen reading, on the confirmation seeds (never the screen's)."""
     from das.study import STUDIES
 
     chosen = chosen_reading(path)

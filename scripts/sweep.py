@@ -68,8 +68,9 @@ def get_parser():
     p = cli.parser(__doc__)
     p.add_argument("--study", default="table1", choices=sorted(study_names()), help="which study (default table1); "
                    "readings: the screen of the paper's open details (das/readings.py), readings-combined: its "
-                   "stage 2, planned from the stage-1 trials under --out; confirmation-table1/-table2: those "
-                   "tables under the reading the screen chose (reproduction/readings/choice.json)")
+                   "stage 2, planned from the stage-1 trials under --out; confirmation-NAME: the study NAME "
+                   "(table1..table4, figure5) under the reading the screen chose "
+                   "(reproduction/readings/choice.json)")
     p.add_argument("--seed", "--seeds", dest="seed", default=None,
                    help="seeds, e.g. 0-74 or 0,3,5 (default: the study's count, 75 or 100)")
     p.add_argument("--space", default=None, help="keep only these spaces (comma list)")

@@ -1,5 +1,6 @@
 """The readings screen's pre-registered rule (das/readings.py) on synthetic trials with known
 medians: views, scores against numpy, stage 2 and the choice, the study's cells, and the script."""
+import dataclasses
 import json
 import subprocess
 import sys
@@ -137,6 +138,10 @@ def test_confirmation_runs_the_chosen_reading_at_the_papers_scale(screen, tmp_pa
     assert list(t1.seed_list()) == list(range(75)) and list(t2.seed_list()) == list(range(100))
     assert all(dict(c.settings) == {"theta_optimizer": "sgd"} for c in t1.cells + t2.cells)
     assert all(s.theta_optimizer == "sgd" for s in t1.specs([0]))
+    t3 = readings.confirmation_study("table3", f)  # the preset study too: its H1 rows are Table 1's DAS trials
+    from das.study import STUDIES
+    assert [dataclasses.replace(c, settings=()) for c in t3.cells] == list(STUDIES["table3"].cells) and len(t3.cells) == 20
+    assert {(s.group(), s.seed) for s in t1.specs() if s.method == "das"} <= {(s.group(), s.seed) for s in t3.specs()}
     write_json(f, choice)  # the synthetic screen lacks the combination's trials
     with pytest.raises(UserError, match="the screen is not finished"):
         readings.confirmation_study("table1", f)
