@@ -192,6 +192,12 @@ def test_a_committed_trial_counts_as_done_only_if_it_can_be_read_under_the_choic
     assert len(specs) == 2
     assert sweep.done_elsewhere([f]) == {(s.group(), s.seed) for s in specs}
     assert sweep.done_elsewhere([f], (("psnr", "pooled"),)) == {(specs[0].group(), 0)}
+    # a table written under the reading (analyze.py --reading: the trials reread) still names the trial as run
+    from das.collect import read_trials_csv, reread
+    again = reread(read_trials_csv(f), psnr="pooled")
+    assert len(again) == 1 and again[0]["group"] != specs[0].group()
+    write_trials_csv(again, tmp_path / "reread.csv")
+    assert sweep.done_elsewhere([tmp_path / "reread.csv"], (("psnr", "pooled"),)) == {(specs[0].group(), 0)}
     # the confirmation study carries its reading's evaluation-only part, which plan() hands to --done-in
     choice = {"chosen": {"settings": {"noise_sigma": 1.0, "psnr": "pooled"}, "reading": "noise_sigma=1+psnr=pooled"},
               "incomplete": []}
