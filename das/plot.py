@@ -137,11 +137,16 @@ def scatter_figures(records, out, formats=FORMATS) -> list[Path]:
     DAS-single (BOHB-DAS-single)."""
     from das.stats import comparable_key
 
+    from das.spec import SETTINGS
+
     plt = pyplot()
+    # a panel holds every op set, so also every value of a setting only some op sets run (the noise
+    # op's sigma: under one reading, noise sigma 1 in the all-ops cells beside the good ops')
+    pooled = {"ops": None, **{s.name: None for s in SETTINGS if getattr(s.applies, "op", None)}}
     panels = defaultdict(list)
     for g, rs in _groups(records).items():
         if has_alphas(rs[0].get("method")):
-            key = comparable_key({**rs[0], "ops": None})
+            key = comparable_key({**rs[0], **pooled})
             panels[key].append(rs)
     files, used = [], defaultdict(int)
     markers = ("o", "^", "s", "D", "v")

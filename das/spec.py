@@ -109,6 +109,7 @@ def _ops_have(op):
     def applies(f) -> bool:
         uniform = METHODS[f["method"]].uniform_op
         return op in OP_SETS[f["ops"]].ops and uniform in (None, op)
+    applies.op = op  # a setting of one op: a figure that pools the op sets pools its values too
     return applies
 
 

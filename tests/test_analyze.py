@@ -238,6 +238,19 @@ def test_figures_are_pdf_and_png(tree, tmp_path):
             assert head.startswith(b"%PDF")
 
 
+def test_a_scatter_pools_the_op_sets_under_one_reading(tree, tmp_path):
+    """Under one reading the all-ops cells run noise sigma 1 and the good-ops ones cannot: Figure 3
+    is still one panel per data formation with both op sets (the tables' layout), not two."""
+    from das.plot import scatter_figures
+
+    root, _ = tree
+    records = run(root, tmp_path, "--no-plots", "--resamples", "100")["records"]
+    read = [{**r, "noise_sigma": 1.0} if r["ops"] == "all" else r for r in records]
+    assert {r["noise_sigma"] for r in read if r["method"] == "das"} == {0.1, 1.0}
+    files = scatter_figures(read, tmp_path / "figs", ("png",))
+    assert sorted(f.name for f in files) == ["fig3_scatter_blur.png"]
+
+
 def test_missing_root_is_one_line_error(tmp_path):
     p = subprocess.run([sys.executable, "analyze.py", str(tmp_path / "nope")], cwd=ROOT, capture_output=True, text=True)
     assert p.returncode == 2 and p.stderr.count("\n") == 1 and "no such results folder" in p.stderr
