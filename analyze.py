@@ -223,13 +223,15 @@ def _main(args) -> dict:
         reading_name = readings.name(reading)
         kept = readings.view(records, reading)
         evaluation = {k: v for k, v in reading.items() if readings.setting(k).evaluation_only}
-        old = [r for r in records if r.get("status") == "complete" and evaluation
-               and not collect.reread([r], **evaluation)]
+        # trials of the reading's training settings that cannot be reread under its evaluation ones
+        trained = {k: v for k, v in reading.items() if k not in evaluation}
+        old = [r for r in (readings.view(records, trained) if evaluation else [])
+               if r.get("status") == "complete" and not collect.reread([r], **evaluation)]
         notes.append(f"Under the reading {reading_name} (docs/readings.md): {len(kept)} of the {len(records)} trials "
                      f"read are its trials; the others are left out, also of {table.name}"
-                     + (f" ({len(old)} of them hold no numbers under "
-                        f"{', '.join(f'{k}={v}' for k, v in evaluation.items())}: they ran before those were "
-                        "stored; run them again, scripts/sweep.py --done-in does not count them as done)"
+                     + (f"; trials it would hold but that hold no numbers under "
+                        f"{', '.join(f'{k}={v}' for k, v in evaluation.items())}: {len(old)} (they ran before those "
+                        "were stored; run them again: scripts/sweep.py --done-in does not count them as done)"
                         if old else "") + ".")
         records = kept
     unread = unread_sentences(skipped, sources)

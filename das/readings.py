@@ -339,7 +339,7 @@ def named_study(name: str, records=()) -> Study:
         return screen_study()
     if name == "readings-combined":
         return combined_study(list(records))
-    if name in STUDY_NAMES:  # Tables 1 and 2 under the screen's chosen reading
+    if name in STUDY_NAMES:  # confirmation-NAME: the study NAME under the screen's chosen reading
         return confirmation_study(name.split("-", 1)[1], Path(__file__).resolve().parent.parent / CHOICE_FILE)
     return STUDIES[name]
 

@@ -349,7 +349,11 @@ def test_reading_makes_the_paper_table_of_one_reading(tmp_path):
     write_trial(root, "seq", "blur", "good", "random", 6, 99.0)
     old = run(root, tmp_path, "--no-plots", "--resamples", "100", "--reading", "noise_sigma=1+psnr=pooled", out="old")
     assert row(old, "good")[("Blur", "n")] == 6 and row(old, "good")[("Blur", "Max")] < 99
-    assert "(1 of them hold no numbers under psnr=pooled" in old["report"]
+    assert "hold no numbers under psnr=pooled: 1 (they ran" in old["report"]
+    # an old trial of other training settings is not the reading's: not counted
+    write_trial(root, "seq", "blur", "all", "random", 7, 98.0)
+    assert "hold no numbers under psnr=pooled: 1 (they ran" in run(
+        root, tmp_path, "--no-plots", "--resamples", "100", "--reading", "noise_sigma=1+psnr=pooled", out="old2")["report"]
     assert "hold no numbers" not in res["report"]
 
 
