@@ -97,21 +97,19 @@ def only_study(records, names, table_name):
     note of what was left out."""
     from collections import Counter
 
-    from das import readings
-    from das.spec import SETTINGS
+    from das import collect, readings
 
-    rereads = [{s.name: v} for s in SETTINGS if s.evaluation_only for v in s.choices]
     keys = set()
     for name in names.split(","):
         study = readings.named_study(name, records)
         if name == "readings-combined" and not study.cells:
             raise UserError("--study readings-combined: no stage-1 reading helps by the pre-registered rule in "
                             "these trials (or stage 1 is not in them); pass the stage-1 trials too")
-        keys |= {(spec.replace(**e).group(), spec.seed) for spec in study.specs() for e in [{}, *rereads]}
+        keys |= {(spec.group(), spec.seed) for spec in study.specs()}
     name = names.replace(",", " + ")
     kept, left = [], Counter()
     for r in records:
-        if (r.get("group"), r.get("seed")) in keys:
+        if (collect.as_run_group(r), r.get("seed")) in keys:
             kept.append(r)
         else:
             left[str(r.get("label"))] += 1
@@ -222,10 +220,9 @@ def _main(args) -> dict:
 
         reading_name = readings.name(reading)
         kept = readings.view(records, reading)
-        evaluation = {k: v for k, v in reading.items() if readings.setting(k).evaluation_only}
+        evaluation = readings.evaluation_part(reading)
         # trials of the reading's training settings that cannot be reread under its evaluation ones
-        trained = {k: v for k, v in reading.items() if k not in evaluation}
-        old = [r for r in (readings.view(records, trained) if evaluation else [])
+        old = [r for r in (readings.view(records, readings.trained_part(reading)) if evaluation else [])
                if r.get("status") == "complete" and not collect.reread([r], **evaluation)]
         notes.append(f"Under the reading {reading_name} (docs/readings.md): {len(kept)} of the {len(records)} trials "
                      f"read are its trials; the others are left out, also of {table.name}"

@@ -546,6 +546,15 @@ def once(records, where: str) -> list[dict]:
     return unique
 
 
+def as_run_group(r: dict) -> str:
+    """The group of the trial a record holds, as run: a record reread under another value of an
+    evaluation-only setting (reread()) names that value in its group; the trial it rereads does not."""
+    as_run = {s.name: s.default for s in SETTINGS if s.evaluation_only}
+    if all(r.get(k, v) == v for k, v in as_run.items()):
+        return r["group"]
+    return spec_of_record(r).replace(**as_run).group()
+
+
 def reread(records, **values) -> list[dict]:
     """The records as trials of other values of evaluation-only settings (das.spec: `psnr`): the
     numbers each record holds under that reading (psnr_averagings) replace its headline numbers

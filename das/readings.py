@@ -102,9 +102,14 @@ def parse(text: str) -> dict:
     return {k: v for k, v in out.items() if v != setting(k).default}
 
 
-def _trained(reading: dict) -> dict:
+def trained_part(reading: dict) -> dict:
     """The part of a reading that changes training (evaluation-only settings are reread)."""
     return {k: v for k, v in reading.items() if not setting(k).evaluation_only}
+
+
+def evaluation_part(reading: dict) -> dict:
+    """The part of a reading that only rereads the trials (das.collect.reread): the rest of trained_part."""
+    return {k: v for k, v in reading.items() if setting(k).evaluation_only}
 
 
 def _affects(reading: dict, cell: tuple) -> bool:
@@ -119,7 +124,7 @@ def study(readings: list[dict], name_: str, title: str) -> Study:
     (the baseline in every cell)."""
     out, seen = [], set()
     for reading in readings:
-        trained = _trained(reading)
+        trained = trained_part(reading)
         for cell in cells():
             if trained and not _affects(trained, cell):
                 continue
@@ -142,7 +147,7 @@ def view(records, reading: dict) -> list[dict]:
     trial (das.spec `applies`) and its default elsewhere, so a cell the reading cannot change
     contributes its baseline trials. Evaluation-only settings reread the records (das.collect.reread;
     a record already reread under the reading is kept as it is, so a view of a view is the view)."""
-    trained = _trained(reading)
+    trained = trained_part(reading)
     out = []
     for r in records:
         keep = True
@@ -157,7 +162,7 @@ def view(records, reading: dict) -> list[dict]:
                 break
         if keep:
             out.append(r)
-    evaluation = {k: v for k, v in reading.items() if setting(k).evaluation_only}
+    evaluation = evaluation_part(reading)
     if not evaluation:
         return out
     # a trial both as run and already reread is one trial
@@ -187,7 +192,7 @@ def own_cells(reading: dict) -> list[tuple]:
     """The cells whose trials a reading trains itself (every cell for the defaults and for an
     evaluation-only reading, which rereads the defaults' trials); elsewhere its view holds the
     defaults' trials."""
-    trained = _trained(reading)
+    trained = trained_part(reading)
     return [c for c in cells() if not trained or _affects(trained, c)]
 
 
@@ -350,9 +355,9 @@ def confirmation_study(table: str, path=CHOICE_FILE) -> Study:
     from das.study import STUDIES
 
     chosen = chosen_reading(path)
-    reading = _trained(chosen)
+    reading = trained_part(chosen)
     base = STUDIES[table]
     cells = tuple(Cell(c.space, c.data, c.ops, c.method, c.preset, tuple(sorted(reading.items()))) for c in base.cells)
     return Study(f"confirmation-{table}", f"{base.title}, under the chosen reading {name(chosen)}", cells,
                  base.seeds, first_seed=CONFIRMATION_SEEDS[0],
-                 reread=tuple(sorted((k, v) for k, v in chosen.items() if k not in reading)))
+                 reread=tuple(sorted(evaluation_part(chosen).items())))

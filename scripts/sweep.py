@@ -160,19 +160,11 @@ def done_elsewhere(files, reread=()) -> set:
     its own retrain, whose group is the search's); with `reread` (the study's evaluation-only
     settings, e.g. psnr=pooled), only a trial that holds its numbers under them (a run older than
     those numbers must run again)."""
-    from das.collect import read_trials_csv, reread as read_under, spec_of_record
-    from das.spec import SETTINGS
-
-    as_run = {s.name: s.default for s in SETTINGS if s.evaluation_only}
-
-    def key(r):  # a trial exported as reread (analyze.py --reading) is the trial as run
-        if all(r.get(k, v) == v for k, v in as_run.items()):
-            return r["group"], r["seed"]
-        return spec_of_record(r).replace(**as_run).group(), r["seed"]
+    from das.collect import as_run_group, read_trials_csv, reread as read_under
 
     keys = set()
-    for f in files:
-        keys |= {key(r) for r in read_trials_csv(f)
+    for f in files:  # a trial exported as reread (analyze.py --reading) is the trial as run
+        keys |= {(as_run_group(r), r["seed"]) for r in read_trials_csv(f)
                  if r.get("primary") is not False and r.get("status") in ("complete", "diverged")
                  and (not reread or read_under([r], **dict(reread)))}
     return keys
