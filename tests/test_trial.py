@@ -179,3 +179,28 @@ def test_version_flag():
     for script in ("search.py", "retrain.py", "scripts/sweep.py"):
         p = cli(script, "--version")
         assert p.returncode == 0 and p.stdout.startswith("das 0."), script
+
+
+def test_a_preset_file_runs_the_studys_rows_under_it(tmp_path):
+    """`sweep.py --study table3 --preset H1,incumbent.json`: H1's cells of the study, plus each of its
+    rows under the file's hyperparameters, the same trials as `search.py --hparams incumbent.json`."""
+    sys.path.insert(0, str(Path(ROOT) / "scripts"))
+    import sweep
+
+    inc = tmp_path / "incumbent.json"
+    inc.write_text(json.dumps({"name": "BOHB-one-shot-mine", "param_lr": 0.0123, "param_wd": 1e-4,
+                               "param_warmup": False, "alpha_lr": 7e-4, "alpha_wd": 2e-3, "alpha_warmup": False,
+                               "alpha_scheduler": None, "alpha_optimizer": "Adam"}))
+    a = sweep.get_parser().parse_args(["--study", "table3", "--preset", f"H1,{inc}", "--data", "blur",
+                                       "--seed", "0-1", "--out", str(tmp_path / "r")])
+    specs = sweep.plan(a)
+    h1 = [s for s in specs if s.preset == "H1"]
+    mine = [s for s in specs if s.preset == "BOHB-one-shot-mine"]
+    assert len(specs) == len(h1) + len(mine) == 2 * 2 * 2  # (good, all) x 2 seeds, twice
+    hp = load_hparams(str(inc))
+    want = {json.dumps(TrialSpec.make(hp=hp, space="seq", data="blur", ops=ops, method="das", seed=s).to_dict(),
+                       sort_keys=True) for ops in ("good", "all") for s in (0, 1)}
+    assert {json.dumps(s.to_dict(), sort_keys=True) for s in mine} == want
+    assert {s.hparams["alpha_optimizer"] for s in mine} == {"Adam"}
+    p = cli("scripts/sweep.py", "--study", "table3", "--preset", str(tmp_path / "missing.json"), "--dry-run")
+    assert p.returncode == 2 and "missing.json" in p.stderr and "not found" in p.stderr
