@@ -61,6 +61,12 @@ def test_complete_run_with_two_worker_processes(tmp_path):
     # search.py takes the incumbent as it is
     r = run_search(tmp_path, "--hparams", str(out / "incumbent.json"))
     assert r["spec"]["hparams"]["param_lr"] == inc["param_lr"] and r["preset"] == inc["name"]
+    # and the README's recipe runs Table 3's rows under it beside H1 (from another folder)
+    p = subprocess.run([sys.executable, str(Path(ROOT) / "scripts" / "sweep.py"), "--study", "table3", "--preset",
+                        f"H1,{out / 'incumbent.json'}", "--seed", "0", "--dry-run"], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert "8 trials" in p.stdout and p.stdout.count(f"/das/{inc['name']}/seed0") == 4, p.stdout
     # and a second run warm-starts from the first one's log
     r2 = bohb.main(args(tmp_path, "--workers", "1", "--worker-threads", "--previous", str(out),
                         "--out", str(tmp_path / "bohb2")))
