@@ -21,7 +21,7 @@ REPRO = Path(ROOT) / "reproduction"
 CONF = REPRO / "confirmation"
 CHOICE = REPRO / "readings" / "choice.json"
 # the confirmation studies committed in full (the README of reproduction/confirmation/ says which)
-FULL = {"table1": "table1_seq_H1.csv"}
+FULL = {"table1": "table1_seq_H1.csv", "table2": "table2_cell_H1.csv"}
 KEY = ["space", "data", "ops", "method"]
 
 
