@@ -154,8 +154,9 @@ def plan(a) -> list[TrialSpec]:
     study = get_study(a.study, a.out, a.done_in)
     a.reread = study.reread
     cells = list(study.cells)
-    for what in ("space", "data", "ops", "method", "preset"):
-        cells = _keep(cells, getattr(a, what), what) if what != "preset" else _presets(cells, a.preset)
+    for what in ("space", "data", "ops", "method"):
+        cells = _keep(cells, getattr(a, what), what)
+    cells = _presets(cells, a.preset)
     seeds = parse_seeds(a.seed) if a.seed is not None else study.seed_list()
     return study.with_cells(cells).specs(seeds, **cli.settings_of(a))
 

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 import bohb
+from das.spec import SETTINGS
 from tests.conftest import ROOT
 
 RUNS = sorted(p.parent for p in (Path(ROOT) / "reproduction" / "bohb").glob("*/results.json"))
@@ -22,7 +23,7 @@ def _logs(run: Path):
         cid, budget, stamps, result, exc = json.loads(line)
         loss = result["loss"] if result and exc is None else float("inf")
         rows.append({"config_id": "-".join(map(str, cid)), "cid": tuple(cid), "budget": budget, "loss": loss,
-                     "finished": stamps["finished"], "info": (result or {}).get("info", {})})
+                     "finished": stamps["finished"]})
     return configs, pd.DataFrame(rows)
 
 
@@ -36,14 +37,14 @@ def test_the_incumbent_is_the_best_configuration_at_the_largest_budget(run):
     configuration in hpbandster's log, written as a preset."""
     configs, rows = _logs(run)
     settings = json.loads((run / "settings.json").read_text())
-    assert len(rows) == json.loads((run / "bohb_summary.json").read_text())["evaluations"]
+    summary = json.loads((run / "bohb_summary.json").read_text())
+    assert len(rows) == summary["evaluations"]
     top = rows[(rows["budget"] == rows["budget"].max()) & rows["loss"].map(lambda v: v != float("inf"))]
     assert rows["budget"].max() == pytest.approx(settings["max_budget"])
     best = top.loc[top["loss"].idxmin()]
     want = bohb.config_to_hparams(configs[best["cid"]], "x").to_dict()
     got = json.loads((run / "incumbent.json").read_text())
     assert {k: v for k, v in got.items() if k != "name"} == {k: v for k, v in want.items() if k != "name"}
-    summary = json.loads((run / "bohb_summary.json").read_text())
     assert summary["incumbent_psnr"] == -best["loss"]
 
 
@@ -69,8 +70,7 @@ def test_the_incumbents_best_evaluation_reruns_alone_to_the_last_bit(run, tmp_pa
     if settings["objective"] != "one-shot" or not str(settings["seed"]).isdigit():
         pytest.skip("only a one-shot evaluation on one seed is a single search")
     flags = []
-    for k in ("space", "data", "ops", "order", "width", "batches_per_epoch", "batch_size", "sigma_n", "noise_sigma",
-              "theta_optimizer", "residual", "psnr", "roll", "kernel_size", "cell_output", "cell_sum"):
+    for k in ("space", "data", "ops", *(s.name for s in SETTINGS if s.name != "epochs")):  # every trial setting
         flags += [f"--{k.replace('_', '-')}", str(settings[k])]
     p = subprocess.run([sys.executable, str(Path(ROOT) / "search.py"), "--hparams", str(run / "incumbent.json"),
                         "--seed", str(settings["seed"]),
