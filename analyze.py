@@ -47,6 +47,9 @@ def get_parser():
                    "or confirmation-table1 (Table 1 under the screen's chosen reading; with --reading "
                    "reproduction/readings/choice.json); several, comma separated, e.g. "
                    "confirmation-table1,confirmation-table2")
+    p.add_argument("--preset", default=None, metavar="FILE[,FILE]",
+                   help="with --study: the studies' rows run under these JSON preset files (sweep.py --preset "
+                   "FILE, e.g. bohb.py's incumbent.json) count as their trials too, beside the study's presets")
     p.add_argument("--reading", default=None, metavar="READING",
                    help="keep only the trials of one reading of the paper's open details (docs/readings.md), e.g. "
                    "noise_sigma=1+psnr=pooled, 'defaults', or reproduction/readings/choice.json (the screen's "
@@ -91,10 +94,11 @@ def check_study(names):
             raise UserError(f"--study {name}: no such study; choose one of {known} (several: comma separated)")
 
 
-def only_study(records, names, table_name):
+def only_study(records, names, table_name, preset_files=None):
     """The records of sweep studies (`names`, comma separated: their cells and seeds, at their
-    settings; a trial reread under another PSNR averaging counts as the trial it rereads), and a
-    note of what was left out."""
+    settings, with their rows under each JSON preset file of `preset_files` as sweep.py --preset runs
+    them; a trial reread under another PSNR averaging counts as the trial it rereads), and a note of
+    what was left out."""
     from collections import Counter
 
     from das import collect, readings
@@ -105,7 +109,7 @@ def only_study(records, names, table_name):
         if name == "readings-combined" and not study.cells:
             raise UserError("--study readings-combined: no stage-1 reading helps by the pre-registered rule in "
                             "these trials (or stage 1 is not in them); pass the stage-1 trials too")
-        keys |= {(spec.group(), spec.seed) for spec in study.specs()}
+        keys |= {(spec.group(), spec.seed) for spec in study.with_presets(preset_files).specs()}
     name = names.replace(",", " + ")
     kept, left = [], Counter()
     for r in records:
@@ -198,6 +202,17 @@ def _main(args) -> dict:
         raise UserError(f"{out}: cannot write the analysis here ({exc.strerror}); pass --out FOLDER") from None
     if args.study is not None:
         check_study(args.study)
+    if args.preset is not None:  # files only (the study already keeps its named presets), checked before reading
+        from das.hparams import load_hparams
+
+        if args.study is None:
+            raise UserError("--preset counts a preset file's trials as a study's: pass --study too (e.g. "
+                            "--study table3 --preset results/bohb/RUN/incumbent.json)")
+        for f in args.preset.split(","):
+            if not f.endswith(".json"):
+                raise UserError(f"--preset {f}: analyze.py takes JSON preset files here (--study keeps the "
+                                "study's named presets); pass e.g. results/bohb/RUN/incumbent.json")
+            load_hparams(f)
     if args.reading is not None:  # checked before the trees are read
         from das import readings
 
@@ -213,7 +228,7 @@ def _main(args) -> dict:
     notes = collect.summarize_skipped(skipped)
     reading_name = None
     if args.study is not None:
-        records, note = only_study(records, args.study, table.name)
+        records, note = only_study(records, args.study, table.name, args.preset)
         notes.append(note)
     if args.reading is not None:
         from das import readings

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from das.hparams import load_hparams
 from das.spec import TrialSpec
+from das.utils import UserError
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,30 @@ class Study:
 
     def with_cells(self, cells) -> "Study":
         return dataclasses.replace(self, cells=tuple(cells))
+
+    def with_presets(self, allowed: str | None) -> "Study":
+        """--preset of sweep.py and analyze.py: keep only the presets named (comma list; none named:
+        all of them), and run the study's rows (those of its first preset) once more under each
+        JSON preset file named, e.g. a BOHB incumbent beside the paper's presets. A name not in the
+        study or a missing or broken file: one line (UserError) before anything runs."""
+        if allowed is None:
+            return self
+        words = [w for w in allowed.split(",") if w]
+        files = [w for w in words if w.endswith(".json")]
+        names = [w for w in words if not w.endswith(".json")]
+        have = sorted({c.preset for c in self.cells})
+        unknown = [w for w in names if w not in have]
+        if unknown:
+            raise UserError(f"--preset {','.join(unknown)}: not in this study; it has {','.join(have)} "
+                            "(or name a JSON preset file, e.g. bohb.py's incumbent.json)")
+        kept = [c for c in self.cells if not names or c.preset in names]
+        first = self.cells[0].preset if self.cells else None
+        rows = list(dict.fromkeys((c.space, c.data, c.ops, c.method, c.settings) for c in self.cells
+                                  if c.preset == first))
+        for f in files:
+            load_hparams(f)  # a missing or broken file: one line, before anything runs
+            kept += [Cell(sp, d, ops, m, f, st) for sp, d, ops, m, st in rows]
+        return self.with_cells(kept)
 
     def specs(self, seeds=None, **settings) -> list[TrialSpec]:
         """One specification per cell and seed; a cell's settings, then `settings` (the command

@@ -28,9 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from das import cli  # noqa: E402
 from das.folder import trial_done  # noqa: E402
 from das.runner import RETRY_WAIT, run_sweep, scheduler_security  # noqa: E402
-from das.hparams import load_hparams  # noqa: E402
 from das.spec import TrialSpec  # noqa: E402
-from das.study import Cell  # noqa: E402
 
 
 def study_names() -> list[str]:
@@ -80,8 +78,9 @@ def get_parser():
     p.add_argument("--ops", default=None, help="keep only these op sets (comma list)")
     p.add_argument("--method", "--methods", dest="method", default=None, help="keep only these methods (comma list)")
     p.add_argument("--preset", "--presets", dest="preset", default=None,
-                   help="keep only these presets (comma list); a JSON file (e.g. bohb.py's incumbent.json) runs the "
-                        "study's rows under it too")
+                   help="keep only these presets (comma list); a JSON preset file (e.g. bohb.py's incumbent.json) "
+                        "runs the study's rows under it too (only files named: every preset of the study, and the "
+                        "files')")
     p.add_argument("--retrain-seeds", default=None,
                    help="retrain each searched genotype under these seeds (default: the search's own seed)")
     cli.add_settings(p, defaults=False,
@@ -130,22 +129,6 @@ def _keep(values, allowed, what):
     return [v for v in values if getattr(v, what) in wanted]
 
 
-def _presets(cells, allowed):
-    """--preset: the study's presets named, and each JSON file named as one more preset over the
-    study's rows (those of its first preset), e.g. a BOHB incumbent beside the paper's presets."""
-    if allowed is None:
-        return cells
-    files = [w for w in allowed.split(",") if w.endswith(".json")]
-    names = ",".join(w for w in allowed.split(",") if not w.endswith(".json"))
-    kept = _keep(cells, names, "preset") if names else []
-    rows = list(dict.fromkeys((c.space, c.data, c.ops, c.method, c.settings) for c in cells
-                              if c.preset == cells[0].preset)) if cells else []
-    for f in files:
-        load_hparams(f)  # a missing or broken file: one line, before anything runs
-        kept += [Cell(sp, d, ops, m, f, st) for sp, d, ops, m, st in rows]
-    return kept
-
-
 def plan(a) -> list[TrialSpec]:
     if a.jobs is not None:
         raise UserError("--jobs was renamed --workers; pass --workers N")
@@ -156,9 +139,8 @@ def plan(a) -> list[TrialSpec]:
     cells = list(study.cells)
     for what in ("space", "data", "ops", "method"):
         cells = _keep(cells, getattr(a, what), what)
-    cells = _presets(cells, a.preset)
     seeds = parse_seeds(a.seed) if a.seed is not None else study.seed_list()
-    return study.with_cells(cells).specs(seeds, **cli.settings_of(a))
+    return study.with_cells(cells).with_presets(a.preset).specs(seeds, **cli.settings_of(a))
 
 
 def check_out(out: str) -> None:

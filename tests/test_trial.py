@@ -204,3 +204,35 @@ def test_a_preset_file_runs_the_studys_rows_under_it(tmp_path):
     assert {s.hparams["alpha_optimizer"] for s in mine} == {"Adam"}
     p = cli("scripts/sweep.py", "--study", "table3", "--preset", str(tmp_path / "missing.json"), "--dry-run")
     assert p.returncode == 2 and "missing.json" in p.stderr and "not found" in p.stderr
+    # only a file named: every preset of the study is kept, and the file's rows come on top
+    a = sweep.get_parser().parse_args(["--study", "table3", "--preset", str(inc), "--data", "blur",
+                                       "--seed", "0", "--out", str(tmp_path / "r")])
+    every = sweep.plan(a)
+    presets = {c.preset for c in STUDIES["table3"].cells}
+    assert {s.preset for s in every} == presets | {"BOHB-one-shot-mine"}
+    assert len(every) == (len(presets) + 1) * 2  # (good, all) at one seed per preset
+    p = cli("scripts/sweep.py", "--study", "table3", "--preset", "H9", "--dry-run")
+    assert p.returncode == 2 and "H9" in p.stderr and "not in this study" in p.stderr
+
+
+def test_analyze_counts_a_preset_files_trials_as_the_studys(tmp_path):
+    """`analyze.py --study table3 --preset incumbent.json` keeps the study's trials and those of its
+    rows under the file (the specifications sweep.py --preset runs), and nothing else."""
+    inc = tmp_path / "incumbent.json"
+    inc.write_text(json.dumps({"name": "BOHB-one-shot-mine", "param_lr": 0.0123, "param_wd": 1e-4,
+                               "param_warmup": False, "alpha_lr": 7e-4, "alpha_wd": 2e-3, "alpha_warmup": False,
+                               "alpha_scheduler": None, "alpha_optimizer": "Adam"}))
+    hp = load_hparams(str(inc))
+    specs = {"h2": TrialSpec.make(hp=load_hparams("H2"), space="seq", data="blur", ops="all", method="das", seed=3),
+             "mine": TrialSpec.make(hp=hp, space="seq", data="downsample", ops="good", method="das", seed=74),
+             "late": TrialSpec.make(hp=hp, space="seq", data="blur", ops="all", method="das", seed=75),
+             "cell": TrialSpec.make(hp=hp, space="cell", data="blur", ops="all", method="das", seed=0)}
+    records = [{"group": s.group(), "seed": s.seed, "label": k} for k, s in specs.items()]
+    kept, _ = analyze.only_study(records, "table3", "trials.csv", str(inc))
+    assert [r["label"] for r in kept] == ["h2", "mine"]
+    kept, note = analyze.only_study(records, "table3", "trials.csv")
+    assert [r["label"] for r in kept] == ["h2"] and "1 of the 4 trials" in note
+    p = cli("analyze.py", str(tmp_path), "--study", "table3", "--preset", "H2")
+    assert p.returncode == 2 and "JSON preset files" in p.stderr
+    p = cli("analyze.py", str(tmp_path), "--preset", str(inc))
+    assert p.returncode == 2 and "--study" in p.stderr
