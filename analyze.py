@@ -259,6 +259,7 @@ def _main(args) -> dict:
     claims = stats.verdicts(records, seed, resamples)
     diagnostics = stats.alpha_diagnostics(records)
     ranking = stats.ranking_correlations(records)
+    presets = stats.preset_sensitivity(records)
 
     if not reads_output:
         collect.write_trials_csv(all_records, table)
@@ -289,6 +290,12 @@ def _main(args) -> dict:
             [{k: v for k, v in d.items() if k != "sentence"} for d in diagnostics], 6,
             {"trials": "{:.0f}", "rows": "{:.0f}", "n_ops": "{:.0f}", "same_argmax_rows": "{:.0f}"},
             stats.DIAGNOSTICS_COLUMNS),
+        "preset_sensitivity": report.rows_table(
+            "preset_sensitivity", "Does the search hang on its hyperparameters? Median architecture PSNR (dB) per "
+            "preset: best, worst, range, the median interquartile range over seeds within a preset, Kruskal-Wallis "
+            "test across presets, the paper's range and best preset over the same presets, Kendall tau of the "
+            "orderings", presets, 4, {"presets": "{:.0f}", "n_min": "{:.0f}", "paper_presets": "{:.0f}"},
+            stats.PRESET_COLUMNS),
         "ranking": report.rows_table("ranking", "One-shot ranking: one-hot supernet vs stand-alone PSNR of candidates",
                                      ranking, 7, {"n": "{:.0f}", "seed": "{:.0f}"}, stats.RANKING_COLUMNS),
         # (LaTeX: Kendall's tau only; Spearman's rho is in the CSV)
@@ -327,6 +334,9 @@ def _main(args) -> dict:
     if draws:
         lines += ["### Random draws to beat the DAS median", ""] + [draws_sentence(d) for d in draws] + [""]
     lines += ["### Claims (a)-(e) (docs/readings.md)", ""] + [f"- {c['text']}" for c in claims] + [""]
+    if presets:
+        lines += ["### Hyperparameter presets (Tables 3 and 4)", ""] + [f"- {stats.preset_sentence(d)}"
+                                                                       for d in presets] + [""]
     if diagnostics:
         lines += ["### Search diagnostics", ""] + [f"- {d['sentence']}" for d in diagnostics] + [""]
     if ranking:
@@ -352,6 +362,7 @@ def _main(args) -> dict:
     print(f"wrote {len(tables)} tables, {'' if reads_output else table.name + ', '}{len(figures)} figure files to {out}")
     return {"records": records, "all_records": all_records, "spread": spread, "skipped": skipped, "summary": summary,
             "correlations": corr, "deviation": deviation, "draws": draws, "claims": claims, "diagnostics": diagnostics, "ranking": ranking,
+            "presets": presets,
             "tables": tables, "named": named, "figures": figures, "out": out, "report": text}
 
 

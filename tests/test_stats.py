@@ -320,3 +320,38 @@ def test_wall_clock_is_the_union_of_the_trials_intervals():
     assert clock["trials"] == 60 and clock["untimed"] == 1
     assert clock["wall_hours"] * 3600 == pytest.approx(grid.sum(), abs=1e-6)
     assert clock["wall_hours"] <= clock["trial_hours"]
+
+
+def test_preset_sensitivity_by_hand():
+    """Kruskal-Wallis across presets by hand (pandas average ranks, tie correction), medians, range,
+    within-preset IQR and the paper's range over the same presets (das.study.PAPER's Table 3)."""
+    import pandas as pd
+
+    rng = np.random.default_rng(7)
+    centres = {"H1": 21.0, "H2": 21.2, "BOHB-Blur": 19.5}
+    recs = [record("seq", "blur", "good", "das", s, round(float(rng.normal(c, 1.0)), 1), preset=p)
+            for p, c in centres.items() for s in range(12)]
+    recs += [record("seq", "blur", "good", "random", s, 20.0) for s in range(12)]  # no alphas: not compared
+    [d] = stats.preset_sensitivity(recs)
+    frame = pd.DataFrame({"preset": [r["preset"] for r in recs[:36]], "v": [r["architecture_psnr"] for r in recs[:36]]})
+    med = frame.groupby("preset")["v"].median()
+    assert (d["best_preset"], d["worst_preset"]) == (med.idxmax(), med.idxmin())
+    assert d["range"] == pytest.approx(med.max() - med.min())
+    q = frame.groupby("preset")["v"].quantile([0.25, 0.75]).unstack()
+    assert d["within_iqr"] == pytest.approx(float(np.median(q[0.75] - q[0.25])))
+    n = len(frame)
+    frame["rank"] = frame["v"].rank(method="average")
+    h = 12 / (n * (n + 1)) * sum(g["rank"].sum() ** 2 / len(g) for _, g in frame.groupby("preset")) - 3 * (n + 1)
+    ties = frame["v"].value_counts()
+    h /= 1 - ((ties ** 3 - ties).sum()) / (n ** 3 - n)
+    assert d["kruskal_h"] == pytest.approx(h)
+    assert d["kruskal_p"] == pytest.approx(math.exp(-h / 2))  # chi-square with 2 degrees of freedom
+    assert d["verdict"] == ("the presets differ" if d["kruskal_p"] < 0.05 else "no difference between presets detected")
+    paper = {"H1": 21.60, "H2": 21.63, "BOHB-Blur": 22.38}  # the paper's Tables 1 and 3, seq blur good ops
+    assert d["paper_range"] == pytest.approx(max(paper.values()) - min(paper.values()))
+    assert d["paper_best"] == "BOHB-Blur" and d["paper_presets"] == 3
+    pairs = [(a, b) for a in paper for b in paper if a < b]  # 3 presets, no ties: tau = (C - D) / 3
+    sign = [np.sign(med[a] - med[b]) * np.sign(paper[a] - paper[b]) for a, b in pairs]
+    assert d["kendall_tau_paper"] == pytest.approx(sum(sign) / len(pairs))
+    assert "Kruskal-Wallis" in stats.preset_sentence(d)
+    assert stats.preset_sensitivity([r for r in recs if r["preset"] == "H1"]) == []  # one preset: nothing to compare
