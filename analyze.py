@@ -47,9 +47,10 @@ def get_parser():
                    "or confirmation-table1 (Table 1 under the screen's chosen reading; with --reading "
                    "reproduction/readings/choice.json); several, comma separated, e.g. "
                    "confirmation-table1,confirmation-table2")
-    p.add_argument("--preset", default=None, metavar="FILE[,FILE]",
-                   help="with --study: the studies' rows run under these JSON preset files (sweep.py --preset "
-                   "FILE, e.g. bohb.py's incumbent.json) count as their trials too, beside the study's presets")
+    p.add_argument("--preset", "--presets", dest="preset", default=None, metavar="FILE[,FILE]",
+                   help="with --study: each study's rows run under these JSON preset files (sweep.py --preset "
+                   "FILE, e.g. bohb.py's incumbent.json) count as its trials too, beside its own presets (every "
+                   "study named gets every file)")
     p.add_argument("--reading", default=None, metavar="READING",
                    help="keep only the trials of one reading of the paper's open details (docs/readings.md), e.g. "
                    "noise_sigma=1+psnr=pooled, 'defaults', or reproduction/readings/choice.json (the screen's "
@@ -208,7 +209,7 @@ def _main(args) -> dict:
         if args.study is None:
             raise UserError("--preset counts a preset file's trials as a study's: pass --study too (e.g. "
                             "--study table3 --preset results/bohb/RUN/incumbent.json)")
-        for f in args.preset.split(","):
+        for f in [w for w in args.preset.split(",") if w]:
             if not f.endswith(".json"):
                 raise UserError(f"--preset {f}: analyze.py takes JSON preset files here (--study keeps the "
                                 "study's named presets); pass e.g. results/bohb/RUN/incumbent.json")

@@ -44,7 +44,7 @@ DIAGNOSTICS_COLUMNS = ["group", *SPEC, "trials", "rows", "n_ops", "init_deviatio
                        "final_entropy", "same_argmax", "chance", "same_argmax_rows", "p_same_argmax"]
 RANKING_COLUMNS = ["scope", "group", *SPEC, "seed", "n", "kendall_tau", "kendall_p", "spearman_rho", "spearman_p"]
 SPREAD_COLUMNS = ["group", *SPEC, "searches", "retrains", "within_sd_median", "between_sd", "within_share"]
-PRESET_COLUMNS = ["space", "data", "ops", "method", "presets", "n_min", "best_preset", "best_median", "worst_preset",
+PRESET_COLUMNS = ["space", "data", "ops", "method", "settings", "presets", "n_min", "no_values", "best_preset", "best_median", "worst_preset",
                   "worst_median", "range", "within_iqr", "kruskal_h", "kruskal_p", "paper_presets", "paper_range",
                   "paper_best", "kendall_tau_paper", "verdict"]
 
@@ -657,62 +657,77 @@ def retrain_spread(records) -> list[dict]:
 # ----------------------------------------------------------------------------- hyperparameter presets
 def preset_sensitivity(records, alpha=ALPHA, min_n=MIN_N) -> list[dict]:
     """Whether a search method 'hangs on its hyperparameters' (the paper's Tables 3 and 4): per space,
-    data formation, op set, method and comparable settings with two or more presets, the medians of
-    architecture PSNR per preset (one value per search), the best and the worst preset and the range
-    between them, the median of the presets' interquartile ranges over seeds (the spread one preset
-    has by itself), the Kruskal-Wallis test that all presets give the same distribution, and the
-    paper's range and best preset over the same presets, with Kendall's tau between the orderings.
-    Verdict: the presets differ when p < alpha (each preset with at least min_n searches)."""
+    data formation, op set, method and comparable settings with two or more presets (groups), the
+    median of architecture PSNR per preset (one value per search), the best and the worst preset and
+    the range between them, the median of the interquartile ranges over seeds of the presets with at
+    least min_n searches (the spread one preset has by itself), the Kruskal-Wallis test that all
+    presets give the same distribution, and the paper's range and best preset over the same presets,
+    with Kendall's tau between the orderings. A preset without a finite value (every search diverged)
+    is named in `no_values` and left out of the numbers. Verdict: the presets differ when p < alpha
+    (each compared preset with at least min_n searches). Presets are told apart by group, so two
+    groups shown under one name (another hyperparameter set of the same name) are not pooled."""
     from das.study import paper_value
 
-    by: dict[tuple, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
+    comparable_settings = [s for s in SETTINGS if s.comparable]
+    by: dict[tuple, dict[str, list[dict]]] = defaultdict(dict)
     for g, rs in group_records(records).items():
         r0 = rs[0]
         if not has_alphas(r0.get("method")):
             continue
         key = (r0.get("space"), r0.get("data"), r0.get("ops"), r0.get("method")) + tuple(
-            r0.get(s.name) for s in SETTINGS if s.comparable)
-        by[key][str(r0.get("preset"))] += rs
+            r0.get(s.name) for s in comparable_settings)
+        name, k = str(r0.get("preset")), 2
+        while name in by[key]:  # another group under the same name: keep it apart
+            name, k = f"{r0.get('preset')} ({k})", k + 1
+        by[key][name] = rs
     rows = []
     for key, presets in by.items():
         if len(presets) < 2:
             continue
         space, data, ops, method = key[:4]
-        values = {p: _arch(rs) for p, rs in presets.items()}
-        medians = {p: float(np.median(v)) for p, v in values.items() if len(v)}
-        if len(medians) < 2:
+        values = {p: v for p, v in ((p, _arch(rs)) for p, rs in presets.items()) if len(v)}
+        if len(values) < 2:
             continue
+        medians = {p: float(np.median(v)) for p, v in values.items()}
         best, worst = max(medians, key=medians.get), min(medians, key=medians.get)
         n_min = min(len(v) for v in values.values())
-        h, p = st.kruskal(*[v for v in values.values() if len(v)])
+        try:
+            h, p = st.kruskal(*values.values())
+            h, p = float(h), float(p)
+        except ValueError:  # every value identical: no difference to find
+            h, p = 0.0, 1.0
         paper = {q: paper_value(space, data, ops, method, q) for q in medians}
         paper = {q: v[2] for q, v in paper.items() if v is not None}
         shared = sorted(paper)
         tau = (float(st.kendalltau([medians[q] for q in shared], [paper[q] for q in shared]).statistic)
                if len(shared) >= 3 else float("nan"))
+        iqrs = [np.subtract(*np.percentile(v, [75, 25])) for v in values.values() if len(v) >= min_n]
         if n_min < min_n:
             verdict = "not enough trials"
         else:
             verdict = "the presets differ" if p < alpha else "no difference between presets detected"
-        rows.append({"space": space, "data": data, "ops": ops, "method": method, "presets": len(medians),
-                     "n_min": n_min, "best_preset": best, "best_median": medians[best], "worst_preset": worst,
+        settings = " ".join(f"{s.name}={v}" for s, v in zip(comparable_settings, key[4:]) if v != s.default)
+        rows.append({"space": space, "data": data, "ops": ops, "method": method, "settings": settings,
+                     "presets": len(medians), "n_min": n_min, "no_values": " ".join(sorted(set(presets) - set(values))),
+                     "best_preset": best, "best_median": medians[best], "worst_preset": worst,
                      "worst_median": medians[worst], "range": medians[best] - medians[worst],
-                     "within_iqr": float(np.median([np.subtract(*np.percentile(v, [75, 25]))
-                                                    for v in values.values() if len(v)])),
-                     "kruskal_h": float(h), "kruskal_p": float(p), "paper_presets": len(shared),
+                     "within_iqr": float(np.median(iqrs)) if iqrs else float("nan"),
+                     "kruskal_h": h, "kruskal_p": p, "paper_presets": len(shared),
                      "paper_range": (max(paper.values()) - min(paper.values())) if len(shared) >= 2 else float("nan"),
-                     "paper_best": max(paper, key=paper.get) if paper else "", "kendall_tau_paper": tau,
-                     "verdict": verdict})
-    return sorted(rows, key=lambda r: (str(r["space"]), str(r["data"]), order("ops", r["ops"]), str(r["method"])))
+                     "paper_best": max(paper, key=paper.get) if len(shared) >= 2 else "",
+                     "kendall_tau_paper": tau, "verdict": verdict})
+    return sorted(rows, key=lambda r: (str(r["space"]), str(r["data"]), order("ops", r["ops"]), str(r["method"]),
+                                       r["settings"]))
 
 
 def preset_sentence(d: dict) -> str:
     """One line per preset comparison, in numbers."""
-    where = f"{d['space']}/{d['data']}/{d['ops']}/{d['method']}"
+    where = f"{d['space']}/{d['data']}/{d['ops']}/{d['method']}" + (f" ({d['settings']})" if d["settings"] else "")
     text = (f"{where}: over {d['presets']} presets the median architecture PSNR runs from {d['worst_median']:.2f} dB "
             f"({d['worst_preset']}) to {d['best_median']:.2f} dB ({d['best_preset']}), a range of {d['range']:.2f} dB "
             f"against a typical interquartile range of {d['within_iqr']:.2f} dB over seeds within one preset; "
-            f"Kruskal-Wallis H = {d['kruskal_h']:.1f}, p = {d['kruskal_p']:.3g}: {d['verdict']}")
+            f"Kruskal-Wallis H = {d['kruskal_h']:.1f}, p = {d['kruskal_p']:.3g}: {d['verdict']}"
+            + (f" (no finite value, left out: {d['no_values']})" if d["no_values"] else ""))
     if d["paper_presets"] >= 2:
         text += (f". The paper's range over the same {d['paper_presets']} presets: {d['paper_range']:.2f} dB, best "
                  f"{d['paper_best']}")
