@@ -44,7 +44,8 @@ DIAGNOSTICS_COLUMNS = ["group", *SPEC, "trials", "rows", "n_ops", "init_deviatio
                        "final_entropy", "same_argmax", "chance", "same_argmax_rows", "p_same_argmax"]
 RANKING_COLUMNS = ["scope", "group", *SPEC, "seed", "n", "kendall_tau", "kendall_p", "spearman_rho", "spearman_p"]
 SPREAD_COLUMNS = ["group", *SPEC, "searches", "retrains", "within_sd_median", "between_sd", "within_share"]
-PRESET_COLUMNS = ["space", "data", "ops", "method", "settings", "presets", "n_min", "no_values", "best_preset", "best_median", "worst_preset",
+PRESET_COLUMNS = ["space", "data", "ops", "method", "settings", "presets", "n_min", "no_values", "best_preset",
+                  "best_median", "worst_preset",
                   "worst_median", "range", "within_iqr", "kruskal_h", "kruskal_p", "paper_presets", "paper_range",
                   "paper_best", "kendall_tau_paper", "verdict"]
 
