@@ -22,7 +22,7 @@ REPRO = Path(ROOT) / "reproduction"
 CONF = REPRO / "confirmation"
 CHOICE = REPRO / "readings" / "choice.json"
 # the confirmation studies committed in full (the README of reproduction/confirmation/ says which)
-FULL = {"table1": "table1_seq_H1.csv", "table2": "table2_cell_H1.csv"}
+FULL = {"table1": "table1_seq_H1.csv", "table2": "table2_cell_H1.csv", "table3": "table3_seq_das_presets.csv"}
 # the studies' rows also run under a preset file (sweep.py --preset FILE): BOHB's incumbent in Table 3
 INCUMBENT = REPRO / "bohb" / "one-shot-blur" / "incumbent.json"
 PRESET_FILES = {"table3": str(INCUMBENT)}
