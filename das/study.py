@@ -45,6 +45,18 @@ class Study:
     def with_cells(self, cells) -> "Study":
         return dataclasses.replace(self, cells=tuple(cells))
 
+    def keep(self, what: str, allowed: str | None, hint: str = "") -> "Study":
+        """--space, --data, --ops, --method, --preset: only the cells whose `what` is named (comma
+        list; None: all of them). A name the study does not have: one line (UserError)."""
+        if allowed is None:
+            return self
+        wanted = allowed.split(",")
+        have = sorted({getattr(c, what) for c in self.cells})
+        unknown = [w for w in wanted if w not in have]
+        if unknown:
+            raise UserError(f"--{what} {','.join(unknown)}: not in this study; it has {','.join(have)}{hint}")
+        return self.with_cells(c for c in self.cells if getattr(c, what) in wanted)
+
     def with_presets(self, allowed: str | None) -> "Study":
         """--preset of sweep.py and analyze.py: keep only the presets named (comma list; none named:
         all of them), and run the study's rows (those of its first preset) once more under each
@@ -55,12 +67,8 @@ class Study:
         words = [w for w in allowed.split(",") if w]
         files = [w for w in words if w.endswith(".json")]
         names = [w for w in words if not w.endswith(".json")]
-        have = sorted({c.preset for c in self.cells})
-        unknown = [w for w in names if w not in have]
-        if unknown:
-            raise UserError(f"--preset {','.join(unknown)}: not in this study; it has {','.join(have)} "
-                            "(or name a JSON preset file, e.g. bohb.py's incumbent.json)")
-        kept = [c for c in self.cells if not names or c.preset in names]
+        kept = list(self.keep("preset", ",".join(names) if names else None,
+                              hint=" (or name a JSON preset file, e.g. bohb.py's incumbent.json)").cells)
         first = self.cells[0].preset if self.cells else None
         rows = list(dict.fromkeys((c.space, c.data, c.ops, c.method, c.settings) for c in self.cells
                                   if c.preset == first))

@@ -118,17 +118,6 @@ def get_parser():
     return p
 
 
-def _keep(values, allowed, what):
-    if allowed is None:
-        return values
-    wanted = allowed.split(",")
-    unknown = [w for w in wanted if w not in {getattr(v, what) for v in values}]
-    if unknown:
-        have = sorted({getattr(v, what) for v in values})
-        raise UserError(f"--{what} {','.join(unknown)}: not in this study; it has {','.join(have)}")
-    return [v for v in values if getattr(v, what) in wanted]
-
-
 def plan(a) -> list[TrialSpec]:
     if a.jobs is not None:
         raise UserError("--jobs was renamed --workers; pass --workers N")
@@ -136,11 +125,10 @@ def plan(a) -> list[TrialSpec]:
         raise UserError(f"--workers must be in 1..256, got {a.workers}")
     study = get_study(a.study, a.out, a.done_in)
     a.reread = study.reread
-    cells = list(study.cells)
     for what in ("space", "data", "ops", "method"):
-        cells = _keep(cells, getattr(a, what), what)
+        study = study.keep(what, getattr(a, what))
     seeds = parse_seeds(a.seed) if a.seed is not None else study.seed_list()
-    return study.with_cells(cells).with_presets(a.preset).specs(seeds, **cli.settings_of(a))
+    return study.with_presets(a.preset).specs(seeds, **cli.settings_of(a))
 
 
 def check_out(out: str) -> None:

@@ -181,16 +181,22 @@ def test_version_flag():
         assert p.returncode == 0 and p.stdout.startswith("das 0."), script
 
 
+def _incumbent(folder):
+    """A preset file as bohb.py writes its incumbent.json."""
+    inc = folder / "incumbent.json"
+    inc.write_text(json.dumps({"name": "BOHB-one-shot-mine", "param_lr": 0.0123, "param_wd": 1e-4,
+                               "param_warmup": False, "alpha_lr": 7e-4, "alpha_wd": 2e-3, "alpha_warmup": False,
+                               "alpha_scheduler": None, "alpha_optimizer": "Adam"}))
+    return inc
+
+
 def test_a_preset_file_runs_the_studys_rows_under_it(tmp_path):
     """`sweep.py --study table3 --preset H1,incumbent.json`: H1's cells of the study, plus each of its
     rows under the file's hyperparameters, the same trials as `search.py --hparams incumbent.json`."""
     sys.path.insert(0, str(Path(ROOT) / "scripts"))
     import sweep
 
-    inc = tmp_path / "incumbent.json"
-    inc.write_text(json.dumps({"name": "BOHB-one-shot-mine", "param_lr": 0.0123, "param_wd": 1e-4,
-                               "param_warmup": False, "alpha_lr": 7e-4, "alpha_wd": 2e-3, "alpha_warmup": False,
-                               "alpha_scheduler": None, "alpha_optimizer": "Adam"}))
+    inc = _incumbent(tmp_path)
     a = sweep.get_parser().parse_args(["--study", "table3", "--preset", f"H1,{inc}", "--data", "blur",
                                        "--seed", "0-1", "--out", str(tmp_path / "r")])
     specs = sweep.plan(a)
@@ -218,10 +224,7 @@ def test_a_preset_file_runs_the_studys_rows_under_it(tmp_path):
 def test_analyze_counts_a_preset_files_trials_as_the_studys(tmp_path):
     """`analyze.py --study table3 --preset incumbent.json` keeps the study's trials and those of its
     rows under the file (the specifications sweep.py --preset runs), and nothing else."""
-    inc = tmp_path / "incumbent.json"
-    inc.write_text(json.dumps({"name": "BOHB-one-shot-mine", "param_lr": 0.0123, "param_wd": 1e-4,
-                               "param_warmup": False, "alpha_lr": 7e-4, "alpha_wd": 2e-3, "alpha_warmup": False,
-                               "alpha_scheduler": None, "alpha_optimizer": "Adam"}))
+    inc = _incumbent(tmp_path)
     hp = load_hparams(str(inc))
     specs = {"h2": TrialSpec.make(hp=load_hparams("H2"), space="seq", data="blur", ops="all", method="das", seed=3),
              "mine": TrialSpec.make(hp=hp, space="seq", data="downsample", ops="good", method="das", seed=74),
