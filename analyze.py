@@ -261,6 +261,7 @@ def _main(args) -> dict:
     diagnostics = stats.alpha_diagnostics(records)
     ranking = stats.ranking_correlations(records)
     presets = stats.preset_sensitivity(records)
+    preset_claims = stats.preset_claims(records, seed=seed, resamples=resamples)
 
     if not reads_output:
         collect.write_trials_csv(all_records, table)
@@ -297,6 +298,11 @@ def _main(args) -> dict:
             "test across presets, the paper's range and best preset over the same presets, Kendall tau of the "
             "orderings", presets, 4, {"presets": "{:.0f}", "n_min": "{:.0f}", "paper_presets": "{:.0f}"},
             stats.PRESET_COLUMNS),
+        "preset_claims": report.rows_table(
+            "preset_claims", "The paper's statements about its presets (das.study.PRESET_CLAIMS) per pair of presets "
+            "(x, y): medians (dB) or Pearson r, difference with 95% interval, one-sided p-values, verdict, the "
+            "paper's medians", [{k: r[k] for k in stats.CLAIM_COLUMNS} for r in preset_claims], 4,
+            {"n_x": "{:.0f}", "n_y": "{:.0f}"}, stats.CLAIM_COLUMNS),
         "ranking": report.rows_table("ranking", "One-shot ranking: one-hot supernet vs stand-alone PSNR of candidates",
                                      ranking, 7, {"n": "{:.0f}", "seed": "{:.0f}"}, stats.RANKING_COLUMNS),
         # (LaTeX: Kendall's tau only; Spearman's rho is in the CSV)
@@ -338,6 +344,9 @@ def _main(args) -> dict:
     if presets:
         lines += ["### Hyperparameter presets (Tables 3 and 4)", ""] + [f"- {stats.preset_sentence(d)}"
                                                                        for d in presets] + [""]
+    if preset_claims:
+        lines += ["### The paper's statements about its presets", ""] + [
+            f"- {t}" for t in stats.preset_claim_sentences(preset_claims)] + [""]
     if diagnostics:
         lines += ["### Search diagnostics", ""] + [f"- {d['sentence']}" for d in diagnostics] + [""]
     if ranking:

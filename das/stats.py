@@ -735,3 +735,126 @@ def preset_sentence(d: dict) -> str:
         if np.isfinite(d["kendall_tau_paper"]):
             text += f"; Kendall's tau between its ordering and ours {d['kendall_tau_paper']:.2f}"
     return text + "."
+
+
+CLAIM_COLUMNS = ["claim", "test", "space", "data", "ops", "method", "settings", "x", "y", "n_x", "n_y", "value_x",
+                 "value_y", "difference", "ci_low", "ci_high", "p_greater", "p_less", "verdict", "paper_x", "paper_y",
+                 "paper_difference", "paper_agrees"]
+
+
+def compare_r(x_pairs, y_pairs) -> dict:
+    """Pearson r of two independent samples of (one-shot, architecture) pairs: r_x - r_y with Zou's (2007)
+    95% interval built from the two Fisher-z intervals, and the one-sided Fisher z-test of r_x > r_y
+    (and of r_x < r_y)."""
+    cx, cy = correlation(*x_pairs), correlation(*y_pairs)
+    out = {"n_x": cx["n"], "n_y": cy["n"], "value_x": cx["pearson_r"], "value_y": cy["pearson_r"],
+           "difference": cx["pearson_r"] - cy["pearson_r"], "ci_low": float("nan"), "ci_high": float("nan"),
+           "p_greater": float("nan"), "p_less": float("nan")}
+    if min(cx["n"], cy["n"]) <= 3 or not np.isfinite([cx["pearson_r"], cy["pearson_r"]]).all():
+        return out
+    (rx, lx, ux), (ry, ly, uy) = ((c["pearson_r"], c["pearson_ci_low"], c["pearson_ci_high"]) for c in (cx, cy))
+    out["ci_low"] = float(rx - ry - math.sqrt((rx - lx) ** 2 + (uy - ry) ** 2))
+    out["ci_high"] = float(rx - ry + math.sqrt((ux - rx) ** 2 + (ry - ly) ** 2))
+    clip = 0.999999
+    z = ((np.arctanh(np.clip(rx, -clip, clip)) - np.arctanh(np.clip(ry, -clip, clip)))
+         / math.sqrt(1 / (cx["n"] - 3) + 1 / (cy["n"] - 3)))
+    out["p_greater"], out["p_less"] = float(st.norm.sf(z)), float(st.norm.cdf(z))
+    return out
+
+
+def _match_verdict(c, min_n, alpha) -> str:
+    """Medians on par: the interval of the difference lies within +-MATCH_MARGIN_DB (holds) or wholly
+    outside it (does not hold)."""
+    if min(c["n_x"], c["n_y"]) < min_n:
+        return "not enough trials"
+    if -MATCH_MARGIN_DB <= c["ci_low"] and c["ci_high"] <= MATCH_MARGIN_DB:
+        return f"holds (medians match within +-{MATCH_MARGIN_DB:.2f} dB)"
+    if c["ci_low"] > MATCH_MARGIN_DB or c["ci_high"] < -MATCH_MARGIN_DB:
+        return "does not hold"
+    return "undecided"
+
+
+def _at_least_verdict(c, min_n, alpha) -> str:
+    """x matches or beats y: claim (b)'s rule with x in random search's place."""
+    return _b_verdict(c, min_n, alpha).replace("random search beats DAS", "higher")
+
+
+_CLAIM_TESTS = {"higher": _shift_verdict, "match": _match_verdict, "at least": _at_least_verdict,
+                "r higher": _shift_verdict}
+
+
+def _paper_agrees(test, difference) -> str:
+    if not np.isfinite(difference):
+        return ""
+    ok = {"higher": difference > 0, "match": abs(difference) <= MATCH_MARGIN_DB,
+          "at least": difference >= -MATCH_MARGIN_DB}.get(test)
+    return "" if ok is None else ("yes" if ok else "no")
+
+
+def preset_claims(records, claims=None, seed=0, resamples=RESAMPLES, min_n=MIN_N, alpha=ALPHA) -> list[dict]:
+    """The paper's statements about its presets (das.study.PRESET_CLAIMS), one row per statement, data
+    formation, op set, pair of presets (x, y) and comparable settings that has trials of both presets:
+    the medians (or Pearson r) of x and y, their difference with its 95% interval (BCa bootstrap of the
+    median difference; Zou's interval for r), the one-sided p-values both ways, the verdict by the
+    statement's test (das.study.PresetClaim), and the paper's own medians for x and y with whether its
+    table points the way its text says (`paper_agrees`; the paper gives no r). A preset is found by its
+    name; a second group under the same name (another hyperparameter set) is left out here
+    (preset_sensitivity keeps it apart)."""
+    from das.study import PRESET_CLAIMS, paper_value
+
+    claims = PRESET_CLAIMS if claims is None else claims
+    comparable_settings = [s for s in SETTINGS if s.comparable]
+    by: dict[tuple, dict[str, list[dict]]] = defaultdict(dict)
+    for g, rs in group_records(records).items():
+        r0 = rs[0]
+        key = (r0.get("space"), r0.get("data"), r0.get("ops"), r0.get("method")) + tuple(
+            r0.get(s.name) for s in comparable_settings)
+        by[key].setdefault(str(r0.get("preset")), rs)
+    rows = []
+    for cl in claims:
+        for key, presets in by.items():
+            space, data, ops, method = key[:4]
+            if (space, method) != (cl.space, cl.method) or data not in cl.data or ops not in cl.ops:
+                continue
+            settings = " ".join(f"{s.name}={v}" for s, v in zip(comparable_settings, key[4:]) if v != s.default)
+            for x in cl.x:
+                for y in cl.y:
+                    if x == y or x not in presets or y not in presets:
+                        continue
+                    if cl.test == "r higher":
+                        c = compare_r(paired_psnr(presets[x]), paired_psnr(presets[y]))
+                    else:
+                        m = compare(_arch(presets[x]), _arch(presets[y]), seed, resamples)
+                        c = {"n_x": m["n_x"], "n_y": m["n_y"], "value_x": m["median_x"], "value_y": m["median_y"],
+                             **{k: m[k] for k in ("difference", "ci_low", "ci_high", "p_greater", "p_less")}}
+                    px, py = (paper_value(space, data, ops, method, p) for p in (x, y))
+                    paper_x, paper_y = (v[2] if v is not None and cl.test != "r higher" else float("nan")
+                                        for v in (px, py))
+                    rows.append({"claim": cl.claim, "text": cl.text, "test": cl.test, "space": space, "data": data,
+                                 "ops": ops, "method": method, "settings": settings, "x": x, "y": y, **c,
+                                 "verdict": _CLAIM_TESTS[cl.test](c, min_n, alpha), "paper_x": paper_x,
+                                 "paper_y": paper_y, "paper_difference": paper_x - paper_y,
+                                 "paper_agrees": _paper_agrees(cl.test, paper_x - paper_y)})
+    return rows
+
+
+def preset_claim_sentences(rows) -> list[str]:
+    """One line per statement: how many of its comparisons hold, do not hold, are undecided, and in how
+    many the paper's own table points its way."""
+    out, by = [], defaultdict(list)
+    for r in rows:
+        by[(r["claim"], r["text"], r["settings"])].append(r)
+    for (claim, text, settings), rs in by.items():
+        counts = defaultdict(int)
+        for r in rs:
+            counts[r["verdict"].split(" (")[0]] += 1
+        tally = ", ".join(f"{k} {v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1]))
+        paper = [r["paper_agrees"] for r in rs if r["paper_agrees"]]
+        diffs = ", ".join(f"{r['data']}/{r['ops']} {r['x']} - {r['y']}: {r['difference']:+.2f} "
+                          f"[{r['ci_low']:.2f}, {r['ci_high']:.2f}]" for r in rs)
+        what = "r" if rs[0]["test"] == "r higher" else "median (dB)"
+        out.append(f"{claim} ({text}){' [' + settings + ']' if settings else ''}: {len(rs)} comparison"
+                   + ("s" if len(rs) > 1 else "") + f", {tally}"
+                   + (f"; the paper's own medians point its way in {paper.count('yes')} of {len(paper)}"
+                      if paper else "") + f". Difference in {what} with 95% interval: {diffs}.")
+    return out

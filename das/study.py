@@ -181,3 +181,55 @@ PAPER_DRAWS_TO_BEAT_DAS = 49  # random-search steps to beat the DAS median (seq,
 def paper_value(space, data, ops, method, preset):
     """(max, mean, median) of the paper, or None."""
     return PAPER.get((space, data, ops, method, preset))
+
+
+@dataclass(frozen=True)
+class PresetClaim:
+    """A statement of the paper about its hyperparameter presets (Sections 5.3 and 5.5), judged by
+    das.stats.preset_claims once per data formation, op set and pair of presets (x from `x`, y from
+    `y`) on the search `method`'s trials. `test`:
+      "higher"    median architecture PSNR of x above y (one-sided Mann-Whitney U, as claims (a)-(e));
+      "match"     medians on par: the 95% interval of median(x) - median(y) within +-MATCH_MARGIN_DB;
+      "at least"  x matches or beats y (claim (b)'s rule): x higher, or the medians match;
+      "r higher"  Pearson r of one-shot and architecture PSNR of x above that of y (Fisher z).
+    """
+
+    claim: str
+    text: str
+    test: str
+    space: str
+    data: tuple
+    ops: tuple
+    x: tuple
+    y: tuple
+    method: str = "das"
+
+
+_BOHB_SEQ = ("BOHB-one-shot-Blur", "BOHB-one-shot-DS", "BOHB-Blur")
+_MANUAL = ("H1", "H2")
+_BOTH_OPS = ("good", "all")
+_BOTH_DATA = ("blur", "downsample")
+PRESET_CLAIMS = (
+    PresetClaim("T3.1", "the correlation of one-shot and architecture PSNR increases with the BOHB-one-shot preset "
+                "tuned for the data formation", "r higher", "seq", ("blur",), _BOTH_OPS, ("BOHB-one-shot-Blur",),
+                _MANUAL),
+    PresetClaim("T3.1", "the correlation of one-shot and architecture PSNR increases with the BOHB-one-shot preset "
+                "tuned for the data formation", "r higher", "seq", ("downsample",), _BOTH_OPS, ("BOHB-one-shot-DS",),
+                _MANUAL),
+    PresetClaim("T3.2", "on blur the BOHB presets' performance is on par with H1 and H2", "match", "seq", ("blur",),
+                _BOTH_OPS, _BOHB_SEQ, _MANUAL),
+    PresetClaim("T3.3", "on downsampling the performance decreases with the BOHB presets (H1 and H2 higher)",
+                "higher", "seq", ("downsample",), _BOTH_OPS, _MANUAL, _BOHB_SEQ),
+    PresetClaim("T3.4", "BOHB-Blur raises the correlation over H1 and H2", "r higher", "seq", _BOTH_DATA, _BOTH_OPS,
+                ("BOHB-Blur",), _MANUAL),
+    PresetClaim("T3.5", "blur with all ops: BOHB-one-shot-Blur is more stable (median) than BOHB-one-shot-DS",
+                "higher", "seq", ("blur",), ("all",), ("BOHB-one-shot-Blur",), ("BOHB-one-shot-DS",)),
+    PresetClaim("T3.6", "on downsampling BOHB-one-shot-Blur improves over BOHB-one-shot-DS (median)", "higher", "seq",
+                ("downsample",), _BOTH_OPS, ("BOHB-one-shot-Blur",), ("BOHB-one-shot-DS",)),
+    PresetClaim("T3.7", "H1 and H2 give a better average performance than the BOHB presets", "higher", "seq",
+                _BOTH_DATA, _BOTH_OPS, _MANUAL, _BOHB_SEQ),
+    PresetClaim("T4.1", "cell space: changing the hyperparameters does not improve on H1 (H1 matches or beats "
+                "every other preset)", "at least", "cell", ("blur",), _BOTH_OPS, ("H1",), CELL_PRESETS[1:]),
+    PresetClaim("T4.2", "cell space: the presets BOHB tuned for it do not improve on H1 and H2", "at least", "cell",
+                ("blur",), _BOTH_OPS, _MANUAL, CELL_PRESETS[5:]),
+)

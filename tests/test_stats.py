@@ -1,4 +1,5 @@
 """das.stats against independent computations (numpy / scipy by hand) on synthetic records."""
+import dataclasses
 import json
 import math
 
@@ -376,3 +377,88 @@ def test_preset_sensitivity_edge_cases():
     assert d["presets"] == 3 and d["best_median"] == 30.0 and d["worst_median"] == 20.0
     few = [record("seq", "blur", "good", "das", s, 20.0 + s, preset=p) for p in ("H1", "H2") for s in range(3)]
     assert stats.preset_sensitivity(few)[0]["verdict"] == "not enough trials"
+
+
+def _claim_row(rows, claim, data, ops, x, y):
+    [r] = [r for r in rows if (r["claim"], r["data"], r["ops"], r["x"], r["y"]) == (claim, data, ops, x, y)]
+    return r
+
+
+def test_preset_claims_by_hand():
+    """das.study.PRESET_CLAIMS judged on synthetic Table 3 trials, against numpy and the standard
+    library: medians and their difference, Pearson r by np.corrcoef, the Fisher z-test and Zou's
+    interval of r_x - r_y by statistics.NormalDist, each test's verdict rule, and the paper's medians."""
+    from statistics import NormalDist
+
+    from das.study import PAPER, PRESET_CLAIMS
+
+    rng = np.random.default_rng(7)
+    seeds = range(30)
+    base = {s: float(rng.normal(20, 0.2)) for s in seeds}
+    arch = {"H1": base, "H2": {s: v + 0.04 for s, v in base.items()},          # on par with H1
+            "BOHB-one-shot-Blur": {s: float(rng.normal(23, 1)) for s in seeds},  # far above both
+            "BOHB-one-shot-DS": {s: float(rng.normal(20, 0.2)) for s in seeds}}
+    one_shot = {p: {s: (v[s] + float(rng.normal(0, 0.3)) if p == "BOHB-one-shot-Blur" else float(rng.normal(10, 1)))
+                    for s in seeds} for p, v in arch.items()}
+    recs = [record("seq", "blur", "all", "das", s, round(arch[p][s], 3), round(one_shot[p][s], 3), preset=p)
+            for p in arch for s in seeds]
+    rows = stats.preset_claims(recs)
+    assert {r["claim"] for r in rows} == {"T3.1", "T3.2", "T3.5", "T3.7"}  # only blur/all; no BOHB-Blur, no cell
+    assert all(r["x"] != "BOHB-Blur" and r["y"] != "BOHB-Blur" for r in rows)
+
+    t = _claim_row(rows, "T3.5", "blur", "all", "BOHB-one-shot-Blur", "BOHB-one-shot-DS")
+    x, y = (np.array([round(arch[p][s], 3) for s in seeds]) for p in ("BOHB-one-shot-Blur", "BOHB-one-shot-DS"))
+    assert (t["n_x"], t["n_y"]) == (30, 30)
+    assert t["difference"] == pytest.approx(np.median(x) - np.median(y), abs=1e-12)
+    assert t["ci_low"] <= t["difference"] <= t["ci_high"] and t["verdict"] == "holds"
+    assert (t["paper_x"], t["paper_y"]) == (PAPER[("seq", "blur", "all", "das", "BOHB-one-shot-Blur")][2],
+                                             PAPER[("seq", "blur", "all", "das", "BOHB-one-shot-DS")][2])
+    assert t["paper_agrees"] == "yes"  # the paper's 18.04 against 14.41
+
+    on_par = _claim_row(rows, "T3.2", "blur", "all", "BOHB-one-shot-DS", "H1")
+    assert on_par["verdict"] in ("holds (medians match within +-0.50 dB)", "undecided")
+    assert _claim_row(rows, "T3.2", "blur", "all", "BOHB-one-shot-Blur", "H1")["verdict"] == "does not hold"
+    assert _claim_row(rows, "T3.7", "blur", "all", "H1", "BOHB-one-shot-Blur")["verdict"] == "does not hold"
+    # H2 is H1 + 0.04 dB trial for trial: the interval of the difference sits inside +-0.5 dB
+    [t32] = [c for c in PRESET_CLAIMS if c.claim == "T3.2"]
+    [h] = stats.preset_claims(recs, claims=[dataclasses.replace(t32, ops=("all",), x=("H2",), y=("H1",))])
+    assert h["difference"] == pytest.approx(0.04, abs=2e-3) and h["verdict"].startswith("holds (medians match")
+
+    r = _claim_row(rows, "T3.1", "blur", "all", "BOHB-one-shot-Blur", "H1")
+    ox, ax = (np.array([round(d[s], 3) for s in seeds]) for d in (one_shot["BOHB-one-shot-Blur"],
+                                                                  arch["BOHB-one-shot-Blur"]))
+    oy, ay = (np.array([round(d[s], 3) for s in seeds]) for d in (one_shot["H1"], arch["H1"]))
+    rx, ry = np.corrcoef(ox, ax)[0, 1], np.corrcoef(oy, ay)[0, 1]
+    assert (r["value_x"], r["value_y"]) == (pytest.approx(rx, abs=1e-12), pytest.approx(ry, abs=1e-12))
+    norm, se = NormalDist(), math.sqrt(1 / 27)
+    z = (math.atanh(rx) - math.atanh(ry)) / math.sqrt(2 / 27)
+    assert r["p_greater"] == pytest.approx(norm.cdf(-z), rel=1e-9)
+    assert r["p_less"] == pytest.approx(norm.cdf(z), rel=1e-9)
+    q = norm.inv_cdf(0.975)
+    (lx, ux), (ly, uy) = ((math.tanh(math.atanh(v) - q * se), math.tanh(math.atanh(v) + q * se)) for v in (rx, ry))
+    assert r["ci_low"] == pytest.approx(rx - ry - math.sqrt((rx - lx) ** 2 + (uy - ry) ** 2), abs=1e-9)
+    assert r["ci_high"] == pytest.approx(rx - ry + math.sqrt((ux - rx) ** 2 + (ry - ly) ** 2), abs=1e-9)
+    assert r["verdict"] == "holds" and math.isnan(r["paper_x"]) and r["paper_agrees"] == ""
+    lines = stats.preset_claim_sentences(rows)
+    assert len(lines) == 4 and any(line.startswith("T3.5") and "1 comparison, holds 1" in line for line in lines)
+
+
+def test_preset_claims_edge_cases():
+    """Too few searches: no verdict; "at least" is claim (b)'s rule; a preset without trials gives no rows."""
+    from das.study import PRESET_CLAIMS, PresetClaim
+
+    few = [record("cell", "blur", "good", "das", s, 15.0 + s, preset=p) for p in ("H1", "H2") for s in range(3)]
+    rows = stats.preset_claims(few)
+    assert {r["claim"] for r in rows} == {"T4.1"} and all(r["verdict"] == "not enough trials" for r in rows)
+    assert not [r for r in rows if "Non-Seq" in r["x"] + r["y"]]  # not run: no row
+    lower = [record("cell", "blur", "good", "das", s, 15.0 + 0.1 * s, preset="H1") for s in range(20)]
+    higher = [record("cell", "blur", "good", "das", s, 18.0 + 0.1 * s, preset="H2") for s in range(20)]
+    claim = PresetClaim("X", "H1 at least H2", "at least", "cell", ("blur",), ("good",), ("H1",), ("H2",))
+    [r] = stats.preset_claims(lower + higher, claims=[claim])
+    assert r["verdict"] == "does not hold" and r["difference"] == pytest.approx(-3.0)
+    close = [record("cell", "blur", "good", "das", s, 18.0 + 0.01 * s, preset=p)
+             for p in ("H1", "H2") for s in range(20)]
+    [r] = stats.preset_claims(close, claims=[claim])
+    assert r["verdict"].startswith("holds (medians match")
+    assert len({c.claim for c in PRESET_CLAIMS}) == 9 and all(c.test in ("higher", "match", "at least", "r higher")
+                                                              for c in PRESET_CLAIMS)
