@@ -737,7 +737,8 @@ def preset_sentence(d: dict) -> str:
     return text + "."
 
 
-CLAIM_COLUMNS = ["claim", "test", "space", "data", "ops", "method", "settings", "x", "y", "n_x", "n_y", "value_x",
+CLAIM_COLUMNS = ["claim", "test", "space", "data", "ops", "method", "y_method", "settings", "x", "y", "n_x", "n_y",
+                 "value_x",
                  "value_y", "difference", "ci_low", "ci_high", "p_greater", "p_less", "verdict", "paper_x", "paper_y",
                  "paper_difference", "paper_agrees"]
 
@@ -816,26 +817,35 @@ def preset_claims(records, claims=None, seed=0, resamples=RESAMPLES, min_n=MIN_N
             space, data, ops, method = key[:4]
             if (space, method) != (cl.space, cl.method) or data not in cl.data or ops not in cl.ops:
                 continue
+            y_method = cl.y_method or cl.method
+            y_presets = by.get((space, data, ops, y_method) + key[4:], {})
             settings = " ".join(f"{s.name}={v}" for s, v in zip(comparable_settings, key[4:]) if v != s.default)
             for x in cl.x:
                 for y in cl.y:
-                    if x == y or x not in presets or y not in presets:
+                    if (x, method) == (y, y_method) or x not in presets or y not in y_presets:
                         continue
                     if cl.test == "r higher":
-                        c = compare_r(paired_psnr(presets[x]), paired_psnr(presets[y]))
+                        c = compare_r(paired_psnr(presets[x]), paired_psnr(y_presets[y]))
                     else:
-                        m = compare(_arch(presets[x]), _arch(presets[y]), seed, resamples)
+                        m = compare(_arch(presets[x]), _arch(y_presets[y]), seed, resamples)
                         c = {"n_x": m["n_x"], "n_y": m["n_y"], "value_x": m["median_x"], "value_y": m["median_y"],
                              **{k: m[k] for k in ("difference", "ci_low", "ci_high", "p_greater", "p_less")}}
-                    px, py = (paper_value(space, data, ops, method, p) for p in (x, y))
+                    px, py = paper_value(space, data, ops, method, x), paper_value(space, data, ops, y_method, y)
                     paper_x, paper_y = (v[2] if v is not None and cl.test != "r higher" else float("nan")
                                         for v in (px, py))
                     rows.append({"claim": cl.claim, "text": cl.text, "test": cl.test, "space": space, "data": data,
-                                 "ops": ops, "method": method, "settings": settings, "x": x, "y": y, **c,
+                                 "ops": ops, "method": method, "y_method": y_method, "settings": settings, "x": x,
+                                 "y": y, **c,
                                  "verdict": _CLAIM_TESTS[cl.test](c, min_n, alpha), "paper_x": paper_x,
                                  "paper_y": paper_y, "paper_difference": paper_x - paper_y,
                                  "paper_agrees": _paper_agrees(cl.test, paper_x - paper_y)})
     return rows
+
+
+def _named(r, side) -> str:
+    """A preset, with its method where the row compares two methods."""
+    method = r["method"] if side == "x" else r["y_method"]
+    return r[side] if r["method"] == r["y_method"] else f"{display('method', method)} {r[side]}"
 
 
 def preset_claim_sentences(rows) -> list[str]:
@@ -850,7 +860,7 @@ def preset_claim_sentences(rows) -> list[str]:
             counts[r["verdict"].split(" (")[0]] += 1
         tally = ", ".join(f"{k} {v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1]))
         paper = [r["paper_agrees"] for r in rs if r["paper_agrees"]]
-        diffs = ", ".join(f"{r['data']}/{r['ops']} {r['x']} - {r['y']}: {r['difference']:+.2f} "
+        diffs = ", ".join(f"{r['data']}/{r['ops']} {_named(r, 'x')} - {_named(r, 'y')}: {r['difference']:+.2f} "
                           f"[{r['ci_low']:.2f}, {r['ci_high']:.2f}]" for r in rs)
         what = "r" if rs[0]["test"] == "r higher" else "median (dB)"
         out.append(f"{claim} ({text}){' [' + settings + ']' if settings else ''}: {len(rs)} comparison"

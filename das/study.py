@@ -187,7 +187,7 @@ def paper_value(space, data, ops, method, preset):
 class PresetClaim:
     """A statement of the paper about its hyperparameter presets (Sections 5.3 and 5.5), judged by
     das.stats.preset_claims once per data formation, op set and pair of presets (x from `x`, y from
-    `y`) on the search `method`'s trials. `test`:
+    `y`) on the search `method`'s trials (y's on `y_method`'s, where given: two methods compared). `test`:
       "higher"    median architecture PSNR of x above y (one-sided Mann-Whitney U, as claims (a)-(e));
       "match"     medians on par: the 95% interval of median(x) - median(y) within +-MATCH_MARGIN_DB;
       "at least"  x matches or beats y (claim (b)'s rule): x higher, or the medians match;
@@ -203,6 +203,7 @@ class PresetClaim:
     x: tuple
     y: tuple
     method: str = "das"
+    y_method: str | None = None
 
 
 _BOHB_SEQ = ("BOHB-one-shot-Blur", "BOHB-one-shot-DS", "BOHB-Blur")
@@ -232,4 +233,12 @@ PRESET_CLAIMS = (
                 "every other preset)", "at least", "cell", ("blur",), _BOTH_OPS, ("H1",), CELL_PRESETS[1:]),
     PresetClaim("T4.2", "cell space: the presets BOHB tuned for it do not improve on H1 and H2", "at least", "cell",
                 ("blur",), _BOTH_OPS, _MANUAL, CELL_PRESETS[5:]),
+    PresetClaim("F5.1", "with BOHB-DAS-single's preset the correlation is higher for DAS-single than for DAS",
+                "r higher", "seq", ("blur",), ("all",), ("BOHB-DAS-single",), ("BOHB-DAS-single",), "das-single",
+                "das"),
+    PresetClaim("F5.2", "BOHB-DAS-single's preset lowers DAS's correlation (against DAS's own BOHB-one-shot-Blur)",
+                "r higher", "seq", ("blur",), ("all",), ("BOHB-one-shot-Blur",), ("BOHB-DAS-single",)),
+    PresetClaim("F5.3", "each with its own BOHB preset, DAS finds a higher architecture PSNR than DAS-single",
+                "higher", "seq", ("blur",), ("all",), ("BOHB-one-shot-Blur",), ("BOHB-DAS-single",), "das",
+                "das-single"),
 )

@@ -460,5 +460,19 @@ def test_preset_claims_edge_cases():
              for p in ("H1", "H2") for s in range(20)]
     [r] = stats.preset_claims(close, claims=[claim])
     assert r["verdict"].startswith("holds (medians match")
-    assert len({c.claim for c in PRESET_CLAIMS}) == 9 and all(c.test in ("higher", "match", "at least", "r higher")
+    assert len({c.claim for c in PRESET_CLAIMS}) == 12 and all(c.test in ("higher", "match", "at least", "r higher")
                                                               for c in PRESET_CLAIMS)
+
+
+def test_preset_claims_between_two_methods():
+    """Figure 5's statements set DAS-single against DAS: y is taken from y_method's trials, not from
+    x's method under the same preset name."""
+    das = [record("seq", "blur", "all", "das", s, 22.0 + 0.01 * s, preset="BOHB-one-shot-Blur") for s in range(20)]
+    das += [record("seq", "blur", "all", "das", s, 30.0, preset="BOHB-DAS-single") for s in range(20)]
+    single = [record("seq", "blur", "all", "das-single", s, 20.0 + 0.01 * s, preset="BOHB-DAS-single")
+              for s in range(20)]
+    [r] = [r for r in stats.preset_claims(das + single) if r["claim"] == "F5.3"]
+    assert (r["method"], r["y_method"], r["value_x"], r["value_y"]) == ("das", "das-single", pytest.approx(22.095),
+                                                                         pytest.approx(20.095))
+    assert r["verdict"] == "holds" and "DAS-single BOHB-DAS-single" in stats.preset_claim_sentences([r])[0]
+    assert not [r for r in stats.preset_claims(das) if r["claim"] in ("F5.1", "F5.3")]  # no DAS-single trials
