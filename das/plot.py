@@ -37,7 +37,8 @@ STYLE = {"font.size": 8, "axes.titlesize": 8, "axes.labelsize": 8, "legend.fonts
          "ytick.labelsize": 7, "figure.dpi": 100, "savefig.dpi": 300, "savefig.bbox": "tight",
          "savefig.pad_inches": 0.02, "axes.formatter.useoffset": False, "axes.grid": True, "grid.alpha": 0.3,
          "grid.linewidth": 0.5, "lines.linewidth": 1.2, "lines.markersize": 3.5, "legend.frameon": False,
-         "pdf.fonttype": 42, "ps.fonttype": 42, "axes.spines.top": False, "axes.spines.right": False}
+         "pdf.fonttype": 42, "ps.fonttype": 42, "axes.spines.top": False, "axes.spines.right": False,
+         "svg.hashsalt": "das"}  # SVG element ids from a fixed salt, not a random one: same figure, same bytes
 FORMATS = ("pdf", "png")
 MIN_ALPHA_SPAN = 0.05  # the smallest x range of alpha's distance from uniform (its scale is 0..1 - 1/K)
 
@@ -57,6 +58,13 @@ def pyplot():
     return plt
 
 
+def savefig(fig, path) -> None:
+    """fig.savefig without the creation date a PDF or SVG would embed: the same figure, the same bytes
+    (a re-export of committed results changes only the figures whose content changed)."""
+    meta = {".pdf": {"CreationDate": None}, ".svg": {"Date": None}}.get(Path(path).suffix.lower())
+    fig.savefig(path, **({"metadata": meta} if meta else {}))
+
+
 def save(fig, out: Path, stem: str, formats=FORMATS) -> list[Path]:
     """Write fig as out/stem.<format> for each format; close it; return the paths."""
     plt = pyplot()
@@ -65,7 +73,7 @@ def save(fig, out: Path, stem: str, formats=FORMATS) -> list[Path]:
     paths = []
     for f in formats:
         p = out / f"{stem}.{f}"
-        fig.savefig(p)
+        savefig(fig, p)
         paths.append(p)
     plt.close(fig)
     return paths
@@ -543,10 +551,10 @@ def plot_genotype(genotype: Genotype, path, title: str | None = None, formats=No
                  f"{_name('ops', genotype.ops)}"
                  + (" (both cells share it)" if genotype.space == "cell" else ""), fontsize=7)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
+    savefig(fig, path)
     for f in formats or ():
         if "." + f != path.suffix:
-            fig.savefig(path.with_suffix("." + f))
+            savefig(fig, path.with_suffix("." + f))
     plt.close(fig)
     return path
 

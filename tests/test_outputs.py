@@ -113,3 +113,30 @@ def test_no_two_files_differ_only_in_case(analysis):
     for names in (tracked, [str(p) for p in analysis["out"].rglob("*")]):
         folded = Counter(n.lower() for n in names)
         assert [n for n in names if folded[n.lower()] > 1] == []
+
+
+def test_a_figure_saved_twice_is_the_same_bytes(tmp_path):
+    """PDF and SVG embed a creation date unless told not to: plot.save writes none, so re-exporting
+    committed results changes only figures whose content changed. Two saves a second apart compare
+    equal byte for byte; matplotlib's own default would not (checked, so the test can fail)."""
+    import time
+
+    from das import plot
+
+    plt = plot.pyplot()
+
+    def draw():
+        fig, ax = plt.subplots()
+        ax.plot([0, 1, 2], [1, 0, 2])
+        return fig
+
+    first = plot.save(draw(), tmp_path / "a", "f", ("pdf", "svg", "png"))
+    time.sleep(1.1)
+    second = plot.save(draw(), tmp_path / "b", "f", ("pdf", "svg", "png"))
+    for p, q in zip(first, second):
+        assert p.read_bytes() == q.read_bytes(), p.name
+    fig = draw()
+    fig.savefig(tmp_path / "plain.pdf")
+    plt.close(fig)
+    assert b"CreationDate" in (tmp_path / "plain.pdf").read_bytes()
+    assert b"CreationDate" not in first[0].read_bytes()
