@@ -300,8 +300,8 @@ def _main(args) -> dict:
             stats.PRESET_COLUMNS),
         "preset_claims": report.rows_table(
             "preset_claims", "The paper's statements about its presets (das.study.PRESET_CLAIMS) per pair of presets "
-            "(x, y): medians (dB) or Pearson r, difference with 95% interval, one-sided p-values, verdict, the "
-            "paper's medians", [{k: r[k] for k in stats.CLAIM_COLUMNS} for r in preset_claims], 4,
+            "(x, y): the statistic the statement names (median, mean, max, standard deviation in dB, or Pearson r), "
+            "difference with 95% interval, one-sided p-values, verdict, the paper's value", [{k: r[k] for k in stats.CLAIM_COLUMNS} for r in preset_claims], 4,
             {"n_x": "{:.0f}", "n_y": "{:.0f}"}, stats.CLAIM_COLUMNS),
         "ranking": report.rows_table("ranking", "One-shot ranking: one-hot supernet vs stand-alone PSNR of candidates",
                                      ranking, 7, {"n": "{:.0f}", "seed": "{:.0f}"}, stats.RANKING_COLUMNS),

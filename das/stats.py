@@ -181,15 +181,7 @@ def bootstrap_interval(values, statistic=np.median, seed=0, resamples=RESAMPLES)
 
 def median_difference_interval(x, y, seed=0, resamples=RESAMPLES) -> tuple[float, float, str]:
     """95% interval of median(x) - median(y) for independent samples: (low, high, method)."""
-    x, y = np.asarray(x, float), np.asarray(y, float)
-    if len(x) < 2 or len(y) < 2:
-        return float("nan"), float("nan"), "none"
-    if np.ptp(x) == 0 and np.ptp(y) == 0:
-        d = float(np.median(x) - np.median(y))
-        return d, d, "percentile"
-    method = "BCa" if min(len(x), len(y)) >= 3 else "percentile"
-    return _bootstrap((x, y), lambda a, b, axis: np.median(a, axis=axis) - np.median(b, axis=axis),
-                      seed, resamples, method)
+    return difference_interval(x, y, np.median, seed, resamples)
 
 
 def _bootstrap(data, statistic, seed, resamples, method):
@@ -737,10 +729,28 @@ def preset_sentence(d: dict) -> str:
     return text + "."
 
 
-CLAIM_COLUMNS = ["claim", "test", "space", "data", "ops", "method", "y_method", "settings", "x", "y", "n_x", "n_y",
-                 "value_x",
-                 "value_y", "difference", "ci_low", "ci_high", "p_greater", "p_less", "verdict", "paper_x", "paper_y",
-                 "paper_difference", "paper_agrees"]
+CLAIM_COLUMNS = ["claim", "test", "statistic", "space", "data", "ops", "method", "y_method", "settings", "x", "y",
+                 "n_x", "n_y", "value_x", "value_y", "difference", "ci_low", "ci_high", "ci_method", "p_greater",
+                 "p_less", "verdict", "paper_x", "paper_y", "paper_difference", "paper_agrees"]
+_PAPER_COLUMN = {"max": 0, "mean": 1, "median": 2}  # das.study.PAPER's (max, mean, median)
+
+
+def difference_interval(x, y, statistic, seed=0, resamples=RESAMPLES) -> tuple[float, float, str]:
+    """95% interval of statistic(x) - statistic(y) for independent samples (statistic(v, axis=...)):
+    (low, high, method)."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    if len(x) < 2 or len(y) < 2:
+        return float("nan"), float("nan"), "none"
+    if np.ptp(x) == 0 and np.ptp(y) == 0:
+        d = float(statistic(x, axis=0) - statistic(y, axis=0))
+        return d, d, "percentile"
+    method = "BCa" if min(len(x), len(y)) >= 3 else "percentile"
+    return _bootstrap((x, y), lambda a, b, axis: statistic(a, axis=axis) - statistic(b, axis=axis),
+                      seed, resamples, method)
+
+
+def _sd(v, axis=0):
+    return np.std(v, axis=axis, ddof=1)
 
 
 def compare_r(x_pairs, y_pairs) -> dict:
@@ -750,12 +760,13 @@ def compare_r(x_pairs, y_pairs) -> dict:
     cx, cy = correlation(*x_pairs), correlation(*y_pairs)
     out = {"n_x": cx["n"], "n_y": cy["n"], "value_x": cx["pearson_r"], "value_y": cy["pearson_r"],
            "difference": cx["pearson_r"] - cy["pearson_r"], "ci_low": float("nan"), "ci_high": float("nan"),
-           "p_greater": float("nan"), "p_less": float("nan")}
+           "ci_method": "none", "p_greater": float("nan"), "p_less": float("nan")}
     if min(cx["n"], cy["n"]) <= 3 or not np.isfinite([cx["pearson_r"], cy["pearson_r"]]).all():
         return out
     (rx, lx, ux), (ry, ly, uy) = ((c["pearson_r"], c["pearson_ci_low"], c["pearson_ci_high"]) for c in (cx, cy))
     out["ci_low"] = float(rx - ry - math.sqrt((rx - lx) ** 2 + (uy - ry) ** 2))
     out["ci_high"] = float(rx - ry + math.sqrt((ux - rx) ** 2 + (ry - ly) ** 2))
+    out["ci_method"] = "Zou"
     clip = 0.999999
     z = ((np.arctanh(np.clip(rx, -clip, clip)) - np.arctanh(np.clip(ry, -clip, clip)))
          / math.sqrt(1 / (cx["n"] - 3) + 1 / (cy["n"] - 3)))
@@ -763,25 +774,74 @@ def compare_r(x_pairs, y_pairs) -> dict:
     return out
 
 
+def compare_statistic(x, y, statistic, seed=0, resamples=RESAMPLES) -> dict:
+    """Two independent samples of architecture PSNR by `statistic` (das.study.PresetClaim): the values,
+    their difference with its 95% bootstrap interval, and the one-sided p-values of x above y and of
+    x below y (Mann-Whitney U for the median, Welch's t for the mean, Brown-Forsythe for the standard
+    deviation, halved by direction; the maximum has no test and no interval)."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    if statistic == "median":
+        c = compare(x, y, seed, resamples)
+        return {"n_x": c["n_x"], "n_y": c["n_y"], "value_x": c["median_x"], "value_y": c["median_y"],
+                **{k: c[k] for k in ("difference", "ci_low", "ci_high", "ci_method", "p_greater", "p_less")}}
+    f = {"mean": np.mean, "sd": _sd, "max": np.max}[statistic]
+    nan = float("nan")
+    vx = float(f(x)) if len(x) > (statistic == "sd") else nan
+    vy = float(f(y)) if len(y) > (statistic == "sd") else nan
+    out = {"n_x": len(x), "n_y": len(y), "value_x": vx, "value_y": vy, "difference": vx - vy, "ci_low": nan,
+           "ci_high": nan, "ci_method": "none", "p_greater": nan, "p_less": nan}
+    if statistic == "max" or min(len(x), len(y)) < 2:
+        return out
+    out["ci_low"], out["ci_high"], out["ci_method"] = difference_interval(x, y, f, seed, resamples)
+    if statistic == "mean":
+        out["p_greater"] = float(st.ttest_ind(x, y, equal_var=False, alternative="greater").pvalue)
+        out["p_less"] = float(st.ttest_ind(x, y, equal_var=False, alternative="less").pvalue)
+    elif np.ptp(x) > 0 or np.ptp(y) > 0:  # sd: Brown-Forsythe (Levene about the median), one side by direction
+        p = float(st.levene(x, y, center="median").pvalue)
+        out["p_greater"], out["p_less"] = (p / 2, 1 - p / 2) if vx > vy else (1 - p / 2, p / 2)
+    return out
+
+
 def _match_verdict(c, min_n, alpha) -> str:
-    """Medians on par: the interval of the difference lies within +-MATCH_MARGIN_DB (holds) or wholly
-    outside it (does not hold)."""
+    """On par: the interval of the difference lies within +-MATCH_MARGIN_DB (holds) or wholly outside it
+    (does not hold)."""
     if min(c["n_x"], c["n_y"]) < min_n:
         return "not enough trials"
     if -MATCH_MARGIN_DB <= c["ci_low"] and c["ci_high"] <= MATCH_MARGIN_DB:
-        return f"holds (medians match within +-{MATCH_MARGIN_DB:.2f} dB)"
+        return f"holds (on par within +-{MATCH_MARGIN_DB:.2f} dB)"
     if c["ci_low"] > MATCH_MARGIN_DB or c["ci_high"] < -MATCH_MARGIN_DB:
         return "does not hold"
     return "undecided"
 
 
 def _at_least_verdict(c, min_n, alpha) -> str:
-    """x matches or beats y: claim (b)'s rule with x in random search's place."""
-    return _b_verdict(c, min_n, alpha).replace("random search beats DAS", "higher")
+    """x matches or beats y: x higher (one-sided p < alpha), or on par (the interval within the margin);
+    does not hold when the interval lies wholly below -MATCH_MARGIN_DB."""
+    if min(c["n_x"], c["n_y"]) < min_n:
+        return "not enough trials"
+    if c["p_greater"] < alpha:
+        return "holds (higher)"
+    if -MATCH_MARGIN_DB <= c["ci_low"] and c["ci_high"] <= MATCH_MARGIN_DB:
+        return f"holds (on par within +-{MATCH_MARGIN_DB:.2f} dB)"
+    if c["ci_high"] < -MATCH_MARGIN_DB:
+        return "does not hold"
+    return "undecided"
 
 
-_CLAIM_TESTS = {"higher": _shift_verdict, "match": _match_verdict, "at least": _at_least_verdict,
-                "r higher": _shift_verdict}
+def _higher_verdict(c, min_n, alpha, statistic) -> str:
+    if min(c["n_x"], c["n_y"]) < min_n:
+        return "not enough trials"
+    if not (np.isfinite(c["value_x"]) and np.isfinite(c["value_y"])):
+        return "no value (a constant PSNR has no correlation)" if statistic == "r" else "no value"
+    if statistic == "max":  # the best of one sample: no test, its sign only
+        return ("holds" if c["difference"] > 0 else "does not hold") + " (the maximum: no test)"
+    return _shift_verdict(c, min_n, alpha)
+
+
+def _verdict(test, statistic, c, min_n, alpha) -> str:
+    if test == "higher":
+        return _higher_verdict(c, min_n, alpha, statistic)
+    return {"match": _match_verdict, "at least": _at_least_verdict}[test](c, min_n, alpha)
 
 
 def _paper_agrees(test, difference) -> str:
@@ -792,51 +852,65 @@ def _paper_agrees(test, difference) -> str:
     return "" if ok is None else ("yes" if ok else "no")
 
 
+def _apart_from_preset(r0: dict) -> tuple[str, str]:
+    """(method, everything else of the group but the preset): two groups with the same second part
+    differ in their preset (name and hyperparameters) alone."""
+    try:
+        d = json.loads(r0["group"])
+    except (TypeError, ValueError, KeyError):
+        d = {k: r0.get(k) for k in ("space", "data", "ops", "method")} | {s.name: r0.get(s.name) for s in SETTINGS}
+    rest = {k: v for k, v in d.items() if k not in ("preset", "hparams", "method")}
+    return str(r0.get("method")), json.dumps(rest, sort_keys=True, default=str)
+
+
 def preset_claims(records, claims=None, seed=0, resamples=RESAMPLES, min_n=MIN_N, alpha=ALPHA) -> list[dict]:
     """The paper's statements about its presets (das.study.PRESET_CLAIMS), one row per statement, data
-    formation, op set, pair of presets (x, y) and comparable settings that has trials of both presets:
-    the medians (or Pearson r) of x and y, their difference with its 95% interval (BCa bootstrap of the
-    median difference; Zou's interval for r), the one-sided p-values both ways, the verdict by the
-    statement's test (das.study.PresetClaim), and the paper's own medians for x and y with whether its
-    table points the way its text says (`paper_agrees`; the paper gives no r). A preset is found by its
-    name; a second group under the same name (another hyperparameter set) is left out here
-    (preset_sensitivity keeps it apart)."""
+    formation, op set, pair of presets (x, y) and everything else of the trials (settings, order,
+    epochs, ...) that has trials of both presets: the statistic of x and of y, their difference with
+    its 95% interval (BCa bootstrap; Zou's for r), the one-sided p-values both ways, the verdict by the
+    statement's test (das.study.PresetClaim), and the paper's own values of x and y (its max, mean or
+    median; it gives no r or standard deviation) with whether its table points the way its text says
+    (`paper_agrees`). Presets are found by name; a name two groups share otherwise alike (another
+    hyperparameter set under one name) is ambiguous and left out here (preset_sensitivity keeps them
+    apart)."""
     from das.study import PRESET_CLAIMS, paper_value
 
     claims = PRESET_CLAIMS if claims is None else claims
-    comparable_settings = [s for s in SETTINGS if s.comparable]
-    by: dict[tuple, dict[str, list[dict]]] = defaultdict(dict)
+    by: dict[tuple, dict[str, list[dict] | None]] = defaultdict(dict)
     for g, rs in group_records(records).items():
-        r0 = rs[0]
-        key = (r0.get("space"), r0.get("data"), r0.get("ops"), r0.get("method")) + tuple(
-            r0.get(s.name) for s in comparable_settings)
-        by[key].setdefault(str(r0.get("preset")), rs)
+        method, rest = _apart_from_preset(rs[0])
+        name = str(rs[0].get("preset"))
+        presets = by[(method, rest)]
+        presets[name] = None if name in presets else rs  # None: two groups under one name
     rows = []
     for cl in claims:
-        for key, presets in by.items():
-            space, data, ops, method = key[:4]
-            if (space, method) != (cl.space, cl.method) or data not in cl.data or ops not in cl.ops:
+        y_method = cl.y_method or cl.method
+        for (method, rest), presets in by.items():
+            r0 = next(rs for rs in presets.values() if rs)[0] if any(presets.values()) else None
+            if r0 is None or method != cl.method:
                 continue
-            y_method = cl.y_method or cl.method
-            y_presets = by.get((space, data, ops, y_method) + key[4:], {})
-            settings = " ".join(f"{s.name}={v}" for s, v in zip(comparable_settings, key[4:]) if v != s.default)
+            space, data, ops = r0.get("space"), r0.get("data"), r0.get("ops")
+            if space != cl.space or data not in cl.data or ops not in cl.ops:
+                continue
+            y_presets = by.get((y_method, rest), {})
+            settings = " ".join(f"{s.name}={r0.get(s.name)}" for s in SETTINGS
+                                if r0.get(s.name) is not None and r0.get(s.name) != s.default)
             for x in cl.x:
                 for y in cl.y:
-                    if (x, method) == (y, y_method) or x not in presets or y not in y_presets:
+                    if (x, method) == (y, y_method) or not presets.get(x) or not y_presets.get(y):
                         continue
-                    if cl.test == "r higher":
+                    if cl.statistic == "r":
                         c = compare_r(paired_psnr(presets[x]), paired_psnr(y_presets[y]))
                     else:
-                        m = compare(_arch(presets[x]), _arch(y_presets[y]), seed, resamples)
-                        c = {"n_x": m["n_x"], "n_y": m["n_y"], "value_x": m["median_x"], "value_y": m["median_y"],
-                             **{k: m[k] for k in ("difference", "ci_low", "ci_high", "p_greater", "p_less")}}
+                        c = compare_statistic(_arch(presets[x]), _arch(y_presets[y]), cl.statistic, seed, resamples)
+                    col = _PAPER_COLUMN.get(cl.statistic)
                     px, py = paper_value(space, data, ops, method, x), paper_value(space, data, ops, y_method, y)
-                    paper_x, paper_y = (v[2] if v is not None and cl.test != "r higher" else float("nan")
+                    paper_x, paper_y = (v[col] if v is not None and col is not None else float("nan")
                                         for v in (px, py))
-                    rows.append({"claim": cl.claim, "text": cl.text, "test": cl.test, "space": space, "data": data,
-                                 "ops": ops, "method": method, "y_method": y_method, "settings": settings, "x": x,
-                                 "y": y, **c,
-                                 "verdict": _CLAIM_TESTS[cl.test](c, min_n, alpha), "paper_x": paper_x,
+                    rows.append({"claim": cl.claim, "text": cl.text, "test": cl.test, "statistic": cl.statistic,
+                                 "space": space, "data": data, "ops": ops, "method": method, "y_method": y_method,
+                                 "settings": settings, "x": x, "y": y, **c,
+                                 "verdict": _verdict(cl.test, cl.statistic, c, min_n, alpha), "paper_x": paper_x,
                                  "paper_y": paper_y, "paper_difference": paper_x - paper_y,
                                  "paper_agrees": _paper_agrees(cl.test, paper_x - paper_y)})
     return rows
@@ -853,18 +927,24 @@ def preset_claim_sentences(rows) -> list[str]:
     many the paper's own table points its way."""
     out, by = [], defaultdict(list)
     for r in rows:
-        by[(r["claim"], r["text"], r["settings"])].append(r)
-    for (claim, text, settings), rs in by.items():
+        by[(r["claim"], r["text"])].append(r)
+    units = {"r": "r", "sd": "standard deviation (dB)"}
+    for (claim, text), rs in by.items():
         counts = defaultdict(int)
         for r in rs:
             counts[r["verdict"].split(" (")[0]] += 1
         tally = ", ".join(f"{k} {v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1]))
         paper = [r["paper_agrees"] for r in rs if r["paper_agrees"]]
-        diffs = ", ".join(f"{r['data']}/{r['ops']} {_named(r, 'x')} - {_named(r, 'y')}: {r['difference']:+.2f} "
-                          f"[{r['ci_low']:.2f}, {r['ci_high']:.2f}]" for r in rs)
-        what = "r" if rs[0]["test"] == "r higher" else "median (dB)"
-        out.append(f"{claim} ({text}){' [' + settings + ']' if settings else ''}: {len(rs)} comparison"
-                   + ("s" if len(rs) > 1 else "") + f", {tally}"
-                   + (f"; the paper's own medians point its way in {paper.count('yes')} of {len(paper)}"
-                      if paper else "") + f". Difference in {what} with 95% interval: {diffs}.")
+        pairs = [(r["data"], r["ops"], _named(r, "x"), _named(r, "y")) for r in rs]
+        shown = {i for i, p in enumerate(pairs) if pairs.count(p) > 1 and rs[i]["settings"]}  # tell them apart
+        diffs = ", ".join(
+            f"{r['data']}/{r['ops']}{' [' + r['settings'] + ']' if i in shown else ''} {_named(r, 'x')} - "
+            f"{_named(r, 'y')}: {r['difference']:+.2f}"
+            + (f" [{r['ci_low']:.2f}, {r['ci_high']:.2f}]" if np.isfinite(r["ci_low"]) else "")
+            for i, r in enumerate(rs))
+        what = units.get(rs[0]["statistic"], f"{rs[0]['statistic']} (dB)")
+        out.append(f"{claim} ({text}): {len(rs)} comparison" + ("s" if len(rs) > 1 else "") + f", {tally}"
+                   + (f"; the paper's own table points its way in {paper.count('yes')} of {len(paper)}"
+                      if paper else "") + f". Difference in {what}"
+                   + (" with 95% interval" if any(np.isfinite(r["ci_low"]) for r in rs) else "") + f": {diffs}.")
     return out

@@ -384,95 +384,159 @@ def _claim_row(rows, claim, data, ops, x, y):
     return r
 
 
-def test_preset_claims_by_hand():
-    """das.study.PRESET_CLAIMS judged on synthetic Table 3 trials, against numpy and the standard
-    library: medians and their difference, Pearson r by np.corrcoef, the Fisher z-test and Zou's
-    interval of r_x - r_y by statistics.NormalDist, each test's verdict rule, and the paper's medians."""
-    from statistics import NormalDist
-
-    from das.study import PAPER, PRESET_CLAIMS
-
+def _table3_records(seeds=range(30)):
+    """Synthetic Table 3 trials (seq, blur, all ops): H2 is H1 + 0.04 dB trial for trial, BOHB-one-shot-Blur
+    3 dB higher with a one-shot PSNR that tracks its architecture PSNR, the others like H1."""
     rng = np.random.default_rng(7)
-    seeds = range(30)
     base = {s: float(rng.normal(20, 0.2)) for s in seeds}
-    arch = {"H1": base, "H2": {s: v + 0.04 for s, v in base.items()},          # on par with H1
-            "BOHB-one-shot-Blur": {s: float(rng.normal(23, 1)) for s in seeds},  # far above both
-            "BOHB-one-shot-DS": {s: float(rng.normal(20, 0.2)) for s in seeds}}
+    arch = {"H1": base, "H2": {s: v + 0.04 for s, v in base.items()},
+            "BOHB-one-shot-Blur": {s: float(rng.normal(23, 1)) for s in seeds},
+            "BOHB-one-shot-DS": {s: float(rng.normal(20, 0.2)) for s in seeds},
+            "BOHB-Blur": {s: float(rng.normal(20.3, 0.6)) for s in seeds}}
     one_shot = {p: {s: (v[s] + float(rng.normal(0, 0.3)) if p == "BOHB-one-shot-Blur" else float(rng.normal(10, 1)))
                     for s in seeds} for p, v in arch.items()}
     recs = [record("seq", "blur", "all", "das", s, round(arch[p][s], 3), round(one_shot[p][s], 3), preset=p)
             for p in arch for s in seeds]
-    rows = stats.preset_claims(recs)
-    assert {r["claim"] for r in rows} == {"T3.1", "T3.2", "T3.5", "T3.7"}  # only blur/all; no BOHB-Blur, no cell
-    assert all(r["x"] != "BOHB-Blur" and r["y"] != "BOHB-Blur" for r in rows)
+    values = {p: np.array([round(arch[p][s], 3) for s in seeds]) for p in arch}
+    shots = {p: np.array([round(one_shot[p][s], 3) for s in seeds]) for p in arch}
+    return recs, values, shots
 
-    t = _claim_row(rows, "T3.5", "blur", "all", "BOHB-one-shot-Blur", "BOHB-one-shot-DS")
-    x, y = (np.array([round(arch[p][s], 3) for s in seeds]) for p in ("BOHB-one-shot-Blur", "BOHB-one-shot-DS"))
-    assert (t["n_x"], t["n_y"]) == (30, 30)
+
+def test_preset_claims_by_hand():
+    """das.study.PRESET_CLAIMS judged on synthetic Table 3 trials, against numpy, the standard library
+    and scipy's distributions by hand: medians, means and maxima and their differences; Welch's t with
+    its Welch-Satterthwaite degrees of freedom; Pearson r by np.corrcoef, the Fisher z-test and Zou's
+    interval of r_x - r_y by statistics.NormalDist; each test's verdict rule; and which of the paper's
+    columns (max, mean, median) a statement is set against."""
+    from statistics import NormalDist
+
+    from das.study import PAPER, PRESET_CLAIMS
+
+    recs, v, shots = _table3_records()
+    rows = stats.preset_claims(recs)
+    assert {r["claim"] for r in rows} == {"T3.1", "T3.2", "T3.4", "T3.5", "T3.6", "T3.7", "T3.8", "T3.10"}
+    assert all(r["data"] == "blur" and r["ops"] == "all" for r in rows)  # only what ran
+
+    t = _claim_row(rows, "T3.8", "blur", "all", "BOHB-one-shot-Blur", "BOHB-one-shot-DS")  # median
+    x, y = v["BOHB-one-shot-Blur"], v["BOHB-one-shot-DS"]
+    assert (t["n_x"], t["n_y"], t["statistic"]) == (30, 30, "median")
     assert t["difference"] == pytest.approx(np.median(x) - np.median(y), abs=1e-12)
     assert t["ci_low"] <= t["difference"] <= t["ci_high"] and t["verdict"] == "holds"
-    assert (t["paper_x"], t["paper_y"]) == (PAPER[("seq", "blur", "all", "das", "BOHB-one-shot-Blur")][2],
-                                             PAPER[("seq", "blur", "all", "das", "BOHB-one-shot-DS")][2])
-    assert t["paper_agrees"] == "yes"  # the paper's 18.04 against 14.41
+    paper = {p: PAPER[("seq", "blur", "all", "das", p)] for p in ("BOHB-one-shot-Blur", "BOHB-one-shot-DS", "H1")}
+    assert (t["paper_x"], t["paper_y"]) == (paper["BOHB-one-shot-Blur"][2], paper["BOHB-one-shot-DS"][2])
+    assert t["paper_agrees"] == ("yes" if paper["BOHB-one-shot-Blur"][2] > paper["BOHB-one-shot-DS"][2] else "no")
 
-    on_par = _claim_row(rows, "T3.2", "blur", "all", "BOHB-one-shot-DS", "H1")
-    assert on_par["verdict"] in ("holds (medians match within +-0.50 dB)", "undecided")
+    m = _claim_row(rows, "T3.10", "blur", "all", "H1", "BOHB-Blur")  # mean: Welch's t by hand
+    a, b = v["H1"], v["BOHB-Blur"]
+    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    tt = (a.mean() - b.mean()) / math.sqrt(va + vb)
+    df = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
+    assert m["difference"] == pytest.approx(a.mean() - b.mean(), abs=1e-12)
+    assert (m["p_greater"], m["p_less"]) == (pytest.approx(st.t.sf(tt, df), rel=1e-9),
+                                             pytest.approx(st.t.cdf(tt, df), rel=1e-9))
+    assert m["verdict"] == "does not hold" and m["paper_x"] == paper["H1"][1]  # the paper's mean column
+
+    mx = _claim_row(rows, "T3.4", "blur", "all", "H1", "BOHB-one-shot-Blur")  # the maximum: its sign, no test
+    assert mx["difference"] == pytest.approx(v["H1"].max() - v["BOHB-one-shot-Blur"].max(), abs=1e-12)
+    assert mx["verdict"] == "does not hold (the maximum: no test)" and math.isnan(mx["p_greater"])
+    assert mx["paper_x"] == paper["H1"][0]
+
     assert _claim_row(rows, "T3.2", "blur", "all", "BOHB-one-shot-Blur", "H1")["verdict"] == "does not hold"
-    assert _claim_row(rows, "T3.7", "blur", "all", "H1", "BOHB-one-shot-Blur")["verdict"] == "does not hold"
-    # H2 is H1 + 0.04 dB trial for trial: the interval of the difference sits inside +-0.5 dB
-    [t32] = [c for c in PRESET_CLAIMS if c.claim == "T3.2"]
+    [t32] = [c for c in PRESET_CLAIMS if c.claim == "T3.2"]  # H2 = H1 + 0.04 dB: on par
     [h] = stats.preset_claims(recs, claims=[dataclasses.replace(t32, ops=("all",), x=("H2",), y=("H1",))])
-    assert h["difference"] == pytest.approx(0.04, abs=2e-3) and h["verdict"].startswith("holds (medians match")
+    assert h["difference"] == pytest.approx(0.04, abs=1e-9) and h["verdict"].startswith("holds (on par")
 
     r = _claim_row(rows, "T3.1", "blur", "all", "BOHB-one-shot-Blur", "H1")
-    ox, ax = (np.array([round(d[s], 3) for s in seeds]) for d in (one_shot["BOHB-one-shot-Blur"],
-                                                                  arch["BOHB-one-shot-Blur"]))
-    oy, ay = (np.array([round(d[s], 3) for s in seeds]) for d in (one_shot["H1"], arch["H1"]))
-    rx, ry = np.corrcoef(ox, ax)[0, 1], np.corrcoef(oy, ay)[0, 1]
+    rx = np.corrcoef(shots["BOHB-one-shot-Blur"], v["BOHB-one-shot-Blur"])[0, 1]
+    ry = np.corrcoef(shots["H1"], v["H1"])[0, 1]
     assert (r["value_x"], r["value_y"]) == (pytest.approx(rx, abs=1e-12), pytest.approx(ry, abs=1e-12))
     norm, se = NormalDist(), math.sqrt(1 / 27)
     z = (math.atanh(rx) - math.atanh(ry)) / math.sqrt(2 / 27)
     assert r["p_greater"] == pytest.approx(norm.cdf(-z), rel=1e-9)
     assert r["p_less"] == pytest.approx(norm.cdf(z), rel=1e-9)
     q = norm.inv_cdf(0.975)
-    (lx, ux), (ly, uy) = ((math.tanh(math.atanh(v) - q * se), math.tanh(math.atanh(v) + q * se)) for v in (rx, ry))
+    (lx, ux), (ly, uy) = ((math.tanh(math.atanh(w) - q * se), math.tanh(math.atanh(w) + q * se)) for w in (rx, ry))
     assert r["ci_low"] == pytest.approx(rx - ry - math.sqrt((rx - lx) ** 2 + (uy - ry) ** 2), abs=1e-9)
     assert r["ci_high"] == pytest.approx(rx - ry + math.sqrt((ux - rx) ** 2 + (ry - ly) ** 2), abs=1e-9)
     assert r["verdict"] == "holds" and math.isnan(r["paper_x"]) and r["paper_agrees"] == ""
     lines = stats.preset_claim_sentences(rows)
-    assert len(lines) == 4 and any(line.startswith("T3.5") and "1 comparison, holds 1" in line for line in lines)
+    assert len(lines) == 8 and any(line.startswith("T3.8") and "1 comparison, holds 1" in line for line in lines)
+
+
+def test_preset_claims_spread_by_hand():
+    """"sd": the standard deviations, and Brown-Forsythe's test by hand (one-way ANOVA of the absolute
+    deviations from each sample's median, F distribution), halved towards the larger one."""
+    from das.study import PresetClaim
+
+    recs, v, _ = _table3_records()
+    claim = PresetClaim("X", "BOHB-Blur spreads more than H1", "higher", "sd", "seq", ("blur",), ("all",),
+                        ("BOHB-Blur",), ("H1",))
+    [r] = stats.preset_claims(recs, claims=[claim])
+    a, b = v["BOHB-Blur"], v["H1"]
+    assert (r["value_x"], r["value_y"]) == (pytest.approx(a.std(ddof=1)), pytest.approx(b.std(ddof=1)))
+    za, zb = np.abs(a - np.median(a)), np.abs(b - np.median(b))
+    grand = np.concatenate([za, zb]).mean()
+    between = len(za) * (za.mean() - grand) ** 2 + len(zb) * (zb.mean() - grand) ** 2
+    within = ((za - za.mean()) ** 2).sum() + ((zb - zb.mean()) ** 2).sum()
+    p = st.f.sf(between / (within / (len(za) + len(zb) - 2)), 1, len(za) + len(zb) - 2)
+    assert r["p_greater"] == pytest.approx(p / 2, rel=1e-9) and r["verdict"] == "holds"
+    assert r["ci_low"] <= r["difference"] <= r["ci_high"]
+
+
+def _variant(r, **change):
+    """A record whose group differs in `change` (as a real specification's group would)."""
+    g = json.loads(r["group"])
+    g.update(change)
+    return {**r, **{k: v for k, v in change.items() if k != "hparams"}, "group": json.dumps(g, sort_keys=True)}
 
 
 def test_preset_claims_edge_cases():
-    """Too few searches: no verdict; "at least" is claim (b)'s rule; a preset without trials gives no rows."""
-    from das.study import PRESET_CLAIMS, PresetClaim
+    """Too few searches: no verdict. "at least": a small deficit within the margin is on par, a large one
+    does not hold. Groups that differ in more than their preset (here the search order) are never set
+    against each other; a preset name two groups share (other hyperparameters) is left out; a constant
+    one-shot PSNR has no correlation."""
+    from das.study import PresetClaim
 
     few = [record("cell", "blur", "good", "das", s, 15.0 + s, preset=p) for p in ("H1", "H2") for s in range(3)]
     rows = stats.preset_claims(few)
     assert {r["claim"] for r in rows} == {"T4.1"} and all(r["verdict"] == "not enough trials" for r in rows)
-    assert not [r for r in rows if "Non-Seq" in r["x"] + r["y"]]  # not run: no row
-    lower = [record("cell", "blur", "good", "das", s, 15.0 + 0.1 * s, preset="H1") for s in range(20)]
-    higher = [record("cell", "blur", "good", "das", s, 18.0 + 0.1 * s, preset="H2") for s in range(20)]
-    claim = PresetClaim("X", "H1 at least H2", "at least", "cell", ("blur",), ("good",), ("H1",), ("H2",))
-    [r] = stats.preset_claims(lower + higher, claims=[claim])
-    assert r["verdict"] == "does not hold" and r["difference"] == pytest.approx(-3.0)
-    close = [record("cell", "blur", "good", "das", s, 18.0 + 0.01 * s, preset=p)
-             for p in ("H1", "H2") for s in range(20)]
-    [r] = stats.preset_claims(close, claims=[claim])
-    assert r["verdict"].startswith("holds (medians match")
-    assert len({c.claim for c in PRESET_CLAIMS}) == 12 and all(c.test in ("higher", "match", "at least", "r higher")
-                                                              for c in PRESET_CLAIMS)
+
+    claim = PresetClaim("X", "H1 at least H2", "at least", "median", "cell", ("blur",), ("good",), ("H1",), ("H2",))
+    h1 = [record("cell", "blur", "good", "das", s, 18.0 + 0.01 * s, preset="H1") for s in range(30)]
+    for shift, verdict in ((0.2, "holds (on par"), (3.0, "does not hold"), (-0.3, "holds (higher)")):
+        h2 = [record("cell", "blur", "good", "das", s, 18.0 + shift + 0.01 * s, preset="H2") for s in range(30)]
+        [r] = stats.preset_claims(h1 + h2, claims=[claim])
+        assert r["verdict"].startswith(verdict), (shift, r["verdict"], r["ci_low"], r["ci_high"])
+
+    order2 = [_variant(r, order=2) for r in h1[:]]
+    low = [record("cell", "blur", "good", "das", s, 10.0 + 0.01 * s, preset="H2") for s in range(30)]
+    high2 = [_variant(record("cell", "blur", "good", "das", s, 18.0 + 0.01 * s, preset="H2"), order=2)
+             for s in range(30)]
+    rows = stats.preset_claims([_variant(r, order=1) for r in low] + order2 + high2, claims=[claim])
+    assert len(rows) == 1 and "order=2" in rows[0]["settings"].split() and rows[0]["verdict"].startswith("holds (on")
+
+    other_h1 = [_variant(r, hparams={"alpha_lr": 0.5}) for r in h1]
+    assert stats.preset_claims(h1 + other_h1 + high2, claims=[claim]) == []  # two "H1": which one?
+
+    recs, _, _ = _table3_records(range(8))
+    flat = [dict(r, one_shot_psnr=10.0) if r["preset"] == "H1" else r for r in recs]
+    r = _claim_row(stats.preset_claims(flat), "T3.1", "blur", "all", "BOHB-one-shot-Blur", "H1")
+    assert r["verdict"].startswith("no value") and math.isnan(r["value_y"])
 
 
 def test_preset_claims_between_two_methods():
     """Figure 5's statements set DAS-single against DAS: y is taken from y_method's trials, not from
     x's method under the same preset name."""
     das = [record("seq", "blur", "all", "das", s, 22.0 + 0.01 * s, preset="BOHB-one-shot-Blur") for s in range(20)]
-    das += [record("seq", "blur", "all", "das", s, 30.0, preset="BOHB-DAS-single") for s in range(20)]
-    single = [record("seq", "blur", "all", "das-single", s, 20.0 + 0.01 * s, preset="BOHB-DAS-single")
+    das += [record("seq", "blur", "all", "das", s, 30.0 + s, preset="BOHB-DAS-single") for s in range(20)]
+    single = [record("seq", "blur", "all", "das-single", s, 20.0 + 0.1 * s, preset="BOHB-DAS-single")
               for s in range(20)]
-    [r] = [r for r in stats.preset_claims(das + single) if r["claim"] == "F5.3"]
-    assert (r["method"], r["y_method"], r["value_x"], r["value_y"]) == ("das", "das-single", pytest.approx(22.095),
-                                                                         pytest.approx(20.095))
-    assert r["verdict"] == "holds" and "DAS-single BOHB-DAS-single" in stats.preset_claim_sentences([r])[0]
-    assert not [r for r in stats.preset_claims(das) if r["claim"] in ("F5.1", "F5.3")]  # no DAS-single trials
+    rows = {r["claim"]: r for r in stats.preset_claims(das + single)}
+    assert set(rows) == {"F5.3", "F5.4"}  # F5.1 and F5.2 need DAS under H1 or H2
+    r = rows["F5.3"]
+    assert (r["method"], r["y_method"], r["value_x"], r["value_y"]) == ("das", "das-single", pytest.approx(22.19),
+                                                                         pytest.approx(21.9))
+    assert r["verdict"].startswith("holds") and "DAS-single BOHB-DAS-single" in stats.preset_claim_sentences([r])[0]
+    sd = rows["F5.4"]  # DAS (0.01 dB steps) spreads less than DAS-single (0.1 dB steps)
+    assert sd["value_x"] < sd["value_y"] and sd["verdict"] == "does not hold"
+    assert not [r for r in stats.preset_claims(das) if r["claim"].startswith("F5")]  # no DAS-single trials
