@@ -25,6 +25,9 @@ CHOICE = REPRO / "readings" / "choice.json"
 # with the table file that holds a cell ({preset}: the cell's preset, in the layout of Tables 1 and 2)
 FULL = {"table1": "table1_seq_{preset}.csv", "table2": "table2_cell_{preset}.csv",
         "table3": "table3_seq_das_presets.csv", "figure5": "table1_seq_{preset}.csv"}
+# the confirmation studies committed in part (not all their trials have run yet): the analysis covers
+# them, so the regeneration test reads them too, but their cells are not checked for completeness
+PARTIAL = ("table4",)
 # the studies' rows also run under a preset file (sweep.py --preset FILE): BOHB's incumbent in Table 3
 INCUMBENT = REPRO / "bohb" / "one-shot-blur" / "incumbent.json"
 PRESET_FILES = {"table3": str(INCUMBENT)}
@@ -126,7 +129,7 @@ def test_trials_the_reading_cannot_change_reproduce_the_committed_ones(conf, tab
 
 def test_the_confirmation_regenerates_from_its_committed_table(tmp_path):
     """The README's command on the committed table, from another folder: the same tables."""
-    studies = ",".join(f"confirmation-{t}" for t in sorted(FULL))
+    studies = ",".join(f"confirmation-{t}" for t in sorted(FULL) + list(PARTIAL))
     files = [PRESET_FILES[t] for t in sorted(FULL) if t in PRESET_FILES]
     p = subprocess.run([sys.executable, str(Path(ROOT) / "analyze.py"), str(CONF / "trials.csv.gz"), "--study",
                         studies, *(["--preset", ",".join(files)] if files else []), "--reading", str(CHOICE),
