@@ -111,7 +111,7 @@ def test_reports_name_only_commits_in_the_history():
     import re
 
     names = set()
-    for report in [REPRO / "README.md", *REPRO.glob("*/README.md")]:
+    for report in REPRO.rglob("README.md"):
         names |= set(re.findall(r"\b[0-9a-f]{7,40}\b", report.read_text()))
     names = {n for n in names if re.search(r"[a-f]", n) and re.search(r"[0-9]", n)}
     assert names
